@@ -1,0 +1,1 @@
+"""The ``brainlesioncl`` command-line tool."""

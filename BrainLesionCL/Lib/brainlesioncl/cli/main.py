@@ -1,0 +1,254 @@
+"""``brainlesioncl`` command-line tool.
+
+Sub-commands: ``segment`` (one case, or a batch from a folder/CSV), ``models list|info|import|activate|rollback|
+export``. Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant.
+
+Exit codes: 0 success; 1 unexpected error (a bug: please report it); 2 bad input; 3 model/registry problem;
+4 some cases of a batch failed; 130 cancelled.
+
+With ``--progress json`` every progress step is printed on stdout as one line ``PROGRESS {"fraction": f, "stage": s}``
+so a parent process (the Slicer module) can show it; ``--progress bar`` (default on a terminal) draws a bar on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import __version__
+from ..errors import BrainLesionCLError
+
+logger = logging.getLogger("brainlesioncl")
+
+EXIT_BATCH_FAILURES = 4
+
+
+def _progress_printer(kind: str):
+    if kind == "none":
+        return None
+    if kind == "json":
+
+        def emit(fraction: float, stage: str) -> None:
+            print("PROGRESS " + json.dumps({"fraction": round(fraction, 4), "stage": stage}), flush=True)
+
+        return emit
+    width = 30
+
+    def bar(fraction: float, stage: str) -> None:
+        filled = int(round(width * fraction))
+        sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {100 * fraction:5.1f}% {stage[:60]:<60}")
+        if fraction >= 1.0:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return bar
+
+
+def _parse_inputs(pairs: Sequence[str]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise BrainLesionCLError(
+                f"--input {pair!r} must look like MODALITY=FILE, e.g. --input FLAIR=flair.nii.gz"
+            )
+        name, path = pair.split("=", 1)
+        if name in inputs:
+            raise BrainLesionCLError(f"--input {name} is given twice; give each modality once.")
+        inputs[name.strip()] = path.strip()
+    return inputs
+
+
+def _registry(args: argparse.Namespace):
+    from ..registry import ModelRegistry
+
+    return ModelRegistry(args.registry)
+
+
+def _make_segmenter(args: argparse.Namespace, disease: str):
+    from ..inference import InferenceConfig, Segmenter, resolve_disease_model
+
+    registry = _registry(args)
+    version = resolve_disease_model(registry, disease, args.model)
+    config = InferenceConfig(mode=args.mode)
+    return Segmenter.from_bundle(registry.get(version), device=args.device, inference=config)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    if args.cases:
+        return _segment_batch(args)
+    if not args.input:
+        raise BrainLesionCLError("Give the case with --input MODALITY=FILE (repeatable), or a batch with --cases.")
+    if not args.output:
+        raise BrainLesionCLError("Give the output labelmap path with -o/--output (e.g. -o seg.nii.gz).")
+    from ..io import check_output_path
+
+    inputs = _parse_inputs(args.input)
+    # Check outputs before any heavy work, so a typo costs nothing.
+    check_output_path(args.output, overwrite=args.overwrite)
+    if args.probabilities:
+        check_output_path(args.probabilities, overwrite=args.overwrite)
+    segmenter = _make_segmenter(args, args.disease)
+    logger.info("model %s on %s", segmenter.metadata.version, segmenter.device)
+    start = time.perf_counter()
+    result = segmenter.segment(
+        inputs, args.disease, reference=args.reference, progress=_progress_printer(args.progress)
+    )
+    result.write(args.output, probabilities=args.probabilities, overwrite=args.overwrite)
+    summary = {
+        "output": str(args.output),
+        "model": result.model_version,
+        "disease": result.disease,
+        "channels": result.channels_used,
+        "lesion_volume_ml": round(result.lesion_volume_ml, 3),
+        "lesion_count": result.lesion_count,
+        "seconds": round(time.perf_counter() - start, 2),
+        "device": segmenter.device,
+    }
+    print(json.dumps(summary) if args.progress == "json" else _human_summary(summary))
+    return 0
+
+
+def _human_summary(summary: dict) -> str:
+    return (
+        f"Wrote {summary['output']}: {summary['lesion_count']} lesion(s), {summary['lesion_volume_ml']:.2f} mL "
+        f"({summary['disease']}, model {summary['model']}, channels {'+'.join(summary['channels'])}, "
+        f"{summary['seconds']:.1f} s on {summary['device']})"
+    )
+
+
+def _segment_batch(args: argparse.Namespace) -> int:
+    from ..cases import find_cases
+
+    if not args.output_dir:
+        raise BrainLesionCLError("Batch mode needs --output-dir (an existing folder) for the labelmaps.")
+    out_dir = Path(args.output_dir)
+    if not out_dir.is_dir():
+        raise BrainLesionCLError(f"--output-dir {out_dir} does not exist; create it first.")
+    cases = find_cases(args.cases)
+    segmenters: dict[str, object] = {}
+    failures = 0
+    for index, case in enumerate(cases, start=1):
+        disease = case.disease or args.disease
+        try:
+            segmenter = segmenters.get(disease)
+            if segmenter is None:
+                segmenter = segmenters[disease] = _make_segmenter(args, disease)
+            output = out_dir / f"{case.name}_seg.nii.gz"
+            probabilities = out_dir / f"{case.name}_prob.nii.gz" if args.save_probabilities else None
+            result = segmenter.segment({m.value: p for m, p in case.images.items()}, disease)
+            result.write(output, probabilities=probabilities, overwrite=args.overwrite)
+            print(f"[{index}/{len(cases)}] {case.name}: {result.lesion_count} lesion(s), "
+                  f"{result.lesion_volume_ml:.2f} mL -> {output}")
+        except BrainLesionCLError as err:
+            failures += 1
+            print(f"[{index}/{len(cases)}] {case.name}: FAILED: {err}", file=sys.stderr)
+    print(f"{len(cases) - failures} of {len(cases)} case(s) segmented.")
+    return EXIT_BATCH_FAILURES if failures else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    action = args.models_action
+    if action == "list":
+        infos = registry.list()
+        if not infos:
+            print("No model installed. Import one with `brainlesioncl models import FILE`.")
+        for info in infos:
+            flags = ("*" if info.active else " ") + ("B" if info.builtin else " ")
+            print(f"{flags} {info.version:<28} {info.kind:<22} parent={info.parent or '-':<20} "
+                  f"channels={','.join(info.channels)} diseases={','.join(info.disease_slots) or '-'}")
+        print("(* active, B shipped with BrainLesionCL)")
+    elif action == "info":
+        bundle = registry.get(args.version)
+        bundle.verify()
+        print(json.dumps(bundle.metadata.to_json(), indent=2))
+    elif action == "import":
+        version = registry.import_checkpoint(args.file, name=args.name, fmt=args.format)
+        print(f"Imported {args.file} as {version}.")
+        if args.activate:
+            registry.activate(version)
+            print(f"{version} is now active.")
+    elif action == "activate":
+        registry.activate(args.version)
+        print(f"{args.version} is now active.")
+    elif action == "rollback":
+        print(f"Rolled back to {registry.rollback(args.role)}.")
+    elif action == "export":
+        print(f"Exported to {registry.export(args.version, args.destination)}.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brainlesioncl",
+        description="Brain-lesion segmentation with any set of MRI modalities, and continual learning on local cases.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--registry", help="model registry folder (default: ~/.brainlesioncl/models)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="segment one case, or a batch of cases")
+    seg.add_argument("--input", "-i", action="append", metavar="MODALITY=FILE",
+                     help="one input volume (repeat per modality): FLAIR, T1, T1c, T2, PD, DWI, SWI, ADC or aliases")
+    seg.add_argument("--disease", "-d", default="unknown",
+                     help="tumour, stroke, MS, WMH, metastasis or unknown (default)")
+    seg.add_argument("--output", "-o", help="output labelmap (.nii.gz, .nii, .nrrd, .mha)")
+    seg.add_argument("--probabilities", help="also write the lesion probability map here")
+    seg.add_argument("--reference", help="modality whose grid the output takes (default: the first --input)")
+    seg.add_argument("--model", help="model version (default: the active one)")
+    seg.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    seg.add_argument("--mode", default="fast", choices=["fast", "reference"],
+                     help="fast single pass on the brain box (default) or the published sliding-window protocol")
+    seg.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    seg.add_argument("--cases", help="batch: a folder of case folders, or a CSV manifest")
+    seg.add_argument("--output-dir", help="batch: folder for <case>_seg.nii.gz")
+    seg.add_argument("--save-probabilities", action="store_true", help="batch: also write <case>_prob.nii.gz")
+    seg.add_argument("--progress", choices=["bar", "json", "none"],
+                     default="bar" if sys.stderr.isatty() else "none", help="progress display")
+    seg.set_defaults(func=cmd_segment)
+
+    models = sub.add_parser("models", help="list, inspect, import, activate, roll back and export model versions")
+    msub = models.add_subparsers(dest="models_action", required=True)
+    msub.add_parser("list", help="list versions")
+    info = msub.add_parser("info", help="show a version's metadata (verifies its weights)")
+    info.add_argument("version", nargs="?", default=None)
+    imp = msub.add_parser("import", help="import a published BrainCL (.pt) or MultiUnet (.pth) checkpoint")
+    imp.add_argument("file")
+    imp.add_argument("--name", help="registry name (default: braincl or multiunet)")
+    imp.add_argument("--format", default="auto", choices=["auto", "braincl", "multiunet"])
+    imp.add_argument("--activate", action="store_true", help="activate the imported version")
+    act = msub.add_parser("activate", help="make a version the active one")
+    act.add_argument("version")
+    rb = msub.add_parser("rollback", help="re-activate the previously active version")
+    rb.add_argument("--role", default="segmentation", choices=["segmentation", "metastasis"])
+    exp = msub.add_parser("export", help="copy a version's bundle to a new folder")
+    exp.add_argument("version")
+    exp.add_argument("destination")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except BrainLesionCLError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

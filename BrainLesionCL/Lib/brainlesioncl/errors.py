@@ -1,0 +1,100 @@
+"""Exceptions raised by BrainLesionCL.
+
+Every error a user can cause derives from :class:`BrainLesionCLError` and carries a message that says what was
+received, what was expected and how to fix it. Callers (the CLI, the Slicer module) catch the base class, show the
+message once and map it to an exit code; anything else is a bug.
+
+The classes also derive from the built-in exception that matches their meaning (``ValueError``,
+``FileNotFoundError``, ...), so code that does not know BrainLesionCL can still handle them sensibly.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrainLesionCLError",
+    "InvalidImageError",
+    "GeometryError",
+    "ChannelMappingError",
+    "UnknownModalityError",
+    "DuplicateChannelError",
+    "NoChannelError",
+    "DiseaseNotSupportedError",
+    "ModelError",
+    "ModelNotFoundError",
+    "CorruptModelError",
+    "IncompatibleWeightsError",
+    "UnsafeCheckpointError",
+    "VersionExistsError",
+    "OutputPathError",
+    "CancelledError",
+]
+
+
+class BrainLesionCLError(Exception):
+    """Base class of every error BrainLesionCL raises on purpose."""
+
+    exit_code: int = 2
+
+
+class InvalidImageError(BrainLesionCLError, ValueError):
+    """An image cannot be used: wrong dimensionality, empty, constant, NaN/Inf voxels, unreadable."""
+
+
+class GeometryError(BrainLesionCLError, ValueError):
+    """Images (or an image and its label) do not share the geometry an operation needs."""
+
+
+class ChannelMappingError(BrainLesionCLError, ValueError):
+    """The mapping from user volumes to model channels is invalid."""
+
+
+class UnknownModalityError(ChannelMappingError):
+    """A modality name matches no modality or alias in the registry."""
+
+
+class DuplicateChannelError(ChannelMappingError):
+    """Two inputs map to the same model channel, or the same volume is mapped to two channels."""
+
+
+class NoChannelError(ChannelMappingError):
+    """No input maps to any channel of the model."""
+
+
+class DiseaseNotSupportedError(BrainLesionCLError, ValueError):
+    """The disease tag is unknown, or the model has no slot for it."""
+
+
+class ModelError(BrainLesionCLError):
+    """Base class of model-bundle and registry problems."""
+
+    exit_code = 3
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """A model version or bundle does not exist."""
+
+
+class CorruptModelError(ModelError, ValueError):
+    """A bundle's files are truncated, unreadable, or do not match their recorded sha256."""
+
+
+class IncompatibleWeightsError(ModelError, ValueError):
+    """A state dict does not match the architecture (missing/unexpected keys or wrong shapes)."""
+
+
+class UnsafeCheckpointError(ModelError, ValueError):
+    """A checkpoint would need arbitrary pickled code to load; it is refused, never executed."""
+
+
+class VersionExistsError(ModelError, FileExistsError):
+    """A registry version with this id exists already; versions are never overwritten."""
+
+
+class OutputPathError(BrainLesionCLError, OSError):
+    """An output cannot be written where asked (missing folder, existing file, unsupported extension)."""
+
+
+class CancelledError(BrainLesionCLError):
+    """The user cancelled a long operation. Nothing partial was written."""
+
+    exit_code = 130

@@ -1,0 +1,223 @@
+"""Running a network over a prepared volume: device choice, context vector, single pass or sliding window.
+
+Two protocols:
+
+* ``reference``: what the BrainCL evaluation does. MONAI sliding window, ROI 128^3, overlap 0.5, sw_batch 8,
+  constant blending, fp32, over the whole working grid (no foreground crop).
+* ``fast`` (default): the caller crops to the brain box (see :class:`~brainlesioncl.preprocessing.PreprocessConfig`),
+  and the whole box goes through the network in **one pass** when it fits the memory budget: no overlapping windows
+  computed twice, no window seams, and InstanceNorm statistics taken over the whole brain. Larger boxes fall back to a
+  sliding window with big windows and Gaussian blending. Experts run fused (one conv per MoE layer). On CUDA the
+  network runs under float16 autocast.
+
+The device code path is the same on CPU and CUDA; only the device and autocast differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from ..errors import BrainLesionCLError, CancelledError
+from ..modalities import Disease, disease_context
+
+__all__ = [
+    "InferenceMode",
+    "InferenceConfig",
+    "ProgressCallback",
+    "CancelCheck",
+    "select_device",
+    "build_context",
+    "Predictor",
+]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None]
+CancelCheck = Callable[[], bool]
+
+
+class InferenceMode(str, Enum):
+    FAST = "fast"
+    REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Inference settings.
+
+    Args:
+        mode: ``fast`` or ``reference`` (see the module docstring).
+        roi_size: sliding-window ROI edge (voxels) of the reference protocol.
+        overlap: sliding-window overlap of the reference protocol.
+        sw_batch_size: windows per forward pass in the reference protocol.
+        max_single_pass_voxels: the fast path runs the whole box at once up to this many voxels.
+        fast_roi_size: window edge when the fast path must fall back to a sliding window.
+        threshold: lesion probability at or above which a voxel is labelled lesion.
+        amp: float16 autocast on CUDA (ignored on CPU, where fp32 is both faster and exact).
+    """
+
+    mode: InferenceMode | str = InferenceMode.FAST
+    roi_size: int = 128
+    overlap: float = 0.5
+    sw_batch_size: int = 8
+    max_single_pass_voxels: int = 9_000_000
+    fast_roi_size: int = 160
+    threshold: float = 0.5
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", InferenceMode(self.mode))
+        if not 0 <= self.overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.roi_size % 16 or self.fast_roi_size % 16:
+            raise ValueError("ROI sizes must be multiples of 16")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mode"] = InferenceMode(self.mode).value
+        return d
+
+
+def select_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU. Asking for CUDA where there is none is an error, not a fallback."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise BrainLesionCLError(
+            "CUDA was requested but PyTorch sees no CUDA device (a CPU-only PyTorch build, or no NVIDIA driver). "
+            "Use --device cpu (or auto), or install a CUDA build of PyTorch."
+        )
+    return resolved
+
+
+def build_context(
+    present: Sequence[bool], disease: Disease | str, disease_slots: Sequence[str]
+) -> torch.Tensor:
+    """The MoE gate input: modality-present flags in channel order, then the disease vector. Shape (1, C + S)."""
+    flags = [1.0 if p else 0.0 for p in present]
+    disease_part = disease_context(disease, disease_slots) if disease_slots else []
+    return torch.tensor([flags + disease_part], dtype=torch.float32)
+
+
+class _Windows:
+    """Counts forward calls for progress and checks for cancellation between windows."""
+
+    def __init__(
+        self, network: nn.Module, total: int, progress: ProgressCallback | None, cancel: CancelCheck | None
+    ) -> None:
+        self.network, self.total, self.progress, self.cancel = network, max(total, 1), progress, cancel
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        if self.cancel is not None and self.cancel():
+            raise CancelledError("Segmentation cancelled; nothing was written.")
+        out = self.network(x, context)
+        self.done += 1
+        if self.progress is not None:
+            fraction = min(self.done / self.total, 1.0)
+            elapsed = time.perf_counter() - self.started
+            eta = elapsed / fraction * (1 - fraction) if fraction > 0 else float("nan")
+            self.progress(fraction, f"inference {self.done}/{self.total} (ETA {eta:.0f} s)")
+        return out
+
+
+def _num_windows(shape: Sequence[int], roi: int, overlap: float) -> int:
+    interval = max(int(roi * (1 - overlap)), 1)
+    count = 1
+    for size in shape:
+        count *= 1 if size <= roi else math.ceil((size - roi) / interval) + 1
+    return count
+
+
+class Predictor:
+    """Turns a prepared (C, X, Y, Z) array into a lesion-probability array of the same spatial shape.
+
+    Args:
+        network: any module called as ``network(x, context)`` returning logits (B, K, X, Y, Z).
+        activation: ``softmax`` (K >= 2 classes) or ``sigmoid``.
+        lesion_channel: which output channel is the lesion.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
+        config: :class:`InferenceConfig`.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        activation: str = "softmax",
+        lesion_channel: int = 1,
+        device: str | torch.device | None = "auto",
+        config: InferenceConfig | None = None,
+    ) -> None:
+        if activation not in ("softmax", "sigmoid"):
+            raise ValueError(f"activation must be 'softmax' or 'sigmoid', not {activation!r}")
+        self.config = config or InferenceConfig()
+        self.device = select_device(device)
+        self.network = network.to(self.device).eval()
+        self.activation = activation
+        self.lesion_channel = lesion_channel
+
+    def _probability(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.activation == "softmax":
+            return torch.softmax(logits, dim=1)[:, self.lesion_channel]
+        return torch.sigmoid(logits[:, self.lesion_channel])
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        array: np.ndarray,
+        context: torch.Tensor,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCheck | None = None,
+    ) -> np.ndarray:
+        """Lesion probability (X, Y, Z), float32 in [0, 1]."""
+        if array.ndim != 4:
+            raise ValueError(f"expected a (C, X, Y, Z) array, got shape {array.shape}")
+        cfg = self.config
+        x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None].to(self.device)
+        ctx = context.to(self.device)
+        spatial = x.shape[2:]
+        use_amp = cfg.amp and self.device.type == "cuda"
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=use_amp):
+            if cfg.mode is InferenceMode.REFERENCE:
+                logits = self._sliding(x, ctx, cfg.roi_size, cfg.overlap, cfg.sw_batch_size, "constant", progress, cancel)
+            elif math.prod(spatial) <= cfg.max_single_pass_voxels and all(s % 16 == 0 for s in spatial):
+                runner = _Windows(self.network, 1, progress, cancel)
+                logits = runner(x, ctx)
+            else:
+                logger.info("box %s exceeds the single-pass budget; using %d^3 windows", tuple(spatial), cfg.fast_roi_size)
+                logits = self._sliding(x, ctx, cfg.fast_roi_size, 0.25, 1, "gaussian", progress, cancel)
+        return self._probability(logits)[0].cpu().numpy().astype(np.float32, copy=False)
+
+    def _sliding(
+        self,
+        x: torch.Tensor,
+        ctx: torch.Tensor,
+        roi: int,
+        overlap: float,
+        batch: int,
+        blend: str,
+        progress: ProgressCallback | None,
+        cancel: CancelCheck | None,
+    ) -> torch.Tensor:
+        total = math.ceil(_num_windows(x.shape[2:], roi, overlap) / batch)
+        runner = _Windows(self.network, total, progress, cancel)
+        return sliding_window_inference(
+            x, (roi,) * 3, batch, runner, overlap=overlap, mode=blend, context=ctx
+        )

@@ -1,0 +1,246 @@
+"""End-to-end segmentation of one case: map channels, read, preprocess, predict, restore, threshold.
+
+This is the API the CLI, the batch mode and the Slicer module call::
+
+    segmenter = Segmenter.from_registry()                        # active model, CUDA if present
+    result = segmenter.segment({"FLAIR": "flair.nii.gz", "T1": "t1.nii.gz"}, disease="tumour")
+    result.write("seg.nii.gz", probabilities="prob.nii.gz")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from torch import nn
+
+from ..errors import CancelledError, ModelError
+from ..io.image_io import check_output_path, read_image, validate_image, write_image
+from ..modalities import Disease, Modality, map_channels, resolve_disease, resolve_modality
+from ..models.factory import ModelKind
+from ..preprocessing.pipeline import PreprocessConfig, prepare_case
+from ..registry.bundle import ModelBundle, ModelMetadata
+from ..registry.registry import ModelRegistry
+from .predictor import CancelCheck, InferenceConfig, InferenceMode, Predictor, ProgressCallback, build_context
+
+__all__ = ["SegmentationResult", "Segmenter", "label_statistics", "resolve_disease_model"]
+
+logger = logging.getLogger(__name__)
+
+ImageInput = sitk.Image | str | os.PathLike
+
+
+@dataclass
+class SegmentationResult:
+    """Outputs on the reference volume's original grid, plus what a report or the Slicer module shows."""
+
+    label: sitk.Image
+    probability: sitk.Image
+    model_version: str
+    disease: str
+    channels_used: list[str]
+    context: list[float]
+    lesion_volume_ml: float
+    lesion_count: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def write(
+        self,
+        label_path: str | os.PathLike,
+        *,
+        probabilities: str | os.PathLike | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Write the labelmap (uint8: 0 background, 1 lesion) and optionally the probability map, atomically.
+
+        Both paths are checked before either file is written, so a bad second path leaves nothing behind.
+        """
+        check_output_path(label_path, overwrite=overwrite)
+        if probabilities is not None:
+            check_output_path(probabilities, overwrite=overwrite)
+        write_image(self.label, label_path, overwrite=overwrite)
+        if probabilities is not None:
+            write_image(self.probability, probabilities, overwrite=overwrite)
+
+
+def label_statistics(label: sitk.Image) -> tuple[float, int]:
+    """Lesion volume in mL and number of 26-connected lesions of a binary labelmap."""
+    array = sitk.GetArrayViewFromImage(label)
+    voxel_ml = float(np.prod(label.GetSpacing())) / 1000.0
+    volume = float(np.count_nonzero(array)) * voxel_ml
+    if volume == 0:
+        return 0.0, 0
+    components = sitk.ConnectedComponent(label > 0, True)
+    count = int(sitk.GetArrayViewFromImage(components).max())
+    return volume, count
+
+
+class Segmenter:
+    """Segments cases with one model.
+
+    Args:
+        network: the network (``network(x, context) -> logits``); tests may inject any module.
+        metadata: the model's metadata (channel order, disease slots, output activation, preprocessing).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
+        inference: :class:`InferenceConfig`; ``mode="reference"`` reproduces the published evaluation protocol.
+        preprocessing: overrides the bundle's preprocessing settings.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        metadata: ModelMetadata,
+        *,
+        device: str = "auto",
+        inference: InferenceConfig | None = None,
+        preprocessing: PreprocessConfig | None = None,
+    ) -> None:
+        if metadata.kind is ModelKind.METASTASIS_TWO_STAGE:
+            raise ModelError("The two-stage metastasis model is served by its own pipeline, not by Segmenter.")
+        self.metadata = metadata
+        self.inference = inference or InferenceConfig()
+        self.preprocessing = preprocessing or metadata.preprocess_config
+        if self.inference.mode is InferenceMode.REFERENCE:
+            # The published protocol slides windows over the whole grid, without a foreground crop.
+            self.preprocessing = PreprocessConfig.from_dict({**self.preprocessing.to_dict(), "crop_foreground": False})
+        self.predictor = Predictor(
+            network,
+            activation=metadata.output.get("activation", "softmax"),
+            lesion_channel=int(metadata.output.get("lesion_channel", 1)),
+            device=device,
+            config=self.inference,
+        )
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle, **kwargs) -> Segmenter:
+        return cls(bundle.build(), bundle.metadata, **kwargs)
+
+    @classmethod
+    def from_registry(
+        cls, registry: ModelRegistry | None = None, version: str | None = None, **kwargs
+    ) -> Segmenter:
+        """The given version, or the registry's active segmentation model."""
+        registry = registry or ModelRegistry()
+        return cls.from_bundle(registry.get(version), **kwargs)
+
+    @property
+    def device(self) -> str:
+        return str(self.predictor.device)
+
+    def check_disease(self, disease: Disease | str) -> Disease:
+        """Resolve a tag and make sure this model can take it (before any heavy work)."""
+        tag = resolve_disease(disease)
+        build_context([True] * len(self.metadata.channels), tag, self.metadata.disease_slots)
+        if not self.metadata.disease_slots and tag not in (Disease.UNKNOWN,):
+            logger.info("model %s has no disease input; the %s tag does not change its output",
+                        self.metadata.version, tag.value)
+        return tag
+
+    def segment(
+        self,
+        inputs: Mapping[str | Modality, ImageInput],
+        disease: Disease | str = Disease.UNKNOWN,
+        *,
+        reference: str | Modality | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCheck | None = None,
+    ) -> SegmentationResult:
+        """Segment one case.
+
+        Args:
+            inputs: ``{modality name or alias: image or path}``; names are validated against the model's channels.
+            disease: disease tag (see :func:`~brainlesioncl.modalities.disease_context` for routing).
+            reference: the input whose grid the outputs take; default: the first input.
+            progress: called with (fraction 0..1, stage text).
+            cancel: polled between steps; return True to stop with :class:`CancelledError`.
+
+        Raises:
+            ChannelMappingError, InvalidImageError, GeometryError, DiseaseNotSupportedError, CancelledError.
+        """
+        timings: dict[str, float] = {}
+        report = progress or (lambda _f, _s: None)
+
+        def check_cancel() -> None:
+            if cancel is not None and cancel():
+                raise CancelledError("Segmentation cancelled; nothing was written.")
+
+        mapped = map_channels(inputs, self.metadata.channels)
+        tag = self.check_disease(disease)
+        if reference is not None:
+            reference = next((m for m in mapped if m.value.lower() == str(reference).lower()), reference)
+
+        t0 = time.perf_counter()
+        report(0.0, "reading images")
+        images = {}
+        for modality, source in mapped.items():
+            check_cancel()
+            if isinstance(source, sitk.Image):
+                image = sitk.Cast(source, sitk.sitkFloat32) if source.GetDimension() == 3 else source
+                validate_image(image, modality.value)
+            else:
+                image = read_image(source, name=modality.value)
+            images[modality] = image
+        timings["read"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        report(0.05, "resampling and normalising")
+        check_cancel()
+        ordered_inputs = {m: images[m] for m in inputs_order(inputs, mapped)}
+        prepared = prepare_case(
+            ordered_inputs, self.metadata.channels, reference=reference, config=self.preprocessing
+        )
+        context = build_context(prepared.present, tag, self.metadata.disease_slots)
+        timings["preprocess"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+
+        def inference_progress(fraction: float, stage: str) -> None:
+            report(0.15 + 0.75 * fraction, stage)
+
+        check_cancel()
+        probability = self.predictor.predict(
+            prepared.array, context, progress=inference_progress, cancel=cancel
+        )
+        timings["inference"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        report(0.9, "mapping back to the reference grid")
+        check_cancel()
+        probability_image = prepared.restore(probability)
+        label = sitk.Cast(probability_image >= self.inference.threshold, sitk.sitkUInt8)
+        label.CopyInformation(probability_image)
+        volume_ml, count = label_statistics(label)
+        timings["restore"] = time.perf_counter() - t0
+        report(1.0, "done")
+        return SegmentationResult(
+            label=label,
+            probability=probability_image,
+            model_version=self.metadata.version or self.metadata.name,
+            disease=tag.value,
+            channels_used=[m.value for m in mapped],
+            context=[float(v) for v in context[0].tolist()],
+            lesion_volume_ml=volume_ml,
+            lesion_count=count,
+            timings=timings,
+        )
+
+
+def inputs_order(inputs: Mapping, mapped: Mapping[Modality, object]) -> list[Modality]:
+    """The mapped modalities in the order the user gave them (the first one is the default reference)."""
+    return [resolve_modality(k) for k in inputs if resolve_modality(k) in mapped]
+
+
+def resolve_disease_model(registry: ModelRegistry, disease: Disease | str, version: str | None) -> str:
+    """Which version serves a disease: the explicit one, the active metastasis pipeline for metastasis, else the
+    active segmentation model."""
+    if version is not None:
+        return version
+    tag = resolve_disease(disease)
+    if tag is Disease.METASTASIS and (metastasis := registry.active_or_none("metastasis")):
+        return metastasis
+    return registry.active("segmentation")

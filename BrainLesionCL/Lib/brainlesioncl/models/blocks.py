@@ -1,0 +1,147 @@
+"""Building blocks shared by the residual U-Nets (BrainCL MoE U-Net and MultiUnet).
+
+Both published networks are built from MONAI ``Convolution`` blocks (conv -> InstanceNorm -> Dropout -> PReLU, the
+"NDA" order) and a residual unit whose shortcut has **no parameters**: an average pool added to the first ``in``
+channels of the output. The module names here mirror the published ones (``conv.unit0``, ``conv.unit1``,
+``experts.k``, ``gating_network``) so their ``state_dict`` loads with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution
+from torch import nn
+
+__all__ = ["conv_block", "MoEConvolution", "ParameterFreeResidualUnit"]
+
+_DROPOUT = 0.2
+
+
+def conv_block(
+    in_channels: int, out_channels: int, *, strides: int = 1, conv_only: bool = False, dropout: float = _DROPOUT
+) -> Convolution:
+    """3-D conv (kernel 3, padding 1, bias) followed by InstanceNorm(affine=False) -> Dropout -> PReLU(1)."""
+    return Convolution(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        strides=strides,
+        kernel_size=3,
+        act="PRELU",
+        norm="INSTANCE",
+        dropout=dropout,
+        adn_ordering="NDA",
+        conv_only=conv_only,
+    )
+
+
+class MoEConvolution(nn.Module):
+    """A mixture of ``num_experts`` identical conv blocks mixed by a softmax gate on the context vector.
+
+    The gate sees only the context (modality-present flags + disease one-hot), not the image, so every voxel of a
+    volume uses the same expert weights: routing is per case, which is what lets a disease or modality set own its
+    experts. All experts are evaluated (dense gating, as in the reference).
+
+    Args:
+        in_channels, out_channels: conv channels of each expert.
+        num_experts: experts per layer.
+        context_dim: length of the context vector.
+        fused: evaluate the experts as one convolution with ``num_experts * out_channels`` filters (same result,
+            fewer kernel launches and better CPU/GPU utilisation) instead of a Python loop over experts.
+
+    Shapes:
+        ``x`` (B, C_in, D, H, W), ``context`` (B or 1, context_dim) -> (B, C_out, D', H', W').
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_experts: int,
+        context_dim: int,
+        *,
+        fused: bool = True,
+        dropout: float = _DROPOUT,
+    ) -> None:
+        super().__init__()
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        self.experts = nn.ModuleList(
+            [conv_block(in_channels, out_channels, dropout=dropout) for _ in range(num_experts)]
+        )
+        self.gating_network = nn.Linear(context_dim, num_experts)
+        self.fused = fused
+        self.dropout = dropout
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.experts)
+
+    def gate(self, context: torch.Tensor) -> torch.Tensor:
+        """Softmax mixing weights, shape (B, num_experts)."""
+        return torch.softmax(self.gating_network(context), dim=1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        weights = self.gate(context.to(dtype=self.gating_network.weight.dtype))
+        if self.fused:
+            return self._forward_fused(x, weights)
+        outputs = torch.stack([expert(x) for expert in self.experts], dim=1)  # (B, E, C, D, H, W)
+        weights = weights.to(outputs.dtype)
+        return (outputs * weights[:, :, None, None, None, None]).sum(dim=1)
+
+    def _forward_fused(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        convs = [expert.conv for expert in self.experts]
+        weight = torch.cat([c.weight for c in convs], dim=0)
+        bias = torch.cat([c.bias for c in convs], dim=0) if convs[0].bias is not None else None
+        y = F.conv3d(x, weight, bias, stride=1, padding=convs[0].padding)
+        # InstanceNorm without affine is per channel, so normalising the concatenation equals normalising each expert.
+        y = F.instance_norm(y)
+        if self.training and self.dropout > 0:
+            y = F.dropout(y, p=self.dropout, training=True)
+        num_experts = len(convs)
+        b, _, *spatial = y.shape
+        y = y.view(b, num_experts, -1, *spatial)
+        slopes = torch.cat([expert.adn.A.weight for expert in self.experts]).to(y.dtype)
+        slopes = slopes.view(1, num_experts, 1, 1, 1, 1)
+        y = torch.where(y >= 0, y, y * slopes)  # per-expert PReLU
+        mix = weights.to(y.dtype).expand(b, num_experts)
+        return torch.einsum("be,becdhw->bcdhw", mix, y)
+
+
+class ParameterFreeResidualUnit(nn.Module):
+    """Two conv blocks with a parameter-free shortcut (the published ``ResidualUnit_changed``).
+
+    ``conv.unit0`` is a plain block carrying the stride; ``conv.unit1`` is a plain block or a
+    :class:`MoEConvolution`. The shortcut is ``AvgPool3d(3, stride 2, padding 1)`` when the unit downsamples or
+    changes width (an identity pool otherwise) and is added to the first ``in_channels`` output channels only.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        strides: int,
+        second: nn.Module,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.conv = nn.Sequential()
+        self.conv.add_module("unit0", conv_block(in_channels, out_channels, strides=strides))
+        self.conv.add_module("unit1", second)
+        if strides != 1 or in_channels != out_channels:
+            if strides == 1:
+                self.residual: nn.Module = nn.AvgPool3d(kernel_size=1, stride=1)
+            else:
+                self.residual = nn.AvgPool3d(kernel_size=3, stride=strides, padding=1)
+        else:
+            self.residual = nn.Identity()
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        shortcut = self.residual(x)
+        y = self.conv.unit0(x)
+        second = self.conv.unit1
+        y = second(y, context) if isinstance(second, MoEConvolution) else second(y)
+        # Out-of-place to stay autograd-safe with any second block; the copy is small next to the convs.
+        return torch.cat([y[:, : self.in_channels] + shortcut, y[:, self.in_channels :]], dim=1)

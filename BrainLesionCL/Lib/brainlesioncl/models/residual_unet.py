@@ -1,0 +1,98 @@
+"""The plain residual U-Net of MultiUnet (Xu et al., MIDL 2024, arXiv 2405.18511).
+
+Same backbone as :class:`~brainlesioncl.models.moe_unet.MoEUNet` without experts: five parameter-free residual units
+(16/32/64/128/256, strides 2/2/2/2/1), four decoder stages that concatenate before a x2 upsample, and by default one
+sigmoid output channel with nearest-neighbour upsampling, which is the published configuration (8,900,930 parameters,
+53 tensors). Module names mirror the published ``res_unet`` (``conv_1..5``, ``up_stage_1..4``) so its released state
+dict loads with ``strict=True``.
+
+The network takes a ``context`` argument for interface parity with the MoE model and ignores it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .blocks import ParameterFreeResidualUnit, conv_block
+
+__all__ = ["ResidualUNetConfig", "ResidualUNet"]
+
+
+@dataclass(frozen=True)
+class ResidualUNetConfig:
+    """Architecture of :class:`ResidualUNet` (defaults = published MultiUnet)."""
+
+    in_channels: int = 6
+    out_channels: int = 1
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    upsample_mode: str = "nearest"
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != 5:
+            raise ValueError(f"channels must have 5 entries, got {self.channels}")
+        if self.upsample_mode not in ("trilinear", "nearest"):
+            raise ValueError(f"upsample_mode must be 'trilinear' or 'nearest', not {self.upsample_mode!r}")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ResidualUNetConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "channels" in known:
+            known["channels"] = tuple(known["channels"])
+        return cls(**known)
+
+
+class ResidualUNet(nn.Module):
+    """MultiUnet's residual U-Net. Output: logits, (B, out_channels, *spatial)."""
+
+    def __init__(self, config: ResidualUNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ResidualUNetConfig()
+        cfg = self.config
+        ch = cfg.channels
+        previous = cfg.in_channels
+        for i, (width, stride) in enumerate(zip(ch, (2, 2, 2, 2, 1)), start=1):
+            self.add_module(
+                f"conv_{i}", ParameterFreeResidualUnit(previous, width, strides=stride, second=conv_block(width, width))
+            )
+            previous = width
+        stage_in = ch[4] + ch[3]
+        for j in range(4):
+            upsample = nn.Upsample(
+                scale_factor=2,
+                mode=cfg.upsample_mode,
+                **({"align_corners": False} if cfg.upsample_mode == "trilinear" else {}),
+            )
+            if j < 3:
+                out = ch[2 - j]
+                stage = nn.Sequential(upsample, conv_block(stage_in, stage_in), conv_block(stage_in, out))
+                stage_in = 2 * out
+            else:
+                stage = nn.Sequential(
+                    upsample, conv_block(stage_in, stage_in), conv_block(stage_in, cfg.out_channels, conv_only=True)
+                )
+            self.add_module(f"up_stage_{j + 1}", stage)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, give_feature: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        del context
+        if any(s % 16 for s in x.shape[2:]):
+            raise ValueError(f"spatial size {tuple(x.shape[2:])} must be a multiple of 16; pad the input")
+        skips = []
+        h = x
+        for i in range(1, 6):
+            h = getattr(self, f"conv_{i}")(h)
+            skips.append(h)
+        bottleneck = h
+        for j in range(4):
+            h = getattr(self, f"up_stage_{j + 1}")(torch.cat([h, skips[3 - j]], dim=1))
+        return (h, bottleneck) if give_feature else h

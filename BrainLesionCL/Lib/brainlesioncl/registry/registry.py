@@ -1,0 +1,280 @@
+"""The model registry: a folder of immutable, versioned bundles plus a record of which one is active.
+
+Layout::
+
+    <root>/
+        versions/<name>-v<N>/bundle.json, network.safetensors      (one folder per version, never rewritten)
+        active.json                                                (role -> version id, and the activation history)
+
+Shipped models (inside the package, ``brainlesioncl/default_models``) are listed as read-only versions beside the
+user's. A version id is ``<name>-v<N>``; N counts up per name and an existing id is never reused or overwritten.
+
+Roles: ``segmentation`` is the model ``segment`` uses for every disease; ``metastasis`` (optional) is the two-stage
+pipeline used for the metastasis tag when present. Activating a version sets the role of its kind; rolling back
+restores the previously active version of that role.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError, ModelNotFoundError, OutputPathError, VersionExistsError
+from ..models.factory import ModelKind
+from .bundle import ModelBundle, ModelMetadata, write_bundle
+from .importers import import_checkpoint
+
+__all__ = ["ModelRegistry", "VersionInfo", "default_registry_root", "builtin_models_dir"]
+
+_ID = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.]*?)-v(?P<number>\d+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
+
+
+def default_registry_root() -> Path:
+    """``~/.brainlesioncl/models``: where user versions live unless a root is passed explicitly."""
+    return Path.home() / ".brainlesioncl" / "models"
+
+
+def builtin_models_dir() -> Path:
+    """Folder of the bundles shipped with the package."""
+    return Path(__file__).resolve().parent.parent / "default_models"
+
+
+def role_of(kind: ModelKind) -> str:
+    return "metastasis" if kind is ModelKind.METASTASIS_TWO_STAGE else "segmentation"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One line of ``models list``."""
+
+    version: str
+    kind: str
+    parent: str | None
+    created: str
+    channels: tuple[str, ...]
+    disease_slots: tuple[str, ...]
+    builtin: bool
+    active: bool
+    description: str
+    metrics: Mapping
+
+
+class ModelRegistry:
+    """Versioned model store. See the module docstring for the layout.
+
+    Args:
+        root: registry folder (created on first write); defaults to :func:`default_registry_root`.
+        builtin_dirs: folders holding shipped, read-only bundles.
+
+    Example:
+        >>> registry = ModelRegistry(tmp_path)                                # doctest: +SKIP
+        >>> version = registry.import_checkpoint("exprience_4.pt")           # doctest: +SKIP
+        >>> registry.activate(version)                                      # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, builtin_dirs: Sequence[os.PathLike] | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_registry_root()
+        self.builtin_dirs = [Path(d) for d in (builtin_dirs if builtin_dirs is not None else [builtin_models_dir()])]
+
+    # ------------------------------------------------------------------ lookup
+    @property
+    def versions_dir(self) -> Path:
+        return self.root / "versions"
+
+    def _builtin(self) -> dict[str, Path]:
+        found = {}
+        for folder in self.builtin_dirs:
+            if folder.is_dir():
+                for child in sorted(folder.iterdir()):
+                    if (child / "bundle.json").is_file():
+                        found[child.name] = child
+        return found
+
+    def _user(self) -> dict[str, Path]:
+        if not self.versions_dir.is_dir():
+            return {}
+        return {
+            child.name: child
+            for child in sorted(self.versions_dir.iterdir())
+            if not child.name.startswith(".") and (child / "bundle.json").is_file()
+        }
+
+    def version_ids(self) -> list[str]:
+        return sorted({**self._builtin(), **self._user()})
+
+    def path_of(self, version: str) -> Path:
+        user, builtin = self._user(), self._builtin()
+        if version in user:
+            return user[version]
+        if version in builtin:
+            return builtin[version]
+        known = ", ".join(sorted({*user, *builtin})) or "none"
+        raise ModelNotFoundError(
+            f"No model version {version!r} in the registry (known: {known}). See `brainlesioncl models list`."
+        )
+
+    def is_builtin(self, version: str) -> bool:
+        return version in self._builtin() and version not in self._user()
+
+    def get(self, version: str | None = None) -> ModelBundle:
+        """The bundle of ``version`` (default: the active segmentation model)."""
+        return ModelBundle(self.path_of(version or self.active()))
+
+    def list(self) -> list[VersionInfo]:
+        active = set(self._active_record().get("roles", {}).values())
+        if not active and (fallback := self._fallback_active("segmentation")):
+            active = {fallback}
+        infos = []
+        for version in self.version_ids():
+            meta = ModelBundle(self.path_of(version)).metadata
+            infos.append(
+                VersionInfo(
+                    version=version,
+                    kind=meta.kind.value,
+                    parent=meta.parent,
+                    created=meta.created,
+                    channels=tuple(meta.channels),
+                    disease_slots=tuple(meta.disease_slots),
+                    builtin=self.is_builtin(version),
+                    active=version in active,
+                    description=meta.description,
+                    metrics=meta.metrics,
+                )
+            )
+        return infos
+
+    # ------------------------------------------------------------------ writing
+    def next_version_id(self, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError(f"model name {name!r} may contain only letters, digits, '_' and '.'")
+        numbers = [int(m["number"]) for v in self.version_ids() if (m := _ID.match(v)) and m["name"] == name]
+        return f"{name}-v{max(numbers, default=0) + 1}"
+
+    def add(
+        self,
+        metadata: ModelMetadata,
+        state_dicts: Mapping[str, Mapping[str, torch.Tensor]],
+        *,
+        version: str | None = None,
+    ) -> str:
+        """Store a new version; returns its id. The metadata's ``version`` is set to that id.
+
+        Raises:
+            VersionExistsError: ``version`` is given and exists (built-in or user).
+        """
+        version = version or self.next_version_id(metadata.name)
+        if not _ID.match(version):
+            raise ValueError(f"version id {version!r} must look like <name>-v<N>")
+        if version in self.version_ids():
+            raise VersionExistsError(f"Model version {version!r} exists already; versions are never overwritten.")
+        metadata.version = version
+        write_bundle(self.versions_dir / version, metadata, state_dicts)
+        return version
+
+    def import_checkpoint(self, path: str | os.PathLike, *, name: str | None = None, **kwargs) -> str:
+        """Import a published BrainCL/MultiUnet checkpoint as a new version (not activated)."""
+        imported = import_checkpoint(path, name=name, **kwargs)
+        return self.add(imported.metadata, {"network": imported.state_dict})
+
+    def export(self, version: str, destination: str | os.PathLike) -> Path:
+        """Copy a version's bundle folder to ``destination`` (which must not exist)."""
+        source = self.path_of(version)
+        destination = Path(destination).expanduser()
+        if destination.exists():
+            raise OutputPathError(f"{destination} exists already; choose a new folder name for the export.")
+        if not destination.parent.is_dir():
+            raise OutputPathError(f"Folder {destination.parent} does not exist; create it first.")
+        ModelBundle(source).verify()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+        try:
+            for file in source.iterdir():
+                shutil.copy2(file, tmp / file.name)
+            os.rename(tmp, destination)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return destination
+
+    # ------------------------------------------------------------------ activation
+    def _active_file(self) -> Path:
+        return self.root / "active.json"
+
+    def _active_record(self) -> dict:
+        file = self._active_file()
+        if not file.is_file():
+            return {"roles": {}, "history": {}}
+        try:
+            record = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ModelError(f"{file} is unreadable ({err}); delete it to fall back to the default model.") from err
+        record.setdefault("roles", {})
+        record.setdefault("history", {})
+        return record
+
+    def _write_active_record(self, record: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".active.", suffix=".json", dir=self.root)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2)
+        os.replace(tmp, self._active_file())
+
+    def _fallback_active(self, role: str) -> str | None:
+        """With nothing activated, the newest shipped model of the role is active."""
+        candidates = [
+            v for v, p in self._builtin().items() if role_of(ModelBundle(p).metadata.kind) == role
+        ]
+        return sorted(candidates)[-1] if candidates else None
+
+    def active(self, role: str = "segmentation") -> str:
+        """The active version id of a role.
+
+        Raises:
+            ModelNotFoundError: nothing is active and no shipped model exists for the role.
+        """
+        record = self._active_record()
+        version = record["roles"].get(role) or self._fallback_active(role)
+        if version is None:
+            raise ModelNotFoundError(
+                f"No {role} model is installed or active. Import one (`brainlesioncl models import FILE`) and "
+                "activate it (`brainlesioncl models activate VERSION`)."
+            )
+        return version
+
+    def active_or_none(self, role: str) -> str | None:
+        try:
+            return self.active(role)
+        except ModelNotFoundError:
+            return None
+
+    def activate(self, version: str) -> None:
+        """Make ``version`` the active model of its role (after verifying its weights)."""
+        bundle = ModelBundle(self.path_of(version))
+        bundle.verify()
+        role = role_of(bundle.metadata.kind)
+        record = self._active_record()
+        previous = record["roles"].get(role) or self._fallback_active(role)
+        if previous and previous != version:
+            record["history"].setdefault(role, []).append(previous)
+        record["roles"][role] = version
+        self._write_active_record(record)
+
+    def rollback(self, role: str = "segmentation") -> str:
+        """Re-activate the version that was active before the current one; returns it."""
+        record = self._active_record()
+        history = record["history"].get(role, [])
+        while history:
+            candidate = history.pop()
+            if candidate in self.version_ids():
+                record["roles"][role] = candidate
+                self._write_active_record(record)
+                return candidate
+        raise ModelError(f"Nothing to roll back to: no earlier {role} model was active.")
