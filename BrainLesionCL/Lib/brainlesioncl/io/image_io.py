@@ -7,6 +7,7 @@ returns ``(z, y, x)``; :func:`to_xyz` / :func:`from_xyz` convert).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -25,6 +26,8 @@ __all__ = [
     "from_xyz",
     "check_output_path",
 ]
+
+logger = logging.getLogger(__name__)
 
 SUPPORTED_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha")
 
@@ -68,8 +71,28 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, validate: bo
         )
     image = sitk.Cast(image, sitk.sitkFloat32)
     if validate:
+        _check_nifti_nan(path, label)
         validate_image(image, label)
     return image
+
+
+def _check_nifti_nan(path: Path, label: str) -> None:
+    """ITK's NIfTI reader silently turns NaN voxels into 0, so read the raw voxels once more with nibabel."""
+    if _extension(path) not in (".nii", ".nii.gz"):
+        return
+    import nibabel as nib
+
+    try:
+        raw = np.asanyarray(nib.load(str(path)).dataobj)
+    except Exception as err:  # nibabel raises many types for odd headers; ITK already read the file
+        logger.debug("nibabel could not re-read %s for the NaN check: %s", path, err)
+        return
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        bad = int(raw.size - np.count_nonzero(np.isfinite(raw)))
+        raise InvalidImageError(
+            f"{label}: contains {bad} NaN/Inf voxels. Replace them (e.g. with 0) or re-export the image; "
+            "BrainLesionCL does not guess values for them."
+        )
 
 
 def _squeeze_to_3d(image: sitk.Image, label: str) -> sitk.Image:

@@ -85,8 +85,8 @@ class ResidualUNet(nn.Module):
         self, x: torch.Tensor, context: torch.Tensor | None = None, give_feature: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         del context
-        if any(s % 16 for s in x.shape[2:]):
-            raise ValueError(f"spatial size {tuple(x.shape[2:])} must be a multiple of 16; pad the input")
+        if any(s % 16 or s < 32 for s in x.shape[2:]):
+            raise ValueError(f"spatial size {tuple(x.shape[2:])} must be a multiple of 16 and at least 32; pad the input")
         skips = []
         h = x
         for i in range(1, 6):

@@ -51,6 +51,7 @@ class PreprocessConfig:
             runs on the whole grid).
         margin: voxels kept around the foreground box.
         divisible: pad the cropped box to a multiple of this (16 for four stride-2 stages).
+        min_size: pad every axis to at least this (the shortcut pooling of the 4th unit needs >= 32 voxels).
         zero_background: keep background voxels at 0 after z-scoring (BrainCL); False shifts them too (MultiUnet).
     """
 
@@ -59,6 +60,7 @@ class PreprocessConfig:
     crop_foreground: bool = True
     margin: int = 8
     divisible: int = 16
+    min_size: int = 32
     zero_background: bool = True
 
     def __post_init__(self) -> None:
@@ -176,7 +178,7 @@ def prepare_case(
 
     start, stop = _foreground_box(foreground, config)
     cropped = channels[:, start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]]
-    pad = tuple(_pad_amounts(n, config.divisible) for n in cropped.shape[1:])
+    pad = tuple(_pad_amounts(n, config.divisible, config.min_size) for n in cropped.shape[1:])
     padded = np.pad(cropped, ((0, 0), *pad)) if any(sum(p) for p in pad) else cropped
     return PreparedCase(
         array=np.ascontiguousarray(padded, dtype=np.float32),
@@ -203,7 +205,7 @@ def _foreground_box(foreground: np.ndarray, config: PreprocessConfig) -> tuple[l
     return start, stop
 
 
-def _pad_amounts(length: int, divisible: int) -> tuple[int, int]:
-    target = int(np.ceil(length / divisible) * divisible)
+def _pad_amounts(length: int, divisible: int, min_size: int) -> tuple[int, int]:
+    target = max(int(np.ceil(length / divisible) * divisible), min_size)
     extra = target - length
     return extra // 2, extra - extra // 2
