@@ -1,0 +1,216 @@
+"""Multi-contrast brain phantoms with known lesion truth, deterministic by seed.
+
+``generate_case`` builds one case (anatomy -> pathology -> one image per modality); ``write_case`` saves it as NIfTI
+with a label and a JSON sidecar; ``generate_dataset`` writes many cases with a ``manifest.json`` and ``cases.csv``
+(the CSV is directly usable by ``brainlesioncl segment --cases``). Dataset presets mimic the modality sets of the
+public databases the published models were trained on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..modalities import resolve_disease, resolve_modality
+from ..preprocessing.geometry import RAS_DIRECTION
+from .anatomy import build_anatomy
+from .contrast import MODALITIES, render
+from .fields import Coordinates, smooth_noise
+from .lesions import LESION_BUILDERS, Lesions
+
+__all__ = ["PhantomConfig", "PhantomCase", "DATASET_PRESETS", "generate_case", "write_case", "generate_dataset"]
+
+#: Modality sets of the public databases (MultiUnet/BrainCL), by the name used in the papers.
+DATASET_PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "BRATS": ("tumour", ("FLAIR", "T1", "T1c", "T2")),
+    "ATLAS": ("stroke", ("T1",)),
+    "MSSEG": ("MS", ("FLAIR", "T1", "T1c", "T2", "PD")),
+    "ISLES": ("stroke", ("FLAIR", "T1", "T2", "DWI")),
+    "WMH": ("WMH", ("FLAIR", "T1")),
+    "TBI": ("TBI", ("FLAIR", "T1", "T2", "SWI")),
+    "METS": ("metastasis", ("FLAIR", "T1", "T1c", "T2")),
+}
+
+_DEFAULT_MODALITIES = ("FLAIR", "T1", "T1c", "T2", "PD", "DWI", "SWI")
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """What to generate.
+
+    Args:
+        disease: tumour, MS, stroke, WMH, metastasis, TBI, or ``none`` (healthy).
+        modalities: which sequences to render (FLAIR, T1, T1c, T2, PD, DWI, SWI, ADC).
+        size: grid size in voxels (RAS, isotropic ``spacing``); the brain is about 140 x 170 x 125 mm.
+        spacing: voxel size in mm.
+        seed: everything random derives from it; the same config gives the same case, bit for bit.
+        stroke_stage: ``acute``, ``chronic`` or None (random) for stroke.
+        noise: Rician noise level relative to white matter.
+        bias: bias-field strength (log-amplitude).
+        elastic_mm: amplitude of the random elastic deformation.
+    """
+
+    disease: str = "tumour"
+    modalities: tuple[str, ...] = _DEFAULT_MODALITIES
+    size: tuple[int, int, int] = (160, 192, 144)
+    spacing: float = 1.0
+    seed: int = 0
+    stroke_stage: str | None = None
+    noise: float = 0.03
+    bias: float = 0.15
+    elastic_mm: float = 4.0
+
+    def __post_init__(self) -> None:
+        disease = "none" if self.disease == "none" else (
+            "TBI" if str(self.disease).upper() == "TBI" else resolve_disease(self.disease).value
+        )
+        if disease not in LESION_BUILDERS and disease != "none":
+            raise ValueError(f"no phantom for disease {self.disease!r}; use one of {[*LESION_BUILDERS, 'none']}")
+        object.__setattr__(self, "disease", disease)
+        object.__setattr__(self, "modalities", tuple(resolve_modality(m).value for m in self.modalities))
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or not self.modalities:
+            raise ValueError(f"cannot render {unknown or 'no modality'}; phantoms support {MODALITIES}")
+        object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+        if self.stroke_stage not in (None, "acute", "chronic"):
+            raise ValueError(f"stroke_stage must be acute, chronic or None, not {self.stroke_stage!r}")
+
+
+@dataclass
+class PhantomCase:
+    """A generated case. ``label`` is the binary lesion mask; ``classes`` has 1 core/necrosis, 2 oedema, 3 enhancing
+    (1 for the whole lesion of MS, stroke and WMH); ``tissue`` has 1 CSF, 2 GM, 3 WM."""
+
+    config: PhantomConfig
+    images: dict[str, sitk.Image]
+    label: sitk.Image
+    classes: sitk.Image
+    tissue: sitk.Image
+    info: dict = field(default_factory=dict)
+
+
+def _grid_image(array: np.ndarray, spacing: float) -> sitk.Image:
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    image.SetSpacing((spacing,) * 3)
+    image.SetDirection(RAS_DIRECTION)
+    size = array.shape
+    # Centre the grid on physical (0, 0, 0); axis 0 runs to the right (decreasing LPS x).
+    image.SetOrigin(((size[0] - 1) / 2 * spacing, (size[1] - 1) / 2 * spacing, -(size[2] - 1) / 2 * spacing))
+    return image
+
+
+def generate_case(config: PhantomConfig) -> PhantomCase:
+    """Generate one phantom case (see :class:`PhantomConfig`)."""
+    rng = np.random.default_rng(config.seed)
+    coords = Coordinates(config.size, config.spacing)
+    coords.deform(
+        rng,
+        scale=tuple(rng.uniform(0.9, 1.08, 3)),
+        rotation_deg=tuple(rng.normal(0.0, 4.0, 3)),
+        elastic_mm=config.elastic_mm,
+    )
+    anatomy = build_anatomy(coords, rng)
+    if config.disease == "none":
+        lesions = Lesions()
+    elif config.disease == "stroke":
+        lesions = LESION_BUILDERS["stroke"](anatomy, rng, stage=config.stroke_stage)
+    else:
+        lesions = LESION_BUILDERS[config.disease](anatomy, rng)
+
+    classes = np.zeros(config.size, np.uint8)
+    for compartment in lesions.compartments:
+        classes[compartment.membership > 0.5] = compartment.label_class
+    classes[anatomy.intracranial < 0.5] = 0
+    label = (classes > 0).astype(np.uint8)
+    tissue = np.argmax(np.stack([0.5 * np.ones(config.size, np.float32) * (anatomy.intracranial < 0.5),
+                                 anatomy.csf, anatomy.gm, anatomy.wm]), axis=0).astype(np.uint8)
+
+    texture = smooth_noise(config.size, rng, 2.0 * config.spacing, config.spacing)
+    images = {}
+    for modality in config.modalities:
+        array = render(modality, anatomy, lesions, rng, texture=texture, noise=config.noise, bias=config.bias)
+        images[modality] = _grid_image(array, config.spacing)
+    voxel_ml = config.spacing**3 / 1000.0
+    info = {
+        "disease": config.disease,
+        "modalities": list(config.modalities),
+        "seed": config.seed,
+        "lesion_volume_ml": round(float(label.sum()) * voxel_ml, 3),
+        "lesion_count": int(lesions.count),
+        "label_classes": {"1": "necrosis / non-enhancing core (whole lesion for MS, stroke, WMH)", "2": "oedema",
+                          "3": "enhancing"},
+        **{k: v for k, v in lesions.notes.items()},
+    }
+    return PhantomCase(
+        config=config,
+        images=images,
+        label=_grid_image(label, config.spacing),
+        classes=_grid_image(classes, config.spacing),
+        tissue=_grid_image(tissue, config.spacing),
+        info=info,
+    )
+
+
+def write_case(case: PhantomCase, folder: str | os.PathLike) -> Path:
+    """Write ``<folder>/<modality>.nii.gz``, ``label.nii.gz``, ``classes.nii.gz`` and ``case.json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for modality, image in case.images.items():
+        sitk.WriteImage(image, str(folder / f"{modality}.nii.gz"), useCompression=True)
+    sitk.WriteImage(case.label, str(folder / "label.nii.gz"), useCompression=True)
+    sitk.WriteImage(case.classes, str(folder / "classes.nii.gz"), useCompression=True)
+    config = asdict(case.config)
+    (folder / "case.json").write_text(json.dumps({**case.info, "config": config}, indent=2) + "\n")
+    return folder
+
+
+def generate_dataset(
+    out_dir: str | os.PathLike,
+    *,
+    count: int,
+    disease: str | None = None,
+    modalities: Sequence[str] | None = None,
+    preset: str | None = None,
+    seed: int = 0,
+    size: Sequence[int] = (160, 192, 144),
+    spacing: float = 1.0,
+    prefix: str | None = None,
+    progress=None,
+) -> list[Path]:
+    """Write ``count`` cases (seeds ``seed .. seed+count-1``) plus ``manifest.json`` and ``cases.csv``."""
+    if preset is not None:
+        key = preset.upper()
+        if key not in DATASET_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; use one of {list(DATASET_PRESETS)}")
+        preset_disease, preset_modalities = DATASET_PRESETS[key]
+        disease = disease or preset_disease
+        modalities = modalities or preset_modalities
+    disease = disease or "tumour"
+    modalities = tuple(modalities or _DEFAULT_MODALITIES)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prefix = prefix or (preset.upper() if preset else str(disease))
+    folders, records = [], []
+    for i in range(count):
+        config = PhantomConfig(disease=disease, modalities=modalities, size=tuple(size), spacing=spacing, seed=seed + i)
+        case = generate_case(config)
+        folder = write_case(case, out / f"{prefix}_{seed + i:04d}")
+        folders.append(folder)
+        records.append({"case": folder.name, **case.info})
+        if progress is not None:
+            progress((i + 1) / count, f"generated {folder.name}")
+    (out / "manifest.json").write_text(json.dumps(records, indent=2) + "\n")
+    with open(out / "cases.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["case", *modalities, "label", "disease"])
+        for folder, record in zip(folders, records):
+            writer.writerow([folder.name, *[f"{folder.name}/{m}.nii.gz" for m in modalities],
+                             f"{folder.name}/label.nii.gz", record["disease"]])
+    return folders
