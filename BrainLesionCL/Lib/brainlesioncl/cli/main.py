@@ -1,7 +1,7 @@
 """``brainlesioncl`` command-line tool.
 
 Sub-commands: ``segment`` (one case, or a batch from a folder/CSV), ``models list|info|import|activate|rollback|
-export``. Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant.
+export``, ``phantoms`` (synthetic cases with known truth). Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant.
 
 Exit codes: 0 success; 1 unexpected error (a bug: please report it); 2 bad input; 3 model/registry problem;
 4 some cases of a batch failed; 130 cancelled.
@@ -183,6 +183,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_phantoms(args: argparse.Namespace) -> int:
+    from ..phantoms import generate_case, generate_dataset, save_preview
+    from ..phantoms.generator import PhantomConfig
+
+    out = Path(args.output_dir)
+    folders = generate_dataset(
+        out, count=args.count, disease=args.disease, preset=args.preset, seed=args.seed,
+        modalities=args.modalities.split(",") if args.modalities else None,
+        size=tuple(args.size), spacing=args.spacing,
+        progress=_progress_printer(args.progress),
+    )
+    if args.preview:
+        for folder in folders:
+            info = json.loads((folder / "case.json").read_text())
+            case = generate_case(PhantomConfig(**{**info["config"], "size": tuple(info["config"]["size"]),
+                                                  "modalities": tuple(info["config"]["modalities"])}))
+            save_preview(case.images, folder / "preview.png", label=case.label, title=folder.name)
+    print(f"Wrote {len(folders)} case(s) to {out} (manifest.json, cases.csv).")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brainlesioncl",
@@ -231,6 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("version")
     exp.add_argument("destination")
     models.set_defaults(func=cmd_models)
+
+    ph = sub.add_parser("phantoms", help="generate multi-contrast brain phantoms with known lesion truth")
+    ph.add_argument("output_dir")
+    ph.add_argument("--count", type=int, default=4)
+    ph.add_argument("--disease", help="tumour, MS, stroke, WMH, metastasis, TBI or none")
+    ph.add_argument("--preset", help="modality set and disease of a public database: "
+                    "BRATS, ATLAS, MSSEG, ISLES, WMH, TBI, METS")
+    ph.add_argument("--modalities", help="comma-separated, e.g. FLAIR,T1,T1c,T2 (default: all but ADC)")
+    ph.add_argument("--size", type=int, nargs=3, default=[160, 192, 144], metavar=("X", "Y", "Z"))
+    ph.add_argument("--spacing", type=float, default=1.0, help="voxel size in mm")
+    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--preview", action="store_true", help="also write preview.png per case")
+    ph.add_argument("--progress", choices=["bar", "json", "none"], default="bar" if sys.stderr.isatty() else "none")
+    ph.set_defaults(func=cmd_phantoms)
     return parser
 
 

@@ -20,7 +20,7 @@ MODALITIES = ("FLAIR", "T1", "T1c", "T2", "PD", "DWI", "SWI", "ADC")
 #: sequence -> (CSF, GM, WM, vessel)
 TISSUE_SIGNAL: dict[str, tuple[float, float, float, float]] = {
     "T1": (0.25, 0.62, 0.90, 0.50),
-    "T1c": (0.25, 0.64, 0.92, 1.45),
+    "T1c": (0.25, 0.64, 0.92, 1.90),
     "T2": (1.00, 0.58, 0.42, 0.20),
     "FLAIR": (0.08, 0.62, 0.48, 0.30),
     "PD": (0.90, 0.82, 0.68, 0.40),
@@ -70,7 +70,7 @@ def render(
     csf, gm, wm, vessel = (jitter(v) for v in TISSUE_SIGNAL[modality])
     h, size = anatomy.coords.spacing, anatomy.coords.size
     image = anatomy.csf * csf + anatomy.gm * gm + anatomy.wm * wm
-    vessel_weight = 0.85 * anatomy.vessels
+    vessel_weight = anatomy.vessels
     image = image * (1 - vessel_weight) + vessel_weight * vessel * anatomy.intracranial
     for compartment in lesions.compartments:
         value = jitter(LESION_SIGNAL[compartment.kind][modality])

@@ -86,7 +86,7 @@ class PhantomConfig:
 @dataclass
 class PhantomCase:
     """A generated case. ``label`` is the binary lesion mask; ``classes`` has 1 core/necrosis, 2 oedema, 3 enhancing
-    (1 for the whole lesion of MS, stroke and WMH); ``tissue`` has 1 CSF, 2 GM, 3 WM."""
+    (1 for the whole lesion of MS, stroke and WMH); ``tissue`` has 1 CSF, 2 GM, 3 WM, 4 vessel."""
 
     config: PhantomConfig
     images: dict[str, sitk.Image]
@@ -131,6 +131,7 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
     label = (classes > 0).astype(np.uint8)
     tissue = np.argmax(np.stack([0.5 * np.ones(config.size, np.float32) * (anatomy.intracranial < 0.5),
                                  anatomy.csf, anatomy.gm, anatomy.wm]), axis=0).astype(np.uint8)
+    tissue[(anatomy.vessels > 0.75) & (tissue > 0)] = 4  # mostly-vessel voxels
 
     texture = smooth_noise(config.size, rng, 2.0 * config.spacing, config.spacing)
     images = {}
