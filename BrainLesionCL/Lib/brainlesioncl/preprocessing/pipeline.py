@@ -114,6 +114,16 @@ class PreparedCase:
         on_grid = from_xyz(full, self.grid)
         return resample_onto(on_grid, self.reference, interpolator=sitk.sitkLinear)
 
+    def project_label(self, label: sitk.Image) -> np.ndarray:
+        """A label image moved onto the prepared array's voxels (nearest neighbour, cropped and padded alike).
+
+        Used to train on a case: the label follows exactly the same resampling, crop and padding as the images.
+        """
+        on_grid = to_xyz(resample_onto(label, self.grid, interpolator=sitk.sitkNearestNeighbor))
+        (x0, y0, z0), (x1, y1, z1) = self.box
+        cropped = on_grid[x0:x1, y0:y1, z0:z1]
+        return np.pad(cropped, self.pad).astype(np.uint8)
+
 
 def prepare_case(
     images: Mapping[Modality | str, sitk.Image],

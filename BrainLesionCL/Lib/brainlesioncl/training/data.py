@@ -1,0 +1,204 @@
+"""Training data: validated labelled cases, random crops, and random modality drop.
+
+A :class:`TrainingCase` is preprocessed exactly as inference preprocesses (same working grid, z-scoring, crop), and
+its label follows the same resampling, so what the network learns is what it will see. Nothing about the patient
+(names, paths, images) leaves this object: episodes record only counts and metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import GeometryError, InvalidImageError
+from ..io.image_io import read_image
+from ..modalities import Disease, Modality, map_channels, resolve_disease
+from ..preprocessing.geometry import same_geometry
+from ..preprocessing.pipeline import PreprocessConfig, prepare_case
+
+__all__ = [
+    "TrainingCase",
+    "case_from_arrays",
+    "drop_modalities",
+    "load_training_case",
+    "make_batch",
+    "random_crop",
+]
+
+
+@dataclass
+class TrainingCase:
+    """One labelled case, ready for training."""
+
+    name: str
+    image: np.ndarray  # (C, X, Y, Z) float32, model channel order, absent channels zero
+    label: np.ndarray  # (X, Y, Z) uint8 in {0, 1}
+    present: list[bool]
+    disease: Disease
+
+    @property
+    def modalities_present(self) -> int:
+        return int(sum(self.present))
+
+
+def _as_image(source: sitk.Image | str | os.PathLike, name: str) -> sitk.Image:
+    return source if isinstance(source, sitk.Image) else read_image(source, name=name)
+
+
+def load_training_case(
+    name: str,
+    images: Mapping[str | Modality, sitk.Image | str | os.PathLike],
+    label: sitk.Image | str | os.PathLike,
+    disease: Disease | str,
+    channel_order: Sequence[Modality | str],
+    *,
+    preprocessing: PreprocessConfig | None = None,
+    label_mapping: str = "strict",
+) -> TrainingCase:
+    """Validate and preprocess one labelled case.
+
+    Args:
+        name: case name (for messages only).
+        images: ``{modality: image or path}``.
+        label: the lesion mask, on the grid of one of the case's images.
+        disease: the case's disease tag.
+        channel_order: the model's channels.
+        label_mapping: ``strict`` (values must be 0/1) or ``nonzero`` (every value > 0 is lesion, e.g. a BraTS
+            multi-class label merged to whole tumour, as the reference preprocessing does).
+
+    Raises:
+        InvalidImageError: unreadable/invalid image or label, label values other than 0/1 under ``strict``,
+            empty label image.
+        GeometryError: the label's grid matches none of the case's images.
+    """
+    tag = resolve_disease(disease)
+    mapped = map_channels(images, channel_order)
+    loaded = {m: _as_image(src, f"{name}/{m.value}") for m, src in mapped.items()}
+    label_image = label if isinstance(label, sitk.Image) else _read_label(label, name)
+    values = np.unique(sitk.GetArrayViewFromImage(label_image))
+    if label_mapping == "strict":
+        extra = [v for v in values.tolist() if v not in (0, 1)]
+        if extra:
+            raise InvalidImageError(
+                f"{name}: label has values {sorted(values.tolist())[:8]}; a lesion mask must contain only 0 and 1. "
+                "If it is a multi-class label (e.g. BraTS 1/2/4), pass label_mapping='nonzero' (--label-mapping "
+                "nonzero) to use every nonzero value as lesion."
+            )
+    elif label_mapping != "nonzero":
+        raise ValueError(f"label_mapping must be 'strict' or 'nonzero', not {label_mapping!r}")
+    matching = [m for m, img in loaded.items() if same_geometry(img, label_image, tol=1e-3)]
+    if not matching:
+        first = next(iter(loaded.values()))
+        raise GeometryError(
+            f"{name}: the label's grid (size {label_image.GetSize()}, spacing "
+            f"{tuple(round(s, 3) for s in label_image.GetSpacing())}) matches none of the case's images (e.g. size "
+            f"{first.GetSize()}, spacing {tuple(round(s, 3) for s in first.GetSpacing())}). Save the label on the "
+            "grid of the image it was drawn on."
+        )
+    reference = matching[0]
+    ordered = {reference: loaded[reference], **{m: img for m, img in loaded.items() if m is not reference}}
+    prepared = prepare_case(ordered, channel_order, reference=reference, config=preprocessing or PreprocessConfig())
+    binary = sitk.Cast(label_image > 0, sitk.sitkUInt8)
+    binary.CopyInformation(label_image)
+    return TrainingCase(
+        name=name,
+        image=prepared.array,
+        label=prepared.project_label(binary),
+        present=prepared.present,
+        disease=tag,
+    )
+
+
+def _read_label(path: str | os.PathLike, name: str) -> sitk.Image:
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise InvalidImageError(f"{name}: cannot read the label {path}: {err}") from err
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InvalidImageError(f"{name}: the label must be a 3-D scalar image, got {image.GetDimension()}-D.")
+    array = sitk.GetArrayViewFromImage(image)
+    if not np.all(np.isfinite(array)):
+        raise InvalidImageError(f"{name}: the label contains NaN/Inf values.")
+    rounded = sitk.Cast(sitk.Round(sitk.Cast(image, sitk.sitkFloat32)), sitk.sitkInt16)
+    rounded.CopyInformation(image)
+    return rounded
+
+
+def random_crop(
+    case: TrainingCase, size: int, rng: np.random.Generator, foreground_probability: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random cube crop (zero-padded if the case is smaller); centred on a lesion voxel with the given probability."""
+    image, label = case.image, case.label
+    shape = np.array(label.shape)
+    pad = np.maximum(size - shape, 0)
+    if pad.any():
+        before = pad // 2
+        widths = [(int(b), int(p - b)) for b, p in zip(before, pad)]
+        image = np.pad(image, [(0, 0), *widths])
+        label = np.pad(label, widths)
+        shape = np.array(label.shape)
+    if rng.random() < foreground_probability and label.any():
+        foreground = np.flatnonzero(label)
+        centre = np.array(np.unravel_index(int(rng.choice(foreground)), label.shape))
+        start = np.clip(centre - size // 2 + rng.integers(-size // 4, size // 4 + 1, 3), 0, shape - size)
+    else:
+        start = np.array([rng.integers(0, s - size + 1) for s in shape])
+    sl = tuple(slice(int(a), int(a) + size) for a in start)
+    return image[(slice(None), *sl)], label[sl]
+
+
+def drop_modalities(image: np.ndarray, present: Sequence[bool], rng: np.random.Generator) -> tuple[np.ndarray, list[bool]]:
+    """Zero k of the n present channels, k ~ U{0..n-1} (at least one survives), as in the reference training."""
+    indices = [i for i, p in enumerate(present) if p]
+    k = int(rng.integers(0, len(indices))) if len(indices) > 1 else 0
+    dropped = set(rng.choice(indices, size=k, replace=False).tolist()) if k else set()
+    if not dropped:
+        return image, list(present)
+    out = image.copy()
+    for i in dropped:
+        out[i] = 0.0
+    return out, [p and i not in dropped for i, p in enumerate(present)]
+
+
+def make_batch(
+    cases: Sequence[TrainingCase],
+    crop_size: int,
+    rng: np.random.Generator,
+    disease_slots: Sequence[str],
+    *,
+    modality_drop: bool = True,
+    foreground_probability: float = 0.5,
+    flip: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images (B, C, s, s, s), labels (B, 1, s, s, s) and contexts (B, C + S) for a list of cases."""
+    from ..modalities import disease_context
+
+    images, labels, contexts = [], [], []
+    for case in cases:
+        image, label = random_crop(case, crop_size, rng, foreground_probability)
+        present = list(case.present)
+        if modality_drop:
+            image, present = drop_modalities(image, present, rng)
+        if flip and rng.random() < 0.5:  # left-right mirror: brains are roughly symmetric
+            image, label = image[:, ::-1], label[::-1]
+        # Presence is read off the (dropped) crop, as the reference does.
+        flags = [1.0 if p and np.any(image[i]) else 0.0 for i, p in enumerate(present)]
+        disease_part = disease_context(case.disease, disease_slots) if disease_slots else []
+        images.append(np.ascontiguousarray(image))
+        labels.append(np.ascontiguousarray(label)[None])
+        contexts.append(flags + disease_part)
+    return np.stack(images).astype(np.float32), np.stack(labels).astype(np.int64), np.asarray(contexts, np.float32)
+
+
+def case_from_arrays(
+    name: str, image: np.ndarray, label: np.ndarray, present: Sequence[bool], disease: Disease | str
+) -> TrainingCase:
+    """A training case from arrays already in model channel order (tests, synthetic data)."""
+    if image.ndim != 4 or label.shape != image.shape[1:]:
+        raise InvalidImageError(f"{name}: image {image.shape} and label {label.shape} do not match")
+    return TrainingCase(name, image.astype(np.float32), (label > 0).astype(np.uint8), list(present),
+                        resolve_disease(disease))

@@ -1,0 +1,200 @@
+"""The supervised training loop shared by the default model and the continual-learning episodes.
+
+As in the reference: random crops, random modality drop, MONAI ``DiceCELoss`` (softmax, one-hot target, background
+excluded, ``smooth_nr=0``), Adam (lr 1e-3, weight decay 1e-5), gradient-norm clipping at 12, mixed precision on
+CUDA. Extra loss terms (distillation, regularisers) plug in through ``extra_loss``; progress and cancellation are
+callbacks so the CLI, scripts and the Slicer module drive the same loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+from torch import nn
+
+from ..errors import CancelledError
+from ..inference.predictor import InferenceConfig, Predictor, build_context, cpu_has_native_bf16, select_device
+from .data import TrainingCase, make_batch
+
+__all__ = ["TrainConfig", "TrainResult", "segmentation_loss", "dice_score", "evaluate", "train"]
+
+logger = logging.getLogger(__name__)
+
+ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (defaults: the reference's, with CPU-sized crops and epochs)."""
+
+    epochs: int = 10
+    steps_per_epoch: int | None = None  # default: one crop per case per epoch, as the reference
+    batch_size: int = 2
+    crop_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    grad_clip: float = 12.0
+    modality_drop: bool = True
+    foreground_probability: float = 0.5
+    seed: int = 0
+    validate_every: int = 1
+    keep: str = "best"  # "best" validation Dice, or "last" epoch
+    precision: str = "auto"  # auto: fp16 autocast on CUDA, bf16 on CPUs with AMX, else fp32; or "fp32"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.crop_size % 16 or self.crop_size < 32:
+            raise ValueError(f"crop_size must be a multiple of 16 and >= 32, got {self.crop_size}")
+        if self.precision not in ("auto", "fp32"):
+            raise ValueError(f"precision must be 'auto' or 'fp32', not {self.precision!r}")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', not {self.keep!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_dice: float | None = None
+    seconds: float = 0.0
+
+
+def segmentation_loss() -> nn.Module:
+    """The reference segmentation loss."""
+    return DiceCELoss(softmax=True, to_onehot_y=True, include_background=False, smooth_nr=0.0)
+
+
+def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Binary Dice; 1.0 when both are empty."""
+    p, t = prediction > 0, truth > 0
+    total = p.sum() + t.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(p, t).sum() / total)
+
+
+def evaluate(
+    network: nn.Module,
+    cases: Sequence[TrainingCase],
+    disease_slots: Sequence[str],
+    *,
+    device: str | torch.device = "cpu",
+    threshold: float = 0.5,
+) -> list[float]:
+    """Dice of the network on whole prepared cases (fast inference path, all of each case's modalities)."""
+    was_training = network.training
+    predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"))
+    scores = []
+    for case in cases:
+        context = build_context(case.present, case.disease, disease_slots)
+        probability = predictor.predict(case.image, context)
+        scores.append(dice_score(probability >= threshold, case.label))
+    network.train(was_training)
+    return scores
+
+
+def train(
+    network: nn.Module,
+    cases: Sequence[TrainingCase],
+    config: TrainConfig,
+    disease_slots: Sequence[str],
+    *,
+    validation: Sequence[TrainingCase] = (),
+    device: str | torch.device = "auto",
+    extra_loss: ExtraLoss | None = None,
+    progress: Callable[[dict], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> TrainResult:
+    """Train ``network`` in place on ``cases``; returns the history. Keeps the best-validation or last weights.
+
+    ``progress`` receives one dict per epoch: epoch, epochs, loss, val_dice (or None), seconds, eta_seconds.
+    ``cancel`` is polled between steps; cancelling raises :class:`CancelledError` and leaves ``network`` as it was
+    before training started.
+    """
+    if not cases:
+        raise ValueError("no training case")
+    device = select_device(device)
+    network.to(device).train()
+    initial_state = copy.deepcopy(network.state_dict())
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    optimizer = optimizer or torch.optim.Adam(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    loss_fn = segmentation_loss()
+    use_amp = device.type == "cuda" and config.precision == "auto"
+    amp_dtype = torch.float16 if use_amp else torch.bfloat16
+    use_bf16 = device.type == "cpu" and config.precision == "auto" and cpu_has_native_bf16()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    steps = config.steps_per_epoch or max(1, math.ceil(len(cases) / config.batch_size))
+    result = TrainResult()
+    best_state = None
+    start = time.perf_counter()
+    try:
+        for epoch in range(1, config.epochs + 1):
+            network.train()
+            losses = []
+            order = rng.permutation(len(cases))
+            for step in range(steps):
+                if cancel is not None and cancel():
+                    raise CancelledError("Training cancelled; no new model version was written.")
+                picks = [cases[order[(step * config.batch_size + i) % len(cases)]] for i in range(config.batch_size)]
+                images, labels, contexts = make_batch(
+                    picks, config.crop_size, rng, disease_slots,
+                    modality_drop=config.modality_drop, foreground_probability=config.foreground_probability,
+                )
+                x = torch.from_numpy(images).to(device)
+                y = torch.from_numpy(labels).to(device)
+                ctx = torch.from_numpy(contexts).to(device)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp or use_bf16):
+                    logits, features = network(x, ctx, give_feature=True)
+                    loss = loss_fn(logits.float(), y)
+                    if extra_loss is not None:
+                        loss = loss + extra_loss(network, x, ctx, logits, features)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                losses.append(float(loss.detach()))
+            val_dice = None
+            if validation and (epoch % config.validate_every == 0 or epoch == config.epochs):
+                val_dice = float(np.mean(evaluate(network, validation, disease_slots, device=device)))
+                if config.keep == "best" and (result.best_dice is None or val_dice > result.best_dice):
+                    result.best_dice, result.best_epoch = val_dice, epoch
+                    best_state = copy.deepcopy(network.state_dict())
+            elapsed = time.perf_counter() - start
+            record = {
+                "epoch": epoch,
+                "epochs": config.epochs,
+                "loss": float(np.mean(losses)),
+                "val_dice": val_dice,
+                "seconds": elapsed,
+                "eta_seconds": elapsed / epoch * (config.epochs - epoch),
+            }
+            result.history.append(record)
+            logger.info("epoch %d/%d loss %.4f val %s", epoch, config.epochs, record["loss"], val_dice)
+            if progress is not None:
+                progress(record)
+    except BaseException:
+        network.load_state_dict(initial_state)
+        raise
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    elif validation:
+        result.best_epoch, result.best_dice = config.epochs, result.history[-1]["val_dice"]
+    result.seconds = time.perf_counter() - start
+    network.eval()
+    return result
