@@ -60,13 +60,15 @@ def main() -> int:
     bundle = registry.get(args.model)
     segmenter = Segmenter.from_bundle(bundle, device=args.device)
     print(f"Model {bundle.metadata.version} on {segmenter.device}\n")
-    print("| dataset | case | disease | modalities | Dice | sensitivity | precision | HD95 mm | truth mL | predicted mL |")
+    print("| dataset | case | disease | modalities | Dice | sensitivity | precision | HD95 mm | truth mL "
+          "| predicted mL |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for dataset, (disease, files, _meaning) in DATASETS.items():
         for case_dir in sorted(p for p in (DATA / dataset).iterdir() if p.is_dir()):
             label_image = sitk.ReadImage(str(case_dir / "label.nii.gz"))
-            inputs = {m: case_dir / f"{stem}.nii.gz" for m, stem in files.items() if (case_dir / f"{stem}.nii.gz").exists()}
+            inputs = {m: case_dir / f"{stem}.nii.gz" for m, stem in files.items()}
+            inputs = {m: path for m, path in inputs.items() if path.exists()}
             # The output must land on the label's grid: use the input acquired on it as the reference.
             reference = next((m for m, p in inputs.items() if same_geometry(sitk.ReadImage(str(p)), label_image, 1e-3)),
                              next(iter(inputs)))

@@ -50,8 +50,8 @@ def run_one(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     from brainlesioncl.inference import InferenceConfig, Segmenter
-    from brainlesioncl.models import ModelKind, MoEUNet, MoEUNetConfig
     from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS
+    from brainlesioncl.models import ModelKind, MoEUNet, MoEUNetConfig
     from brainlesioncl.registry import ModelBundle, ModelMetadata, ModelRegistry
 
     if args.bundle:

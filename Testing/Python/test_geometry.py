@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from brainlesioncl.inference import InferenceConfig, Segmenter
 from brainlesioncl.io import to_xyz
 from brainlesioncl.preprocessing import GridMode, PreprocessConfig, prepare_case, ras_grid
 from brainlesioncl.synthetic import ellipsoid_fraction, make_grid, rotation_direction
-
 from conftest import ThresholdNet, sphere_case, tiny_metadata
 
 CENTRE = (6.0, -5.0, 4.0)
@@ -87,7 +85,7 @@ def test_index_space_mixup_would_fail() -> None:
     naive = to_xyz(sphere_case(oblique_grid, centre=CENTRE, radius=RADIUS)) > 200
     truth = ellipsoid_fraction(reference_grid, CENTRE, RADIUS) > 0.5
     cropped = np.zeros_like(truth)
-    sx, sy, sz = (min(a, b) for a, b in zip(naive.shape, truth.shape))
+    sx, sy, sz = (min(a, b) for a, b in zip(naive.shape, truth.shape, strict=True))
     cropped[:sx, :sy, :sz] = naive[:sx, :sy, :sz]
     assert _dice(cropped, truth) < 0.5
 
@@ -103,7 +101,7 @@ def test_ras_grid_covers_reference_and_is_ras() -> None:
 
     for corner in physical_corners(reference):
         index = grid.TransformPhysicalPointToContinuousIndex(corner.tolist())
-        assert all(-0.51 <= i <= s - 0.49 for i, s in zip(index, grid.GetSize()))
+        assert all(-0.51 <= i <= s - 0.49 for i, s in zip(index, grid.GetSize(), strict=True))
 
 
 def test_prepare_case_crops_and_pads_to_multiple_of_16() -> None:
@@ -118,5 +116,5 @@ def test_prepare_case_crops_and_pads_to_multiple_of_16() -> None:
     assert abs(values.mean()) < 1e-3 and abs(values.std() - 1) < 1e-3
     # the crop keeps the whole brain (radius 40/45/35 mm) plus margin, and drops most of the background
     (x0, y0, z0), (x1, y1, z1) = case.box
-    assert 96 <= x1 - x0 <= 100 and 106 <= y1 - y0 <= 110 and 86 <= z1 - z0 <= 90
-    assert case.array.shape[1:] == (112, 112, 96)
+    assert 84 <= x1 - x0 <= 88 and 94 <= y1 - y0 <= 98 and 74 <= z1 - z0 <= 78  # 80/90/70 mm + 2 x 2 margin
+    assert case.array.shape[1:] == (96, 96, 80)

@@ -6,13 +6,18 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
 from brainlesioncl.errors import BrainLesionCLError, CancelledError, DiseaseNotSupportedError, InvalidImageError
-from brainlesioncl.inference import InferenceConfig, Predictor, Segmenter, build_context, label_statistics, select_device
+from brainlesioncl.inference import (
+    InferenceConfig,
+    Predictor,
+    Segmenter,
+    build_context,
+    label_statistics,
+    select_device,
+)
 from brainlesioncl.io import from_xyz, to_xyz
 from brainlesioncl.models import MoEUNet, MoEUNetConfig
 from brainlesioncl.synthetic import ellipsoid_fraction, make_grid
-
 from conftest import TINY_CHANNELS, ThresholdNet, sphere_case, tiny_metadata
 
 
@@ -31,7 +36,8 @@ def test_fast_and_reference_protocols_agree_on_a_known_predictor() -> None:
     fast = Predictor(net, device="cpu").predict(array, context)
     assert net.calls == 1  # the whole box in one pass
     net.calls = 0
-    reference = Predictor(net, device="cpu", config=InferenceConfig(mode="reference", roi_size=64, sw_batch_size=1)).predict(
+    reference_config = InferenceConfig(mode="reference", roi_size=64, sw_batch_size=1)
+    reference = Predictor(net, device="cpu", config=reference_config).predict(
         array, context
     )
     assert net.calls > 1
@@ -108,7 +114,6 @@ def test_bad_requests_fail_before_heavy_work(flair_t1_files) -> None:
 
 def test_disjoint_volumes_are_a_geometry_error() -> None:
     from brainlesioncl.errors import GeometryError
-
     from brainlesioncl.synthetic import two_object_image
 
     def case(origin: float) -> sitk.Image:

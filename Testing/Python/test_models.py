@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-
+from brainlesioncl.errors import IncompatibleWeightsError
 from brainlesioncl.models import (
     MoEUNet,
     MoEUNetConfig,
@@ -16,8 +16,6 @@ from brainlesioncl.models import (
     infer_residual_config,
     load_strict,
 )
-from brainlesioncl.errors import IncompatibleWeightsError
-
 from conftest import TINY_CHANNELS, shared_path
 
 # The published BrainCL network, described without any shared file: 141 tensors, 18,380,347 parameters.
@@ -166,7 +164,8 @@ def test_load_strict_names_the_problem() -> None:
     state.pop("decoder.3.2.conv.bias")
     state["encoder.0.conv.unit0.conv.weight"] = torch.zeros(3, 3, 3, 3, 3)
     state["extra.weight"] = torch.zeros(1)
-    with pytest.raises(IncompatibleWeightsError, match=r"1 missing: decoder\.3\.2\.conv\.bias.*1 unexpected.*wrong shape"):
+    expected = r"1 missing: decoder\.3\.2\.conv\.bias.*1 unexpected.*wrong shape"
+    with pytest.raises(IncompatibleWeightsError, match=expected):
         load_strict(model, state)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from brainlesioncl.cli.main import main
+from brainlesioncl.errors import UnknownModalityError
 from brainlesioncl.phantoms import PhantomConfig, generate_case
 from brainlesioncl.phantoms.generator import DATASET_PRESETS
 
@@ -26,8 +26,9 @@ def cases() -> dict[str, object]:
     out = {}
     for disease in ("tumour", "MS", "WMH", "metastasis", "TBI", "none"):
         out[disease] = generate_case(PhantomConfig(disease=disease, modalities=ALL, seed=11, **SMALL))
-    out["stroke_acute"] = generate_case(PhantomConfig(disease="stroke", stroke_stage="acute", modalities=ALL, seed=5, **SMALL))
-    out["stroke_chronic"] = generate_case(PhantomConfig(disease="stroke", stroke_stage="chronic", modalities=ALL, seed=5, **SMALL))
+    for stage in ("acute", "chronic"):
+        config = PhantomConfig(disease="stroke", stroke_stage=stage, modalities=ALL, seed=5, **SMALL)
+        out[f"stroke_{stage}"] = generate_case(config)
     return out
 
 
@@ -131,7 +132,7 @@ def test_deterministic_by_seed_and_seeds_differ() -> None:
 def test_bad_configs() -> None:
     with pytest.raises(ValueError):
         PhantomConfig(disease="flu")
-    with pytest.raises(Exception):
+    with pytest.raises(UnknownModalityError):
         PhantomConfig(modalities=("CT",))
     with pytest.raises(ValueError):
         PhantomConfig(disease="stroke", stroke_stage="subacute")

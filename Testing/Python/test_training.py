@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
 from brainlesioncl.errors import CancelledError, GeometryError, InvalidImageError
 from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER
 from brainlesioncl.models import MoEUNet, MoEUNetConfig
@@ -20,7 +19,6 @@ from brainlesioncl.training import (
     make_batch,
     train,
 )
-
 from conftest import sphere_case
 
 SLOTS = ["tumour", "stroke", "MS", "WMH"]
@@ -61,7 +59,7 @@ def test_batch_context_reflects_dropped_modalities() -> None:
     cases = _blob_cases(3, seed=1)
     images, labels, contexts = make_batch(cases, 32, np.random.default_rng(0), SLOTS)
     assert images.shape == (3, 6, 32, 32, 32) and labels.shape == (3, 1, 32, 32, 32)
-    for image, context in zip(images, contexts):
+    for image, context in zip(images, contexts, strict=True):
         assert context[:6].tolist() == [1.0 if image[i].any() else 0.0 for i in range(6)]
         assert context[6:].tolist() == [1, 0, 0, 0]
 

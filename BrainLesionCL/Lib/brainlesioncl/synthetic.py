@@ -50,7 +50,7 @@ def physical_coordinates(grid: sitk.Image, offset: Sequence[float] = (0.0, 0.0, 
     spacing = np.array(grid.GetSpacing())
     matrix = (np.array(grid.GetDirection()).reshape(3, 3) * spacing).astype(np.float32)  # index -> mm
     origin = np.array(grid.GetOrigin(), dtype=np.float32)
-    axes = [np.arange(n, dtype=np.float32) + np.float32(o) for n, o in zip(size, offset)]
+    axes = [np.arange(n, dtype=np.float32) + np.float32(o) for n, o in zip(size, offset, strict=True)]
     # Separable sum: point = origin + M[:, 0] i + M[:, 1] j + M[:, 2] k
     return (
         origin

@@ -298,8 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     td = sub.add_parser("train-default", help="train the demonstration model on phantoms (the shipped recipe)")
     td.add_argument("output", help="bundle folder to create, e.g. braincl-demo-v2")
-    td.add_argument("--epochs", type=int, default=40)
-    td.add_argument("--cases-per-disease", type=int, default=20)
+    td.add_argument("--epochs", type=int, default=30)
+    td.add_argument("--cases-per-disease", type=int, default=16)
     td.add_argument("--seed", type=int, default=2026)
     td.add_argument("--device", default="auto")
     td.set_defaults(func=cmd_train_default)

@@ -198,6 +198,10 @@ class Predictor:
 
     def _probability(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
+        if self.activation == "softmax" and logits.shape[1] == 2:
+            # Two-class softmax = sigmoid of the logit difference: same values, half the work.
+            other = 1 - self.lesion_channel
+            return torch.sigmoid(logits[:, self.lesion_channel] - logits[:, other])
         if self.activation == "softmax":
             return torch.softmax(logits, dim=1)[:, self.lesion_channel]
         return torch.sigmoid(logits[:, self.lesion_channel])
@@ -221,12 +225,16 @@ class Predictor:
         dtype = autocast_dtype(cfg.precision, self.device, cfg.mode)
         with torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             if cfg.mode is InferenceMode.REFERENCE:
-                logits = self._sliding(x, ctx, cfg.roi_size, cfg.overlap, cfg.sw_batch_size, "constant", progress, cancel)
+                logits = self._sliding(
+                    x, ctx, cfg.roi_size, cfg.overlap, cfg.sw_batch_size, "constant", progress, cancel
+                )
             elif math.prod(spatial) <= cfg.max_single_pass_voxels and all(s % 16 == 0 for s in spatial):
                 runner = _Windows(self.network, 1, progress, cancel)
                 logits = runner(x, ctx)
             else:
-                logger.info("box %s exceeds the single-pass budget; using %d^3 windows", tuple(spatial), cfg.fast_roi_size)
+                logger.info(
+                    "box %s exceeds the single-pass budget; using %d^3 windows", tuple(spatial), cfg.fast_roi_size
+                )
                 logits = self._sliding(x, ctx, cfg.fast_roi_size, 0.25, 1, "gaussian", progress, cancel)
         return self._probability(logits)[0].cpu().numpy().astype(np.float32, copy=False)
 

@@ -9,7 +9,8 @@ Layout (defaults reproduce the published network: 18,380,347 parameters, 141 sta
   ``a`` and conv ``b``. ``b`` is an MoE layer in stages 0-2 and a plain conv to ``out_channels`` logits in stage 3.
 * gate input: context vector = [modality-present flags in channel order] + [disease one-hot].
 
-Spatial sizes must be multiples of 16 and at least 32 (four stride-2 stages); :mod:`brainlesioncl.inference` pads for you.
+Spatial sizes must be multiples of 16 and at least 32 (four stride-2 stages); :mod:`brainlesioncl.inference` pads
+for you.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class MoEUNet(nn.Module):
 
         self.encoder = nn.ModuleList()
         previous = cfg.in_channels
-        for width, stride in zip(ch, strides):
+        for width, stride in zip(ch, strides, strict=True):
             self.encoder.append(ParameterFreeResidualUnit(previous, width, strides=stride, second=moe(width, width)))
             previous = width
 
@@ -141,7 +142,8 @@ class MoEUNet(nn.Module):
         """Logits (B, out_channels, *spatial); with ``give_feature`` also the bottleneck feature."""
         if any(s % 16 or s < 32 for s in x.shape[2:]):
             raise ValueError(
-                f"spatial size {tuple(x.shape[2:])} must be a multiple of 16 and at least 32 (four stride-2 stages); pad the input"
+                f"spatial size {tuple(x.shape[2:])} must be a multiple of 16 and at least 32 (four stride-2 stages); "
+                "pad the input"
             )
         if context.dim() != 2 or context.shape[1] != self.config.context_dim:
             raise ValueError(

@@ -59,7 +59,7 @@ class ResidualUNet(nn.Module):
         cfg = self.config
         ch = cfg.channels
         previous = cfg.in_channels
-        for i, (width, stride) in enumerate(zip(ch, (2, 2, 2, 2, 1)), start=1):
+        for i, (width, stride) in enumerate(zip(ch, (2, 2, 2, 2, 1), strict=True), start=1):
             self.add_module(
                 f"conv_{i}", ParameterFreeResidualUnit(previous, width, strides=stride, second=conv_block(width, width))
             )
@@ -86,7 +86,9 @@ class ResidualUNet(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         del context
         if any(s % 16 or s < 32 for s in x.shape[2:]):
-            raise ValueError(f"spatial size {tuple(x.shape[2:])} must be a multiple of 16 and at least 32; pad the input")
+            raise ValueError(
+                f"spatial size {tuple(x.shape[2:])} must be a multiple of 16 and at least 32; pad the input"
+            )
         skips = []
         h = x
         for i in range(1, 6):

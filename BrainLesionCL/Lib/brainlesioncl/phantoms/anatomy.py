@@ -90,7 +90,8 @@ def build_anatomy(coords: Coordinates, rng: np.random.Generator) -> Anatomy:
     ventricles = np.maximum(soft_inside(d_vent, h), soft_inside(d_third, h))
 
     csf_in = np.maximum.reduce([ventricles, sulcal_csf * (1 - cerebellum), fissure_csf]) * brain
-    gm = np.maximum.reduce([cortex, sulcal_gm * (1 - cerebellum), fissure_gm, deep, cerebellum * folia * 0.9 + 0.1 * cerebellum])
+    cerebellar_gm = cerebellum * (0.9 * folia + 0.1)
+    gm = np.maximum.reduce([cortex, sulcal_gm * (1 - cerebellum), fissure_gm, deep, cerebellar_gm])
     gm = np.clip(gm, 0, 1) * brain * (1 - csf_in)
     wm = np.clip(brain - csf_in - gm, 0, 1)
     csf = np.clip(intracranial - brain, 0, 1) + csf_in

@@ -32,7 +32,7 @@ TISSUE_SIGNAL: dict[str, tuple[float, float, float, float]] = {
 _ORDER = ("T1", "T1c", "T2", "FLAIR", "PD", "DWI", "SWI", "ADC")
 #: lesion kind -> signal per sequence in _ORDER
 LESION_SIGNAL: dict[str, dict[str, float]] = {
-    kind: dict(zip(_ORDER, values))
+    kind: dict(zip(_ORDER, values, strict=True))
     for kind, values in {
         "oedema": (0.58, 0.60, 0.88, 0.95, 0.90, 0.60, 0.80, 0.45),
         "enhancing": (0.55, 1.55, 0.70, 0.80, 0.85, 0.75, 0.60, 0.35),

@@ -211,7 +211,7 @@ def generate_dataset(
     with open(out / "cases.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["case", *modalities, "label", "disease"])
-        for folder, record in zip(folders, records):
+        for folder, record in zip(folders, records, strict=True):
             writer.writerow([folder.name, *[f"{folder.name}/{m}.nii.gz" for m in modalities],
                              f"{folder.name}/label.nii.gz", record["disease"]])
     return folders

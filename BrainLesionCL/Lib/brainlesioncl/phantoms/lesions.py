@@ -48,7 +48,7 @@ def _pick(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:
 
 def _box(anatomy: Anatomy, index: tuple[int, int, int], radius_mm: float) -> tuple[slice, ...]:
     half = int(np.ceil(radius_mm * 1.4 / anatomy.coords.spacing)) + 2
-    return tuple(slice(max(0, i - half), min(n, i + half + 1)) for i, n in zip(index, anatomy.coords.size))
+    return tuple(slice(max(0, i - half), min(n, i + half + 1)) for i, n in zip(index, anatomy.coords.size, strict=True))
 
 
 def _blob(
@@ -213,7 +213,8 @@ def metastases(anatomy: Anatomy, rng: np.random.Generator) -> Lesions:
         core = _blob(anatomy, index, (r, r, r), rng, roughness=0.1)
         if r > 3.0:
             oedema_r = r * float(rng.uniform(1.6, 3.2))
-            oedema = _blob(anatomy, index, (oedema_r,) * 3, rng, roughness=0.3) * np.clip(anatomy.wm + 0.3 * anatomy.gm, 0, 1)
+            spread = np.clip(anatomy.wm + 0.3 * anatomy.gm, 0, 1)  # vasogenic oedema runs in white matter
+            oedema = _blob(anatomy, index, (oedema_r,) * 3, rng, roughness=0.3) * spread
             oedemas.append(oedema)
         necrosis = _blob(anatomy, index, (r * 0.55,) * 3, rng, roughness=0.1) if r > 5.0 else None
         cores.append((core, necrosis))

@@ -41,7 +41,7 @@ def save_preview(
     focus = truth if truth is not None and truth.any() else (pred if pred is not None and pred.any() else None)
     z = int(np.argmax(focus.sum(axis=(0, 1)))) if focus is not None else first.shape[2] // 2
     fig, axes = plt.subplots(1, len(arrays), figsize=(2.6 * len(arrays), 3.0), squeeze=False)
-    for ax, (name, array) in zip(axes[0], arrays.items()):
+    for ax, (name, array) in zip(axes[0], arrays.items(), strict=True):
         slice_ = array[:, :, z]
         nonzero = slice_[slice_ != 0]
         vmax = np.percentile(nonzero, 99.5) if nonzero.size else 1.0

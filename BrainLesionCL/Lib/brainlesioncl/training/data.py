@@ -137,7 +137,7 @@ def random_crop(
     pad = np.maximum(size - shape, 0)
     if pad.any():
         before = pad // 2
-        widths = [(int(b), int(p - b)) for b, p in zip(before, pad)]
+        widths = [(int(b), int(p - b)) for b, p in zip(before, pad, strict=True)]
         image = np.pad(image, [(0, 0), *widths])
         label = np.pad(label, widths)
         shape = np.array(label.shape)
@@ -151,7 +151,9 @@ def random_crop(
     return image[(slice(None), *sl)], label[sl]
 
 
-def drop_modalities(image: np.ndarray, present: Sequence[bool], rng: np.random.Generator) -> tuple[np.ndarray, list[bool]]:
+def drop_modalities(
+    image: np.ndarray, present: Sequence[bool], rng: np.random.Generator
+) -> tuple[np.ndarray, list[bool]]:
     """Zero k of the n present channels, k ~ U{0..n-1} (at least one survives), as in the reference training."""
     indices = [i for i, p in enumerate(present) if p]
     k = int(rng.integers(0, len(indices))) if len(indices) > 1 else 0

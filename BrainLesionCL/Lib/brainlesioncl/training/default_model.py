@@ -45,12 +45,13 @@ _RECIPE_DATA: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
 class DefaultRecipe:
     """Knobs of the default recipe (defaults = what the shipped model was trained with)."""
 
-    cases_per_disease: int = 20
-    validation_per_disease: int = 2
+    cases_per_disease: int = 16
+    validation_per_disease: int = 1
     spacing: float = 1.5
     size: tuple[int, int, int] = (104, 120, 96)
     channels: tuple[int, ...] = (8, 16, 32, 64, 128)
-    epochs: int = 40
+    epochs: int = 30
+    validate_every: int = 2
     crop_size: int = 64
     batch_size: int = 2
     seed: int = 2026
@@ -91,7 +92,7 @@ def train_default_model(
     config = MoEUNetConfig(channels=recipe.channels)
     network = MoEUNet(config)
     train_config = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, crop_size=recipe.crop_size,
-                               seed=recipe.seed, keep="best")
+                               seed=recipe.seed, keep="best", validate_every=recipe.validate_every)
     slots = [d.value for d in BRAINCL_DISEASE_SLOTS]
 
     def report(record: dict) -> None:
@@ -102,7 +103,7 @@ def train_default_model(
     result = train(network, train_cases, train_config, slots, validation=validation, device=device, progress=report)
     per_disease = {}
     scores = evaluate(network, validation, slots)
-    for case, score in zip(validation, scores):
+    for case, score in zip(validation, scores, strict=True):
         per_disease.setdefault(case.name.split("-")[0], []).append(score)
     minutes = (time.perf_counter() - start) / 60
     metadata = ModelMetadata(
