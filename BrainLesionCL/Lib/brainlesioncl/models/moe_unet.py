@@ -15,18 +15,19 @@ for you.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .blocks import MoEConvolution, ParameterFreeResidualUnit, conv_block
+from .config import JsonConfig
 
 __all__ = ["MoEUNetConfig", "MoEUNet"]
 
 
 @dataclass(frozen=True)
-class MoEUNetConfig:
+class MoEUNetConfig(JsonConfig):
     """Architecture of :class:`MoEUNet`; stored in every model bundle so the network can be rebuilt exactly.
 
     Args:
@@ -64,18 +65,6 @@ class MoEUNetConfig:
     @property
     def context_dim(self) -> int:
         return self.in_channels + self.num_disease_slots
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MoEUNetConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "channels" in known:
-            known["channels"] = tuple(known["channels"])
-        return cls(**known)
 
 
 class MoEUNet(nn.Module):

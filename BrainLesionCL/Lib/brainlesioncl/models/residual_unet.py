@@ -11,18 +11,19 @@ The network takes a ``context`` argument for interface parity with the MoE model
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .blocks import ParameterFreeResidualUnit, conv_block
+from .config import JsonConfig
 
 __all__ = ["ResidualUNetConfig", "ResidualUNet"]
 
 
 @dataclass(frozen=True)
-class ResidualUNetConfig:
+class ResidualUNetConfig(JsonConfig):
     """Architecture of :class:`ResidualUNet` (defaults = published MultiUnet)."""
 
     in_channels: int = 6
@@ -36,18 +37,6 @@ class ResidualUNetConfig:
         if self.upsample_mode not in ("trilinear", "nearest"):
             raise ValueError(f"upsample_mode must be 'trilinear' or 'nearest', not {self.upsample_mode!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ResidualUNetConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "channels" in known:
-            known["channels"] = tuple(known["channels"])
-        return cls(**known)
 
 
 class ResidualUNet(nn.Module):
