@@ -118,3 +118,17 @@ def test_prepare_case_crops_and_pads_to_multiple_of_16() -> None:
     (x0, y0, z0), (x1, y1, z1) = case.box
     assert 84 <= x1 - x0 <= 88 and 94 <= y1 - y0 <= 98 and 74 <= z1 - z0 <= 78  # 80/90/70 mm + 2 x 2 margin
     assert case.array.shape[1:] == (96, 96, 80)
+
+
+def test_constant_nonzero_background_is_treated_as_zero() -> None:
+    """Images exported already z-scored have background -mean/std; it must not count as brain."""
+    grid = make_grid((64, 64, 64), (2.0, 2.0, 2.0), origin=(-63.0, -63.0, -63.0))
+    image = sphere_case(grid)
+    shifted = sitk.Cast(image, sitk.sitkFloat32) - 3.62  # background -3.62, brain 96.38, lesion 296.38
+    shifted.CopyInformation(image)
+    case = prepare_case({"FLAIR": shifted}, ["DWI", "FLAIR", "PD", "T1", "T1c", "T2"],
+                        config=PreprocessConfig(grid=GridMode.REFERENCE))
+    reference = prepare_case({"FLAIR": image}, ["DWI", "FLAIR", "PD", "T1", "T1c", "T2"],
+                             config=PreprocessConfig(grid=GridMode.REFERENCE))
+    assert case.array.shape == reference.array.shape  # cropped to the brain, not the whole field of view
+    assert np.allclose(case.array, reference.array, atol=1e-3)

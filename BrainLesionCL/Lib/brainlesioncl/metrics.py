@@ -8,6 +8,7 @@ NaN when either side is empty.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -50,8 +51,10 @@ def case_metrics(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[fl
     if p.any() and t.any():
         y_pred = torch.from_numpy(p[None, None].astype(np.float32))
         y = torch.from_numpy(t[None, None].astype(np.float32))
-        hd95 = float(compute_hausdorff_distance(y_pred, y, percentile=95, spacing=list(spacing))[0, 0])
-        assd = float(compute_average_surface_distance(y_pred, y, symmetric=True, spacing=list(spacing))[0, 0])
+        with warnings.catch_warnings():  # MONAI warns about its own internal use of a deprecated argument
+            warnings.simplefilter("ignore", FutureWarning)
+            hd95 = float(compute_hausdorff_distance(y_pred, y, percentile=95, spacing=list(spacing))[0, 0])
+            assd = float(compute_average_surface_distance(y_pred, y, symmetric=True, spacing=list(spacing))[0, 0])
     else:
         hd95 = assd = math.nan
     voxel_ml = float(np.prod(spacing)) / 1000.0

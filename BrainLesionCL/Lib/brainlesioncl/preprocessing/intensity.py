@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["zscore_nonzero"]
+__all__ = ["zscore_nonzero", "constant_background_value"]
 
 
 def zscore_nonzero(array: np.ndarray, *, zero_background: bool = True) -> np.ndarray:
@@ -27,3 +27,20 @@ def zscore_nonzero(array: np.ndarray, *, zero_background: bool = True) -> np.nda
     else:
         out = (out - mean) / scale
     return out
+
+
+def constant_background_value(array: np.ndarray, min_fraction: float = 0.9) -> float | None:
+    """The value that fills the image border when the background is a nonzero constant, else None.
+
+    Some pipelines export skull-stripped images already z-scored, so their background is ``-mean/std`` instead of 0
+    (e.g. -3.62). Normalising "over nonzero voxels" would then treat the whole field of view as brain. When at least
+    ``min_fraction`` of the border voxels share one exact nonzero value, that value is the background.
+    """
+    faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
+    border = np.concatenate([f.ravel() for f in faces])
+    values, counts = np.unique(border, return_counts=True)
+    best = int(np.argmax(counts))
+    value = float(values[best])
+    if value != 0.0 and counts[best] >= min_fraction * border.size:
+        return value
+    return None

@@ -6,7 +6,8 @@ Steps (each invertible where it has to be):
 2. build the **working grid**: 1 mm isotropic RAS over the reference's field of view (what the weights were trained
    on), or the reference volume's own grid;
 3. **resample** every channel physically onto the working grid (linear, zero outside its field of view);
-4. **z-score** each channel over its nonzero voxels, background 0;
+4. **z-score** each channel over its nonzero voxels, background 0 (a background that is a nonzero constant, as in
+   images exported already z-scored, is recognised at the border and set to 0 first);
 5. **crop** to the bounding box of the nonzero voxels (+ margin) and **pad** to a multiple of 16;
 6. after inference, :meth:`PreparedCase.restore` un-pads, un-crops and resamples the lesion probability onto the
    reference volume's **original** grid (size, spacing, origin, direction), where it is thresholded.
@@ -26,7 +27,7 @@ from ..errors import GeometryError, InvalidImageError
 from ..io.image_io import from_xyz, to_xyz
 from ..modalities import Modality, resolve_modality
 from .geometry import check_overlap, ras_grid, resample_onto, same_geometry
-from .intensity import zscore_nonzero
+from .intensity import constant_background_value, zscore_nonzero
 
 __all__ = ["GridMode", "PreprocessConfig", "PreparedCase", "prepare_case"]
 
@@ -177,6 +178,10 @@ def prepare_case(
                     "%s covers only %.0f%% of the reference volume's field of view; the rest is treated as missing.",
                     modality.value, 100 * coverage,
                 )
+        background = constant_background_value(sitk.GetArrayViewFromImage(image))
+        if background is not None:
+            logger.info("%s: background is the constant %g; treating it as 0", modality.value, background)
+            image = sitk.Mask(image, sitk.Cast(image != background, sitk.sitkUInt8))
         resampled = to_xyz(resample_onto(image, grid, interpolator=sitk.sitkLinear))
         if not np.any(resampled):
             raise GeometryError(
