@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+
 from brainlesioncl.cli.main import main
 from brainlesioncl.models import MoEUNet, MoEUNetConfig
 from brainlesioncl.registry import ModelRegistry
+
 from conftest import TINY_CHANNELS
 
 

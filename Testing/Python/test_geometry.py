@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from brainlesioncl.inference import InferenceConfig, Segmenter
 from brainlesioncl.io import to_xyz
 from brainlesioncl.preprocessing import GridMode, PreprocessConfig, prepare_case, ras_grid
 from brainlesioncl.synthetic import ellipsoid_fraction, make_grid, rotation_direction
+
 from conftest import ThresholdNet, sphere_case, tiny_metadata
 
 CENTRE = (6.0, -5.0, 4.0)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+
 from brainlesioncl.errors import BrainLesionCLError, CancelledError, DiseaseNotSupportedError, InvalidImageError
 from brainlesioncl.inference import (
     InferenceConfig,
@@ -18,6 +19,7 @@ from brainlesioncl.inference import (
 from brainlesioncl.io import from_xyz, to_xyz
 from brainlesioncl.models import MoEUNet, MoEUNetConfig
 from brainlesioncl.synthetic import ellipsoid_fraction, make_grid
+
 from conftest import TINY_CHANNELS, ThresholdNet, sphere_case, tiny_metadata
 
 

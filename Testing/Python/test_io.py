@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from brainlesioncl.errors import InvalidImageError, OutputPathError
 from brainlesioncl.io import read_image, to_xyz, write_image
 

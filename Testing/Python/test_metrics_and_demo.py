@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from brainlesioncl.demo import run_demo
 from brainlesioncl.metrics import case_metrics, dice
 

@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+
 from brainlesioncl.errors import IncompatibleWeightsError
 from brainlesioncl.models import (
     MoEUNet,
@@ -16,6 +17,7 @@ from brainlesioncl.models import (
     infer_residual_config,
     load_strict,
 )
+
 from conftest import TINY_CHANNELS, shared_path
 
 # The published BrainCL network, described without any shared file: 141 tensors, 18,380,347 parameters.

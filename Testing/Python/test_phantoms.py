@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from brainlesioncl.cli.main import main
 from brainlesioncl.errors import UnknownModalityError
 from brainlesioncl.phantoms import PhantomConfig, generate_case

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from brainlesioncl.errors import (
     CorruptModelError,
     IncompatibleWeightsError,
@@ -19,6 +20,7 @@ from brainlesioncl.errors import (
 )
 from brainlesioncl.models import ModelKind, MoEUNet, MoEUNetConfig, ResidualUNet, ResidualUNetConfig
 from brainlesioncl.registry import ModelBundle, ModelRegistry, import_checkpoint, write_bundle
+
 from conftest import TINY_CHANNELS, tiny_metadata
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+
 from brainlesioncl.errors import CancelledError, GeometryError, InvalidImageError
 from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER
 from brainlesioncl.models import MoEUNet, MoEUNetConfig
@@ -19,6 +20,7 @@ from brainlesioncl.training import (
     make_batch,
     train,
 )
+
 from conftest import sphere_case
 
 SLOTS = ["tumour", "stroke", "MS", "WMH"]
