@@ -185,22 +185,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_phantoms(args: argparse.Namespace) -> int:
-    from ..phantoms import generate_case, generate_dataset, save_preview
-    from ..phantoms.generator import PhantomConfig
+    from ..phantoms import generate_dataset
 
     out = Path(args.output_dir)
     folders = generate_dataset(
         out, count=args.count, disease=args.disease, preset=args.preset, seed=args.seed,
         modalities=args.modalities.split(",") if args.modalities else None,
-        size=tuple(args.size), spacing=args.spacing,
+        size=tuple(args.size), spacing=args.spacing, preview=args.preview,
         progress=_progress_printer(args.progress),
     )
-    if args.preview:
-        for folder in folders:
-            info = json.loads((folder / "case.json").read_text())
-            case = generate_case(PhantomConfig(**{**info["config"], "size": tuple(info["config"]["size"]),
-                                                  "modalities": tuple(info["config"]["modalities"])}))
-            save_preview(case.images, folder / "preview.png", label=case.label, title=folder.name)
     print(f"Wrote {len(folders)} case(s) to {out} (manifest.json, cases.csv).")
     return 0
 

@@ -24,6 +24,7 @@ from .anatomy import build_anatomy
 from .contrast import MODALITIES, render
 from .fields import Coordinates, smooth_noise
 from .lesions import LESION_BUILDERS, Lesions
+from .preview import save_preview
 
 __all__ = ["PhantomConfig", "PhantomCase", "DATASET_PRESETS", "generate_case", "write_case", "generate_dataset"]
 
@@ -183,9 +184,11 @@ def generate_dataset(
     size: Sequence[int] = (160, 192, 144),
     spacing: float = 1.0,
     prefix: str | None = None,
+    preview: bool = False,
     progress=None,
 ) -> list[Path]:
-    """Write ``count`` cases (seeds ``seed .. seed+count-1``) plus ``manifest.json`` and ``cases.csv``."""
+    """Write ``count`` cases (seeds ``seed .. seed+count-1``) plus ``manifest.json`` and ``cases.csv``;
+    with ``preview``, also each case's ``preview.png``."""
     if preset is not None:
         key = preset.upper()
         if key not in DATASET_PRESETS:
@@ -203,6 +206,8 @@ def generate_dataset(
         config = PhantomConfig(disease=disease, modalities=modalities, size=tuple(size), spacing=spacing, seed=seed + i)
         case = generate_case(config)
         folder = write_case(case, out / f"{prefix}_{seed + i:04d}")
+        if preview:
+            save_preview(case.images, folder / "preview.png", label=case.label, title=folder.name)
         folders.append(folder)
         records.append({"case": folder.name, **case.info})
         if progress is not None:
