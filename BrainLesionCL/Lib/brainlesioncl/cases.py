@@ -8,11 +8,14 @@ label path and a disease tag.
   and predictions are ignored.
 * **CSV**: a header row with ``case``, one column per modality (any alias), optional ``label`` and ``disease``;
   relative paths are relative to the CSV's folder; empty cells mean the modality is absent.
+* **JSON**: ``{"cases": [{"case": "...", "images": {"FLAIR": "...", "T1": "..."}, "label": "...", "disease": "..."}]}``
+  (or the list alone); relative paths are relative to the JSON file's folder.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -46,10 +49,12 @@ def find_cases(source: str | os.PathLike) -> list[CaseSpec]:
     source = Path(source).expanduser()
     if source.is_file() and source.suffix.lower() == ".csv":
         cases = _from_csv(source)
+    elif source.is_file() and source.suffix.lower() == ".json":
+        cases = _from_json(source)
     elif source.is_dir():
         cases = _from_folder(source)
     else:
-        raise InvalidImageError(f"{source} is neither a folder of cases nor a .csv manifest.")
+        raise InvalidImageError(f"{source} is neither a folder of cases nor a .csv/.json manifest.")
     if not cases:
         raise InvalidImageError(
             f"No case found in {source}. Expected sub-folders with one image per modality (e.g. flair.nii.gz), or "
@@ -112,4 +117,32 @@ def _from_csv(path: Path) -> list[CaseSpec]:
                 disease=(row.get("disease") or "").strip() or None,
             )
         )
+    return cases
+
+
+def _from_json(path: Path) -> list[CaseSpec]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InvalidImageError(f"{path.name} is not a readable JSON manifest: {err}") from err
+    entries = data.get("cases") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise InvalidImageError(f'{path.name}: expected {{"cases": [...]}} or a list of cases.')
+    cases = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("images"), dict):
+            raise InvalidImageError(f'{path.name}: case #{index + 1} needs an "images" object {{modality: path}}.')
+        images: dict[Modality, Path] = {}
+        for column, file in entry["images"].items():
+            modality = resolve_modality(column)
+            if modality in images:
+                raise DuplicateChannelError(f"{path.name}: case #{index + 1} names {modality.value} twice.")
+            images[modality] = (path.parent / str(file)).resolve()
+        label = entry.get("label")
+        cases.append(CaseSpec(
+            name=str(entry.get("case") or f"case{index + 1:03d}"),
+            images=images,
+            label=(path.parent / str(label)).resolve() if label else None,
+            disease=entry.get("disease") or None,
+        ))
     return cases

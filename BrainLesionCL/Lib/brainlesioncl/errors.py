@@ -27,6 +27,7 @@ __all__ = [
     "VersionExistsError",
     "OutputPathError",
     "CancelledError",
+    "SettingsError",
 ]
 
 
@@ -92,6 +93,10 @@ class VersionExistsError(ModelError, FileExistsError):
 
 class OutputPathError(BrainLesionCLError, OSError):
     """An output cannot be written where asked (missing folder, existing file, unsupported extension)."""
+
+
+class SettingsError(BrainLesionCLError, ValueError):
+    """An option has a value BrainLesionCL cannot use (unknown strategy, bad hyper-parameter)."""
 
 
 class CancelledError(BrainLesionCLError):

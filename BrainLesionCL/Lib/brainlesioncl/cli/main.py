@@ -2,7 +2,8 @@
 
 Sub-commands: ``segment`` (one case, or a batch from a folder/CSV), ``models list|info|import|activate|rollback|
 export``, ``phantoms`` (synthetic cases with known truth), ``demo`` (the main job on phantoms), ``train-default``
-(the recipe of the shipped model). Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant.
+(the recipe of the shipped model), ``episode`` (continual learning on local cases; data-parallel under ``torchrun``),
+``report`` (continual-learning plots). Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant.
 
 Exit codes: 0 success; 1 unexpected error (a bug: please report it); 2 bad input; 3 model/registry problem;
 4 some cases of a batch failed; 130 cancelled.
@@ -212,10 +213,89 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train_default(args: argparse.Namespace) -> int:
     from ..training.default_model import DefaultRecipe, train_default_model
 
-    recipe = DefaultRecipe(epochs=args.epochs, cases_per_disease=args.cases_per_disease, seed=args.seed)
+    recipe = DefaultRecipe(epochs=args.epochs, cases_per_disease=args.cases_per_disease, seed=args.seed,
+                           learning_rate=args.learning_rate, schedule=args.schedule, init_from=args.init_from)
     path = train_default_model(args.output, recipe, device=args.device,
                                progress=lambda message: print(message, flush=True))
     print(f"Default model written to {path}")
+    return 0
+
+
+def _init_distributed() -> bool:
+    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPUs."""
+    import os
+
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend=backend)
+    return True
+
+
+def cmd_episode(args: argparse.Namespace) -> int:
+    from ..continual import EpisodeConfig, train_episode
+
+    options = {}
+    for pair in args.option or []:
+        if "=" not in pair:
+            raise BrainLesionCLError(f"--option {pair!r} must look like NAME=VALUE, e.g. --option beta=0.5")
+        key, value = pair.split("=", 1)
+        options[key.strip()] = json.loads(value) if value.strip() not in ("",) else None
+    config = EpisodeConfig(
+        strategy=args.strategy, strategy_options=options, epochs=args.epochs, crop_size=args.crop_size,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
+        seed=args.seed, keep=args.keep,
+    )
+    started_group = _init_distributed()
+    import torch
+
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    printer = _progress_printer(args.progress) if rank == 0 else None
+
+    def report(record: dict) -> None:
+        if printer is None:
+            return
+        if "stage" in record:
+            printer(0.0, record["stage"])
+            return
+        dice = "-" if record["val_dice"] is None else f"{record['val_dice']:.3f}"
+        printer(record["epoch"] / record["epochs"], f"epoch {record['epoch']}/{record['epochs']} loss "
+                f"{record['loss']:.4f} val Dice {dice} ETA {record['eta_seconds'] / 60:.1f} min")
+
+    try:
+        result = train_episode(
+            args.cases, args.disease, parent=args.parent, registry=_registry(args), config=config, name=args.name,
+            device=args.device, label_mapping=args.label_mapping, resume=not args.no_resume, progress=report,
+        )
+        if rank == 0:
+            registry = _registry(args)
+            if args.activate:
+                registry.activate(result.version)
+            summary = {"version": result.version, "parent": result.metadata.parent,
+                       "minutes": round(result.seconds / 60, 2),
+                       "validation": result.metadata.metrics.get("validation"), "activated": bool(args.activate)}
+            print(json.dumps(summary) if args.progress == "json" else
+                  f"New version {result.version} (parent {result.metadata.parent}) in {summary['minutes']} min; "
+                  f"validation {summary['validation']}. "
+                  + ("Activated." if args.activate else f"Activate it with: brainlesioncl models activate "
+                     f"{result.version}"))
+    finally:
+        if started_group:
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..continual.report import load_results, write_report
+
+    files = write_report(load_results(args.results), args.output_dir)
+    print((Path(args.output_dir) / "summary.md").read_text(encoding="utf-8"))
+    for name, path in files.items():
+        print(f"{name}: {path}")
     return 0
 
 
@@ -294,8 +374,38 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_argument("--epochs", type=int, default=30)
     td.add_argument("--cases-per-disease", type=int, default=16)
     td.add_argument("--seed", type=int, default=2026)
+    td.add_argument("--learning-rate", type=float, default=1e-3)
+    td.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    td.add_argument("--init-from", help="bundle folder to fine-tune from (a second training stage)")
     td.add_argument("--device", default="auto")
     td.set_defaults(func=cmd_train_default)
+
+    ep = sub.add_parser("episode", help="learn from local annotated cases: a new model version (continual learning)")
+    ep.add_argument("cases", help="folder of case folders, or a CSV/JSON manifest, with a label per case")
+    ep.add_argument("--disease", required=True, help="the cases' disease tag (tumour, stroke, MS, WMH, metastasis)")
+    ep.add_argument("--parent", help="version to start from (default: the active model)")
+    ep.add_argument("--strategy", default="ours", help="ours (default), braincl-dd, lwf, ewc, si, naive")
+    ep.add_argument("--option", action="append", help="strategy hyper-parameter NAME=VALUE (JSON value), repeatable")
+    ep.add_argument("--epochs", type=int, default=20)
+    ep.add_argument("--crop-size", type=int, default=64)
+    ep.add_argument("--batch-size", type=int, default=2)
+    ep.add_argument("--learning-rate", type=float, default=1e-3)
+    ep.add_argument("--validation-fraction", type=float, default=0.2)
+    ep.add_argument("--keep", choices=["best", "last"], default="best", help="keep the best-validation or last epoch")
+    ep.add_argument("--seed", type=int, default=0)
+    ep.add_argument("--name", help="model name of the new version (default: the parent's)")
+    ep.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict",
+                    help="nonzero: every label value > 0 is lesion (e.g. BraTS 1/2/4)")
+    ep.add_argument("--device", default="auto")
+    ep.add_argument("--activate", action="store_true", help="activate the new version when done")
+    ep.add_argument("--no-resume", action="store_true", help="start from epoch 1 even if a checkpoint exists")
+    ep.add_argument("--progress", choices=["bar", "json", "none"], default="bar" if sys.stderr.isatty() else "none")
+    ep.set_defaults(func=cmd_episode)
+
+    rp = sub.add_parser("report", help="heatmaps of R and a radar of Acc/ILM/BWT/FWT from a results JSON")
+    rp.add_argument("results", help="JSON with datasets and one R matrix per strategy (the benchmark writes it)")
+    rp.add_argument("--output-dir", default="cl_report")
+    rp.set_defaults(func=cmd_report)
     return parser
 
 

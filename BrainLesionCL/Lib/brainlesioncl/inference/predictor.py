@@ -94,6 +94,11 @@ class InferenceConfig:
         return d
 
 
+def _padded(spatial: Sequence[int]) -> tuple[int, ...]:
+    """Each size rounded up to the next multiple of 16 (four poolings by two)."""
+    return tuple(-(-int(s) // 16) * 16 for s in spatial)
+
+
 def select_device(device: str | torch.device | None = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU. Asking for CUDA where there is none is an error, not a fallback."""
     if device is None or str(device) == "auto":
@@ -228,9 +233,13 @@ class Predictor:
                 logits = self._sliding(
                     x, ctx, cfg.roi_size, cfg.overlap, cfg.sw_batch_size, "constant", progress, cancel
                 )
-            elif math.prod(spatial) <= cfg.max_single_pass_voxels and all(s % 16 == 0 for s in spatial):
+            elif math.prod(_padded(spatial)) <= cfg.max_single_pass_voxels:
+                # Zero-pad to the network's multiple of 16 (zero = the z-scored background), run once, crop back.
+                padded = _padded(spatial)
+                pad = [p for s, t in zip(reversed(spatial), reversed(padded), strict=True) for p in (0, t - s)]
                 runner = _Windows(self.network, 1, progress, cancel)
-                logits = runner(x, ctx)
+                logits = runner(torch.nn.functional.pad(x, pad), ctx)
+                logits = logits[(..., *(slice(0, s) for s in spatial))]
             else:
                 logger.info(
                     "box %s exceeds the single-pass budget; using %d^3 windows", tuple(spatial), cfg.fast_roi_size

@@ -23,7 +23,7 @@ from ..modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS
 from ..models import ModelKind, MoEUNet, MoEUNetConfig
 from ..phantoms import PhantomConfig, generate_case
 from ..preprocessing import PreprocessConfig
-from ..registry import ModelMetadata, write_bundle
+from ..registry import ModelBundle, ModelMetadata, write_bundle
 from .data import TrainingCase, load_training_case
 from .trainer import TrainConfig, evaluate, train
 
@@ -55,6 +55,10 @@ class DefaultRecipe:
     crop_size: int = 64
     batch_size: int = 2
     seed: int = 2026
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    #: Bundle folder to start from (a fine-tuning stage), or None to start from random weights.
+    init_from: str | None = None
 
 
 def phantom_training_cases(
@@ -91,8 +95,16 @@ def train_default_model(
     validation = phantom_training_cases(recipe, count=recipe.validation_per_disease, seed=recipe.seed + 1)
     config = MoEUNetConfig(channels=recipe.channels)
     network = MoEUNet(config)
+    parent = None
+    if recipe.init_from:
+        bundle = ModelBundle(recipe.init_from)
+        config = MoEUNetConfig.from_dict(bundle.metadata.architecture["network"])
+        network = bundle.build()
+        parent = bundle.metadata.version or bundle.path.name
+        say(f"starting from {parent}")
     train_config = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, crop_size=recipe.crop_size,
-                               seed=recipe.seed, keep="best", validate_every=recipe.validate_every)
+                               seed=recipe.seed, keep="best", validate_every=recipe.validate_every,
+                               learning_rate=recipe.learning_rate, schedule=recipe.schedule)
     slots = [d.value for d in BRAINCL_DISEASE_SLOTS]
 
     def report(record: dict) -> None:
@@ -114,6 +126,7 @@ def train_default_model(
         architecture={"network": config.to_dict()},
         preprocessing=PreprocessConfig(spacing=recipe.spacing).to_dict(),
         description="Demonstration model trained on BrainLesionCL phantoms only. Not for clinical use.",
+        parent=parent,
         provenance={"source": "brainlesioncl train-default", "data": "procedural phantoms (no patient data)",
                     "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.__dict__.items()}},
         training={**train_config.to_dict(), "cases": len(train_cases), "validation_cases": len(validation),

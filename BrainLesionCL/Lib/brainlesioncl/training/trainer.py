@@ -9,18 +9,21 @@ callbacks so the CLI, scripts and the Slicer module drive the same loop.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from torch import nn
 
-from ..errors import CancelledError
+from ..errors import CancelledError, CorruptModelError
 from ..inference.predictor import InferenceConfig, Predictor, build_context, cpu_has_native_bf16, select_device
 from .data import TrainingCase, make_batch
 
@@ -48,6 +51,7 @@ class TrainConfig:
     validate_every: int = 1
     keep: str = "best"  # "best" validation Dice, or "last" epoch
     precision: str = "auto"  # auto: fp16 autocast on CUDA, bf16 on CPUs with AMX, else fp32; or "fp32"
+    schedule: str = "constant"  # "constant" learning rate (the reference), or "cosine" decay to 1% over the run
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -58,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"precision must be 'auto' or 'fp32', not {self.precision!r}")
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', not {self.keep!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', not {self.schedule!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +109,30 @@ def evaluate(
     return scores
 
 
+def _distributed() -> tuple[bool, int, int]:
+    """(running under torch.distributed, rank, world size)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return True, torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return False, 0, 1
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    """Atomic write of the resume checkpoint (tensors, numbers and strings only: loads with weights_only=True)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file means the same thing to the user
+        raise CorruptModelError(
+            f"The resume checkpoint {path} cannot be read ({type(err).__name__}: {err}). Delete it to start the "
+            "episode from its first epoch."
+        ) from err
+
+
 def train(
     network: nn.Module,
     cases: Sequence[TrainingCase],
@@ -112,38 +142,80 @@ def train(
     validation: Sequence[TrainingCase] = (),
     device: str | torch.device = "auto",
     extra_loss: ExtraLoss | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
     progress: Callable[[dict], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    extra_state: tuple[Callable[[], dict], Callable[[dict], None]] | None = None,
 ) -> TrainResult:
     """Train ``network`` in place on ``cases``; returns the history. Keeps the best-validation or last weights.
 
     ``progress`` receives one dict per epoch: epoch, epochs, loss, val_dice (or None), seconds, eta_seconds.
     ``cancel`` is polled between steps; cancelling raises :class:`CancelledError` and leaves ``network`` as it was
-    before training started.
+    before training started (the last epoch checkpoint, if any, stays on disk for a resume).
+    ``extra_loss(network, x, context, logits, bottleneck)`` adds a term to the loss (distillation, regularisers);
+    ``after_step(network)`` runs after every optimiser step (path-integral importance).
+    ``checkpoint_path``: after every epoch the full training state is saved there atomically; if the file exists when
+    training starts, training resumes after its epoch, so an interrupted run continues where it stopped.
+    ``extra_state``: (get, set) of state a caller keeps across epochs (e.g. a strategy's running sums), saved in and
+    restored from the checkpoint.
+
+    Under ``torchrun`` (torch.distributed initialised by the caller) the network is wrapped in
+    DistributedDataParallel: each rank draws its own crops (seed + rank) and gradients are averaged, so every rank
+    ends with identical weights.
     """
     if not cases:
         raise ValueError("no training case")
     device = select_device(device)
     network.to(device).train()
     initial_state = copy.deepcopy(network.state_dict())
-    rng = np.random.default_rng(config.seed)
+    distributed, rank, world = _distributed()
+    rng = np.random.default_rng(config.seed + rank)
     torch.manual_seed(config.seed)
     optimizer = optimizer or torch.optim.Adam(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
+    model: nn.Module = network
+    if distributed:
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
     loss_fn = segmentation_loss()
     use_amp = device.type == "cuda" and config.precision == "auto"
     amp_dtype = torch.float16 if use_amp else torch.bfloat16
     use_bf16 = device.type == "cpu" and config.precision == "auto" and cpu_has_native_bf16()
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    steps = config.steps_per_epoch or max(1, math.ceil(len(cases) / config.batch_size))
+    steps = config.steps_per_epoch or max(1, math.ceil(len(cases) / (config.batch_size * world)))
+    scheduler = None
+    if config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=config.epochs * steps, eta_min=config.learning_rate * 0.01
+        )
     result = TrainResult()
     best_state = None
-    start = time.perf_counter()
+    first_epoch = 1
+    elapsed_before = 0.0
+    checkpoint_file = Path(checkpoint_path) if checkpoint_path is not None else None
+    if checkpoint_file is not None and checkpoint_file.is_file():
+        saved = _load_checkpoint(checkpoint_file)
+        network.load_state_dict(saved["network"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None and saved.get("scheduler") is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        rng.bit_generator.state = json.loads(saved["rng"][rank] if rank < len(saved["rng"]) else saved["rng"][0])
+        torch.set_rng_state(saved["torch_rng"])
+        result.history = list(saved["history"])
+        result.best_dice, result.best_epoch = saved["best_dice"], saved["best_epoch"]
+        best_state = saved.get("best_state")
+        if extra_state is not None and saved.get("extra") is not None:
+            extra_state[1](saved["extra"])
+        first_epoch = int(saved["epoch"]) + 1
+        elapsed_before = float(saved.get("seconds", 0.0))
+        logger.info("resuming from %s after epoch %d", checkpoint_file, first_epoch - 1)
+    start = time.perf_counter() - elapsed_before
     try:
-        for epoch in range(1, config.epochs + 1):
-            network.train()
+        for epoch in range(first_epoch, config.epochs + 1):
+            model.train()
             losses = []
             order = rng.permutation(len(cases))
             for step in range(steps):
@@ -159,7 +231,7 @@ def train(
                 ctx = torch.from_numpy(contexts).to(device)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp or use_bf16):
-                    logits, features = network(x, ctx, give_feature=True)
+                    logits, features = model(x, ctx, give_feature=True)
                     loss = loss_fn(logits.float(), y)
                     if extra_loss is not None:
                         loss = loss + extra_loss(network, x, ctx, logits, features)
@@ -168,6 +240,10 @@ def train(
                 nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
+                if scheduler is not None:
+                    scheduler.step()
+                if after_step is not None:
+                    after_step(network)
                 losses.append(float(loss.detach()))
             val_dice = None
             if validation and (epoch % config.validate_every == 0 or epoch == config.epochs):
@@ -176,16 +252,33 @@ def train(
                     result.best_dice, result.best_epoch = val_dice, epoch
                     best_state = copy.deepcopy(network.state_dict())
             elapsed = time.perf_counter() - start
+            done = epoch - first_epoch + 1
             record = {
                 "epoch": epoch,
                 "epochs": config.epochs,
                 "loss": float(np.mean(losses)),
                 "val_dice": val_dice,
                 "seconds": elapsed,
-                "eta_seconds": elapsed / epoch * (config.epochs - epoch),
+                "eta_seconds": (elapsed - elapsed_before) / done * (config.epochs - epoch),
             }
             result.history.append(record)
             logger.info("epoch %d/%d loss %.4f val %s", epoch, config.epochs, record["loss"], val_dice)
+            if checkpoint_file is not None:
+                states = [json.dumps(rng.bit_generator.state)]
+                if distributed:
+                    gathered: list[str | None] = [None] * world
+                    torch.distributed.all_gather_object(gathered, states[0])
+                    states = [str(s) for s in gathered]
+                if rank == 0:
+                    _save_checkpoint(checkpoint_file, {
+                        "epoch": epoch, "network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "rng": states, "torch_rng": torch.get_rng_state(), "history": result.history,
+                        "best_dice": result.best_dice, "best_epoch": result.best_epoch, "best_state": best_state,
+                        "extra": extra_state[0]() if extra_state is not None else None, "seconds": elapsed,
+                    })
+                if distributed:
+                    torch.distributed.barrier()
             if progress is not None:
                 progress(record)
     except BaseException:
@@ -193,7 +286,7 @@ def train(
         raise
     if best_state is not None:
         network.load_state_dict(best_state)
-    elif validation:
+    elif validation and result.history:
         result.best_epoch, result.best_dice = config.epochs, result.history[-1]["val_dice"]
     result.seconds = time.perf_counter() - start
     network.eval()

@@ -1,0 +1,351 @@
+"""Training episodes: a new model version learnt from a hospital's own annotated cases, with no old data.
+
+An episode takes the parent version (default: the active model), this site's labelled cases and their disease tag,
+and a strategy (:mod:`.strategies`). It writes a **new** version whose metadata says where it came from and how it was
+trained: parent, strategy and its hyper-parameters, case counts, modalities, disease, duration and validation Dice.
+No patient identifier, path or image is ever stored in the version. The parent is untouched; activating the new
+version and rolling back are one call each on :class:`~brainlesioncl.registry.ModelRegistry`.
+
+Resumable: every epoch's full state goes to ``<registry>/work/<episode key>/checkpoint.pt``; running the same episode
+again (same parent, cases, disease, strategy and settings) continues after the last finished epoch. Cancelling
+leaves no version behind (and keeps the checkpoint for a resume). Under ``torchrun`` the episode runs data-parallel
+and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DiseaseNotSupportedError, InvalidImageError, SettingsError
+from ..inference.predictor import select_device
+from ..metrics import case_metrics
+from ..modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS, Disease, disease_context, resolve_disease
+from ..models import ModelKind, MoEUNet, MoEUNetConfig
+from ..preprocessing import PreprocessConfig
+from ..registry import ModelBundle, ModelMetadata, ModelRegistry
+from ..training.data import TrainingCase, load_training_case
+from ..training.trainer import TrainConfig, train
+from .strategies import EpisodeSetup, Strategy, make_strategy
+
+__all__ = ["EpisodeConfig", "EpisodeResult", "load_episode_cases", "train_episode"]
+
+logger = logging.getLogger(__name__)
+
+STRATEGY_STATE = "strategy_state"
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """Settings of one episode. Defaults are CPU-sized; the reference used 400 epochs of 128^3 crops, batch 4."""
+
+    strategy: str = "ours"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    steps_per_epoch: int | None = None
+    crop_size: int = 64
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    modality_drop: bool = True
+    validation_fraction: float = 0.2
+    keep: str = "best"
+    seed: int = 0
+    precision: str = "auto"
+    #: Architecture of a model trained from scratch (only when there is no parent).
+    scratch_channels: tuple[int, ...] = (8, 16, 32, 64, 128)
+    scratch_spacing: float = 1.5
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs, steps_per_epoch=self.steps_per_epoch, batch_size=self.batch_size,
+            crop_size=self.crop_size, learning_rate=self.learning_rate, modality_drop=self.modality_drop,
+            seed=self.seed, keep=self.keep, precision=self.precision,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["scratch_channels"] = list(self.scratch_channels)
+        return data
+
+
+@dataclass
+class EpisodeResult:
+    version: str | None  # None on ranks other than 0 under torchrun
+    metadata: ModelMetadata | None
+    history: list[dict]
+    seconds: float
+    #: The trained weights (on every rank; under torchrun they are identical across ranks).
+    network_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+
+def load_episode_cases(
+    source: str | os.PathLike,
+    disease: str,
+    channel_order: Sequence[str],
+    preprocessing: PreprocessConfig,
+    *,
+    label_mapping: str = "strict",
+    progress: Callable[[str], None] | None = None,
+) -> list[TrainingCase]:
+    """Annotated cases from a folder, CSV or JSON manifest (see :mod:`brainlesioncl.cases`), preprocessed as the model
+    preprocesses.
+
+    Raises:
+        InvalidImageError: a case has no label, or names another disease than the episode's.
+    """
+    from ..cases import find_cases
+
+    tag = resolve_disease(disease)
+    specs = find_cases(source)
+    unlabelled = [s.name for s in specs if s.label is None]
+    if unlabelled:
+        raise InvalidImageError(
+            f"{len(unlabelled)} case(s) have no label ({', '.join(unlabelled[:5])}); an episode learns only from "
+            "annotated cases. Add a label file (label.nii.gz) or a 'label' column, or remove those cases."
+        )
+    other = [s.name for s in specs if s.disease and resolve_disease(s.disease) is not tag]
+    if other:
+        raise InvalidImageError(
+            f"case(s) {', '.join(other[:5])} are tagged with another disease than {tag.value!r}; one episode learns "
+            "one disease. Split the manifest and run one episode per disease."
+        )
+    cases = []
+    for i, spec in enumerate(specs, 1):
+        cases.append(load_training_case(spec.name, spec.images, spec.label, tag, channel_order,
+                                        preprocessing=preprocessing, label_mapping=label_mapping))
+        if progress is not None:
+            progress(f"loaded case {i}/{len(specs)}")
+    return cases
+
+
+def _split(cases: Sequence[TrainingCase], fraction: float, seed: int) -> tuple[list, list]:
+    """Deterministic train/validation split; no validation with fewer than 3 cases (the last epoch is kept)."""
+    if fraction <= 0 or len(cases) < 3:
+        return list(cases), []
+    order = np.random.default_rng(seed).permutation(len(cases))
+    count = min(max(1, round(fraction * len(cases))), len(cases) - 1)
+    validation = [cases[i] for i in sorted(order[:count])]
+    training = [cases[i] for i in sorted(order[count:])]
+    return training, validation
+
+
+def _episode_key(parent: str, disease: str, config: EpisodeConfig, cases: Sequence[TrainingCase]) -> str:
+    """A short hash naming the resume folder: the same episode gets the same key (no case name is stored)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([parent, disease, config.to_dict()], sort_keys=True, default=str).encode())
+    for case in cases:
+        digest.update(case.name.encode())
+        digest.update(str(case.image.shape).encode())
+    return digest.hexdigest()[:16]
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
+
+
+def _validation_metrics(network, cases, disease_slots, device, spacing: float) -> dict[str, float]:
+    from ..inference.predictor import InferenceConfig, Predictor, build_context
+
+    predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"))
+    rows = []
+    for case in cases:
+        probability = predictor.predict(case.image, build_context(case.present, case.disease, disease_slots))
+        rows.append(case_metrics(probability >= 0.5, case.label, (spacing,) * 3))
+    out = {}
+    for key in ("dice", "sensitivity", "precision", "hd95_mm"):
+        values = [getattr(r, key) for r in rows if not np.isnan(getattr(r, key))]
+        out[key] = round(float(np.mean(values)), 4) if values else None
+    out["cases"] = len(rows)
+    return out
+
+
+def train_episode(
+    cases: Sequence[TrainingCase] | str | os.PathLike,
+    disease: str,
+    *,
+    parent: str | None = None,
+    registry: ModelRegistry | None = None,
+    config: EpisodeConfig | None = None,
+    name: str | None = None,
+    device: str | torch.device = "auto",
+    label_mapping: str = "strict",
+    replay_cases: Sequence[TrainingCase] = (),
+    resume: bool = True,
+    progress: Callable[[dict], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> EpisodeResult:
+    """Train one episode and store the result as a new version (not activated).
+
+    Args:
+        cases: prepared :class:`TrainingCase` objects, or a folder / CSV / JSON manifest of annotated cases.
+        disease: the cases' disease tag; it must be one of the parent's disease slots (``metastasis`` trains the
+            tumour slot).
+        parent: version to start from (default: the active model). ``"scratch"`` starts from random weights with
+            ``config.scratch_channels`` (first episode of a benchmark sequence).
+        registry: where the parent is and the new version goes (default: the user's registry).
+        config: :class:`EpisodeConfig`; ``config.strategy`` picks the strategy.
+        name: model name of the new version (default: the parent's name); the version id is ``<name>-v<N>``.
+        replay_cases: earlier episodes' cases, for the ``joint`` upper bound only.
+        progress: receives one dict per epoch (epoch, epochs, loss, val_dice, eta_seconds) and stage messages as
+            ``{"stage": text}``.
+        cancel: polled between steps; cancelling raises :class:`~brainlesioncl.errors.CancelledError` and writes no
+            version.
+
+    Raises:
+        DiseaseNotSupportedError: the parent has no slot for ``disease``.
+        ValueError: unknown strategy or option, or ``replay_cases`` with a strategy other than ``joint``.
+    """
+    start = time.perf_counter()
+    config = config or EpisodeConfig()
+    registry = registry or ModelRegistry()
+    strategy: Strategy = make_strategy(config.strategy, **config.strategy_options)
+    if replay_cases and not strategy.replays_data:
+        raise SettingsError("replay_cases is only for the 'joint' upper bound; episodes never replay old data.")
+    say = (lambda text: progress({"stage": text})) if progress is not None else (lambda text: logger.info(text))
+    device = select_device(device)
+
+    # -- the parent -------------------------------------------------------------------------------------------------
+    if parent == "scratch":
+        network_config = MoEUNetConfig(channels=tuple(config.scratch_channels))
+        torch.manual_seed(config.seed)  # same seed, same initial weights
+        network = MoEUNet(network_config)
+        parent_metadata = ModelMetadata(
+            name=name or "episode", kind=ModelKind.MOE_UNET, channels=[m.value for m in BRAINCL_CHANNEL_ORDER],
+            disease_slots=[d.value for d in BRAINCL_DISEASE_SLOTS], architecture={"network": network_config.to_dict()},
+            preprocessing=PreprocessConfig(spacing=config.scratch_spacing).to_dict(),
+        )
+        parent_state: dict[str, torch.Tensor] = {}
+        parent_id = None
+        seen: list[str] = []
+        episode_index = 1
+    else:
+        bundle: ModelBundle = registry.get(parent)
+        parent_metadata = bundle.metadata
+        parent_id = parent_metadata.version or bundle.path.name
+        if parent_metadata.kind is not ModelKind.MOE_UNET:
+            raise DiseaseNotSupportedError(
+                f"{parent_id} is a {parent_metadata.kind.value} model; episodes train MoE U-Net versions. Pick a MoE "
+                "U-Net parent (see `brainlesioncl models list`)."
+            )
+        network = bundle.build()
+        stored = parent_metadata.training.get("strategy", {})
+        parent_state = (bundle.state_dict(STRATEGY_STATE) if STRATEGY_STATE in parent_metadata.architecture
+                        and stored.get("name") == strategy.name else {})
+        seen = list(parent_metadata.training.get("diseases_seen", parent_metadata.disease_slots))
+        episode_index = int(parent_metadata.training.get("episode", 0)) + 1
+    slots = list(parent_metadata.disease_slots)
+    tag = resolve_disease(disease)
+    if tag is Disease.UNKNOWN:
+        raise DiseaseNotSupportedError(
+            "An episode needs the cases' disease; 'unknown' is for segmentation only. Pick the disease tag the "
+            "annotations describe."
+        )
+    disease_context(tag, slots)  # raises DiseaseNotSupportedError with the fix when there is no slot
+    trained_tag = "tumour" if tag.value == "metastasis" and "metastasis" not in slots else tag.value
+
+    # -- the data ---------------------------------------------------------------------------------------------------
+    if isinstance(cases, (str, os.PathLike)):
+        say("loading cases")
+        cases = load_episode_cases(cases, tag.value, parent_metadata.channels, parent_metadata.preprocess_config,
+                                   label_mapping=label_mapping, progress=say)
+    cases = list(cases)
+    if not cases:
+        raise InvalidImageError("No annotated case given; an episode needs at least one.")
+    training, validation = _split(cases, config.validation_fraction, config.seed)
+    training_all = training + list(replay_cases)
+
+    # -- strategy setup ---------------------------------------------------------------------------------------------
+    train_config = config.train_config()
+    teacher = None
+    if strategy.needs_teacher and parent_id is not None:
+        teacher = copy.deepcopy(network).to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    network.to(device)
+    setup = EpisodeSetup(
+        network=network, teacher=teacher, cases=training, disease=trained_tag, disease_slots=slots,
+        channel_count=len(parent_metadata.channels), seen_diseases=seen, config=train_config, device=device,
+        parent_state=parent_state,
+    )
+    say(f"strategy {strategy.name}: preparing")
+    strategy.begin(setup)
+
+    key = _episode_key(parent_id or "scratch", trained_tag, config, training_all)
+    work = registry.root / "work" / key
+    if _rank() == 0:
+        work.mkdir(parents=True, exist_ok=True)
+    checkpoint = work / "checkpoint.pt"
+    if not resume and checkpoint.exists() and _rank() == 0:
+        checkpoint.unlink()
+
+    def epoch_report(record: dict) -> None:
+        if progress is not None:
+            progress(record)
+
+    say(f"training {len(training_all)} cases, validating on {len(validation)}")
+    result = train(
+        network, training_all, train_config, slots, validation=validation, device=device,
+        extra_loss=strategy.loss, after_step=strategy.after_step, progress=epoch_report, cancel=cancel,
+        checkpoint_path=checkpoint, extra_state=(strategy.state_dict, strategy.load_state_dict),
+    )
+    say("measuring what the new version keeps")
+    stored_state = strategy.end(network)
+    val_metrics = (_validation_metrics(network, validation, slots, device, parent_metadata.preprocess_config.spacing)
+                   if validation else {})
+    seconds = time.perf_counter() - start
+    if _rank() != 0:
+        return EpisodeResult(None, None, result.history, seconds, network.state_dict())
+
+    present = sorted({m for case in training for m, p in zip(parent_metadata.channels, case.present, strict=True) if p})
+    architecture = {"network": dict(parent_metadata.architecture["network"])}
+    state_dicts = {"network": {k: v.detach().cpu() for k, v in network.state_dict().items()}}
+    if stored_state:
+        architecture[STRATEGY_STATE] = {"kind": "strategy_state", "strategy": strategy.name}
+        state_dicts[STRATEGY_STATE] = stored_state
+    metadata = ModelMetadata(
+        name=name or parent_metadata.name,
+        kind=ModelKind.MOE_UNET,
+        channels=list(parent_metadata.channels),
+        disease_slots=slots,
+        architecture=architecture,
+        output=dict(parent_metadata.output),
+        preprocessing=dict(parent_metadata.preprocessing),
+        description=f"Episode {episode_index}: {trained_tag} learnt with strategy {strategy.name} from "
+                    f"{parent_id or 'random weights'}.",
+        parent=parent_id,
+        provenance={"source": "brainlesioncl episode", "data": "local annotated cases (not stored)"},
+        training={
+            "episode": episode_index,
+            "disease": trained_tag,
+            "diseases_seen": sorted({*seen, trained_tag}),
+            "strategy": strategy.describe(),
+            "config": config.to_dict(),
+            "cases": len(training),
+            "replayed_cases": len(replay_cases),
+            "validation_cases": len(validation),
+            "modalities": present,
+            "best_epoch": result.best_epoch,
+            "minutes": round(seconds / 60, 2),
+            "device": device.type,
+            "history": result.history,
+        },
+        metrics={"validation": val_metrics} if val_metrics else {},
+    )
+    version = registry.add(metadata, state_dicts)
+    shutil.rmtree(work, ignore_errors=True)
+    say(f"wrote {version}")
+    return EpisodeResult(version, metadata, result.history, seconds, network.state_dict())

@@ -1,0 +1,97 @@
+"""Ours: dual distillation plus rehearsal of the old diseases' routes, without old data.
+
+Why the reference still forgets: its distillation only asks the student to match the parent *under the new
+disease's context*. The MoE gates and the shared experts are free to change what the network does under the old
+contexts (tumour, MS, ...), and that is exactly what inference on an old disease uses. Two data-free additions close
+that gap:
+
+1. **Old-route distillation.** Each step, every sample is also passed with the context of a disease the parent had
+   already learnt (picked at random, with a random subset of the sample's present modalities). The student must
+   reproduce the parent's softened output there (per-voxel KL, T^2-scaled, weight ``gamma``). The images are the new
+   ones: brain anatomy is shared, so keeping the old routes' behaviour on new brains keeps it on old brains too.
+2. **Gate anchoring.** The gate of every MoE layer is a function of the context alone, so its outputs for every old
+   (disease, modality set) context can be compared with the parent's for free: a squared-error penalty (weight
+   ``eta``) keeps the old routing where it was while the new disease's routing moves.
+
+Plus the reference's two terms (bottleneck cosine, beta = 0.8; output KL with the dynamic alpha), so with
+``gamma = eta = 0`` this strategy is BrainCL dual distillation.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...modalities import disease_context
+from .base import EpisodeSetup
+from .distillation import kl_voxel_mean
+from .dual_distillation import DualDistillation
+
+__all__ = ["ConsolidatedDistillation"]
+
+
+class ConsolidatedDistillation(DualDistillation):
+    name = "ours"
+    defaults = {**DualDistillation.defaults, "gamma": 10.0, "eta": 10.0, "seed": 0}
+
+    def begin(self, setup: EpisodeSetup) -> None:
+        super().begin(setup)
+        self.old_diseases = [d for d in setup.seen_diseases if d != setup.disease and d in setup.disease_slots]
+        self.rng = np.random.default_rng(int(self.hyperparameters["seed"]) + 104729)
+        self.runtime["old_routes"] = list(self.old_diseases)
+        self.gate_contexts = self._old_contexts(setup) if self.old_diseases else None
+        if self.gate_contexts is not None and setup.teacher is not None:
+            with torch.no_grad():
+                self.teacher_gates = [layer.gate(self.gate_contexts) for layer in setup.teacher.moe_layers()]
+
+    def _old_contexts(self, setup: EpisodeSetup) -> torch.Tensor:
+        """Every old disease with every non-empty modality subset (all 63 for six channels)."""
+        rows = []
+        n = setup.channel_count
+        for disease in self.old_diseases:
+            disease_part = disease_context(disease, setup.disease_slots)
+            for flags in itertools.product((0.0, 1.0), repeat=n):
+                if any(flags):
+                    rows.append(list(flags) + disease_part)
+        return torch.tensor(rows, dtype=torch.float32, device=setup.device)
+
+    def _old_route_context(self, context: torch.Tensor) -> torch.Tensor:
+        assert self.setup is not None
+        n = self.setup.channel_count
+        rows = []
+        for row in context.detach().cpu().numpy():
+            present = np.flatnonzero(row[:n] > 0)
+            keep = present if present.size <= 1 else self.rng.choice(
+                present, size=int(self.rng.integers(1, present.size + 1)), replace=False)
+            flags = np.zeros(n, np.float32)
+            flags[keep] = 1.0
+            disease = self.old_diseases[int(self.rng.integers(len(self.old_diseases)))]
+            rows.append(np.concatenate([flags, np.asarray(disease_context(disease, self.setup.disease_slots),
+                                                          np.float32)]))
+        return torch.from_numpy(np.stack(rows)).to(context.device)
+
+    def loss(
+        self, network: nn.Module, x: torch.Tensor, context: torch.Tensor, logits: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor | float:
+        total = super().loss(network, x, context, logits, features)
+        if self.setup is None or self.setup.teacher is None or not self.old_diseases:
+            return total
+        hp = self.hyperparameters
+        if hp["gamma"] > 0:
+            old_context = self._old_route_context(context)
+            # Zero the channels the old route does not see, as inference with that modality set would.
+            mask = old_context[:, : self.setup.channel_count].to(x.dtype)[:, :, None, None, None]
+            old_x = x * mask
+            teacher_logits, _ = self.teacher_outputs(old_x, old_context)
+            student_logits = network(old_x, old_context)
+            total = total + hp["gamma"] * kl_voxel_mean(student_logits, teacher_logits, hp["temperature"])
+        if hp["eta"] > 0:
+            gate_penalty = sum(
+                ((layer.gate(self.gate_contexts) - old) ** 2).sum(dim=1).mean()
+                for layer, old in zip(network.moe_layers(), self.teacher_gates, strict=True)
+            )
+            total = total + hp["eta"] * gate_penalty
+        return total

@@ -1,0 +1,161 @@
+"""Continual-learning episodes: new versions with honest metadata, every strategy, forgetting, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from cl_helpers import blob_cases
+from torch import nn
+
+from brainlesioncl.continual import STRATEGIES, EpisodeConfig, make_strategy, train_episode
+from brainlesioncl.continual.strategies.distillation import feature_cosine_loss, kl_batchmean_sum, kl_voxel_mean
+from brainlesioncl.errors import CancelledError, DiseaseNotSupportedError, SettingsError
+from brainlesioncl.registry import ModelRegistry
+from brainlesioncl.training import evaluate
+
+from conftest import TINY_CHANNELS
+
+SLOTS = ["tumour", "stroke", "MS", "WMH"]
+
+
+def quick(strategy: str = "naive", **kw) -> EpisodeConfig:
+    settings = dict(strategy=strategy, epochs=1, steps_per_epoch=2, crop_size=32, validation_fraction=0.0, seed=0,
+                    keep="last", precision="fp32", scratch_channels=TINY_CHANNELS)
+    settings.update(kw)
+    return EpisodeConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def tumour_parent(tmp_path_factory) -> tuple[ModelRegistry, str]:
+    """A tiny model that has learnt 'bright sphere = tumour' (first episode, from scratch)."""
+    registry = ModelRegistry(tmp_path_factory.mktemp("cl") / "registry", builtin_dirs=[])
+    result = train_episode(blob_cases(6, seed=1), "tumour", parent="scratch", registry=registry, device="cpu",
+                           config=quick(epochs=12, steps_per_epoch=6))
+    return registry, result.version
+
+
+def _dice(registry: ModelRegistry, version: str, cases) -> float:
+    return float(np.mean(evaluate(registry.get(version).build(), cases, SLOTS)))
+
+
+# -- distillation terms -----------------------------------------------------------------------------------------------
+def test_kl_terms_match_torch_definitions() -> None:
+    s, t = torch.randn(2, 2, 5, 6, 7), torch.randn(2, 2, 5, 6, 7)
+    reference = nn.KLDivLoss(reduction="batchmean")(torch.log_softmax(s / 2, 1), torch.softmax(t / 2, 1))
+    assert torch.allclose(kl_batchmean_sum(s, t, 2.0), reference, rtol=1e-5)
+    assert torch.allclose(kl_voxel_mean(s, t, 2.0), reference / (5 * 6 * 7) * 4, rtol=1e-5)
+    assert float(kl_voxel_mean(s, s, 2.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_feature_cosine_matches_cosine_embedding_loss() -> None:
+    a, b = torch.randn(3, 4, 2, 2, 2), torch.randn(3, 4, 2, 2, 2)
+    reference = nn.CosineEmbeddingLoss()(a.flatten(1), b.flatten(1), torch.ones(3))
+    assert torch.allclose(feature_cosine_loss(a, b), reference, atol=1e-6)
+    assert float(feature_cosine_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_strategy_names_and_options() -> None:
+    assert set(STRATEGIES) == {"naive", "lwf", "ewc", "si", "braincl-dd", "ours", "joint"}
+    assert make_strategy("DD").name == "braincl-dd"
+    assert make_strategy("ours").hyperparameters["beta"] == 0.8
+    with pytest.raises(SettingsError, match="Unknown strategy"):
+        make_strategy("replay")
+    with pytest.raises(SettingsError, match="has no option"):
+        make_strategy("ewc", beta=1.0)
+
+
+# -- episodes --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", ["naive", "lwf", "ewc", "si", "braincl-dd", "ours"])
+def test_every_strategy_writes_a_child_version(tumour_parent, strategy: str) -> None:
+    registry, parent = tumour_parent
+    parent_files = {f.name: f.read_bytes() for f in registry.path_of(parent).iterdir()}
+    result = train_episode(blob_cases(3, seed=2, disease="stroke"), "stroke", parent=parent, registry=registry,
+                           config=quick(strategy), device="cpu")
+    meta = registry.get(result.version).metadata
+    assert meta.parent == parent and result.version != parent
+    assert meta.training["strategy"]["name"] == strategy
+    assert meta.training["disease"] == "stroke" and meta.training["diseases_seen"] == ["stroke", "tumour"]
+    assert meta.training["cases"] == 3 and meta.training["modalities"] == ["FLAIR", "T1"]
+    assert meta.training["episode"] == 2
+    text = json.dumps(meta.to_json())
+    assert "stroke2-0" not in text  # no case name (a patient identifier) in the version
+    assert {f.name: f.read_bytes() for f in registry.path_of(parent).iterdir()} == parent_files  # parent intact
+    if strategy in ("ewc", "si"):
+        state = registry.get(result.version).state_dict("strategy_state")
+        assert state and all(torch.isfinite(v).all() and (v >= 0).all() for v in state.values())
+        assert any(float(v.sum()) > 0 for v in state.values())
+    if strategy in ("braincl-dd", "ours"):
+        d = meta.training["strategy"]["parent_dice_on_new_cases"]
+        assert meta.training["strategy"]["alpha"] == pytest.approx((1 - d) * 0.6e-5, rel=1e-3)
+
+
+def test_ours_forgets_less_than_naive_fine_tuning(tumour_parent) -> None:
+    """Stroke here teaches 'a bright sphere is background', the opposite of tumour: naive fine-tuning forgets."""
+    registry, parent = tumour_parent
+    tumour_test, stroke_test = blob_cases(3, seed=9), blob_cases(3, seed=10, disease="stroke")
+    before = _dice(registry, parent, tumour_test)
+    assert before > 0.8
+    stroke_train = blob_cases(6, seed=2, disease="stroke")
+    outcomes = {}
+    for strategy in ("naive", "ours"):
+        version = train_episode(stroke_train, "stroke", parent=parent, registry=registry, device="cpu",
+                                config=quick(strategy, epochs=6, steps_per_epoch=6)).version
+        outcomes[strategy] = (_dice(registry, version, tumour_test), _dice(registry, version, stroke_test))
+    assert outcomes["naive"][0] < 0.5 * before  # the conflict really makes naive fine-tuning forget
+    assert outcomes["ours"][0] > 0.85 * before  # ours keeps the tumour route
+    assert outcomes["ours"][1] > 0.4  # and still learns stroke
+
+
+def test_cancel_writes_nothing_and_resume_matches_an_uninterrupted_run(tumour_parent, tmp_path) -> None:
+    registry, parent = tumour_parent
+    cases = blob_cases(3, seed=3, disease="stroke")
+    config = quick("si", epochs=3, steps_per_epoch=2)
+    before = set(registry.version_ids())
+    steps = {"n": 0}
+
+    def cancel_in_epoch_three() -> bool:
+        steps["n"] += 1
+        return steps["n"] > 5  # two epochs of two steps finish, then cancel
+
+    with pytest.raises(CancelledError):
+        train_episode(cases, "stroke", parent=parent, registry=registry, config=config, device="cpu",
+                      cancel=cancel_in_epoch_three)
+    assert set(registry.version_ids()) == before
+    assert list((registry.root / "work").glob("*/checkpoint.pt"))
+    epochs_run = []
+    resumed = train_episode(cases, "stroke", parent=parent, registry=registry, config=config, device="cpu",
+                            progress=lambda r: epochs_run.append(r["epoch"]) if "epoch" in r else None)
+    assert epochs_run == [3]
+    assert not list((registry.root / "work").glob("*/checkpoint.pt"))
+    straight = train_episode(cases, "stroke", parent=parent, registry=registry, config=config, device="cpu",
+                             resume=False)
+    a, b = registry.get(resumed.version), registry.get(straight.version)
+    for key, value in a.state_dict().items():
+        assert torch.allclose(value, b.state_dict()[key], atol=1e-5), key
+    for key, value in a.state_dict("strategy_state").items():
+        assert torch.allclose(value, b.state_dict("strategy_state")[key], rtol=1e-4, atol=1e-8), key
+
+
+def test_validation_split_and_best_epoch_are_recorded(tumour_parent) -> None:
+    registry, parent = tumour_parent
+    result = train_episode(blob_cases(5, seed=4, disease="stroke"), "stroke", parent=parent, registry=registry,
+                           config=quick(validation_fraction=0.4, epochs=2, keep="best"), device="cpu")
+    meta = result.metadata
+    assert meta.training["cases"] == 3 and meta.training["validation_cases"] == 2
+    assert meta.training["best_epoch"] in (1, 2)
+    assert set(meta.metrics["validation"]) >= {"dice", "sensitivity", "precision", "hd95_mm"}
+
+
+def test_bad_episode_input(tumour_parent) -> None:
+    registry, parent = tumour_parent
+    cases = blob_cases(2, seed=5, disease="stroke")
+    with pytest.raises(DiseaseNotSupportedError, match="needs the cases' disease"):
+        train_episode(cases, "unknown", parent=parent, registry=registry, config=quick(), device="cpu")
+    with pytest.raises(SettingsError, match="never replay"):
+        train_episode(cases, "stroke", parent=parent, registry=registry, config=quick(), device="cpu",
+                      replay_cases=blob_cases(1, seed=6))
+    with pytest.raises(SettingsError, match="Unknown strategy"):
+        train_episode(cases, "stroke", parent=parent, registry=registry, config=quick("replay"), device="cpu")
