@@ -1,0 +1,398 @@
+"""BrainLesionCL's module logic: what the Segment button and the episode panel do, usable without the GUI.
+
+From Slicer's Python console::
+
+    import BrainLesionCLLib
+    logic = BrainLesionCLLogic()
+    outcome = logic.segment({"FLAIR": getNode("flair"), "T1": getNode("t1")}, disease="tumour")
+    print(outcome.lesionVolumeMl, outcome.lesionCount)
+
+    version = logic.trainEpisode([({"FLAIR": flair, "T1": t1}, annotationNode)], disease="stroke", epochs=10)
+    logic.activateModel(version)
+
+The heavy work runs either in this process (``segment``, ``trainEpisode``: simple, blocking, what scripts want) or
+in a child process (``startSegmentation``/``startEpisode`` + ``finishSegmentation``: what the widget uses, so the GUI
+keeps responding and Cancel kills the work). Both produce the same nodes. No Qt is imported here.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+
+from brainlesioncl.errors import BrainLesionCLError, ChannelMappingError, OutputPathError
+from brainlesioncl.inference import Segmenter, resolve_disease_model
+from brainlesioncl.inference.segmenter import label_statistics
+from brainlesioncl.modalities import Modality, guess_modality, map_channels, resolve_disease, resolve_modality
+from brainlesioncl.preprocessing.geometry import same_geometry
+from brainlesioncl.registry import ModelRegistry
+
+from .mrml_io import label_into_segment, segment_to_image, volume_to_image
+from .process import EngineProcess
+from .terminology import style_for
+
+__all__ = ["BrainLesionCLLogic", "SegmentOutcome"]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass
+class SegmentOutcome:
+    """What the widget shows after a segmentation."""
+
+    segmentationNode: object
+    segmentId: str
+    lesionVolumeMl: float
+    lesionCount: int
+    modelVersion: str
+    seconds: float
+    probabilityNode: object | None = None
+
+
+class BrainLesionCLLogic:
+    """The module logic. Dependencies are injectable so tests run without a real model or registry.
+
+    Args:
+        registry: the model registry (default: the user's, ``~/.brainlesioncl/models`` plus the shipped model).
+        segmenterFactory: ``(registry, version, device) -> Segmenter``; tests inject a known predictor.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry | None = None,
+        segmenterFactory: Callable[[ModelRegistry, str, str], Segmenter] | None = None,
+    ) -> None:
+        self.registry = registry or ModelRegistry()
+        self._segmenterFactory = segmenterFactory or (
+            lambda registry, version, device: Segmenter.from_bundle(registry.get(version), device=device)
+        )
+
+    # ------------------------------------------------------------------------------------------------- models
+    def activeModel(self) -> str:
+        return self.registry.active()
+
+    def modelChannels(self, version: str | None = None) -> list[str]:
+        """The channels the model takes, in its order: one volume selector each."""
+        return list(self.registry.get(version).metadata.channels)
+
+    def modelDiseases(self, version: str | None = None) -> list[str]:
+        """Disease tags the user can pick with this model (its slots, plus metastasis and unknown)."""
+        slots = list(self.registry.get(version).metadata.disease_slots)
+        extra = [d for d in ("metastasis", "unknown") if d not in slots]
+        return slots + (extra if "tumour" in slots else ["unknown"])
+
+    def listModels(self):
+        return self.registry.list()
+
+    def activateModel(self, version: str) -> None:
+        self.registry.activate(version)
+
+    def rollbackModel(self) -> str:
+        return self.registry.rollback()
+
+    def importModel(self, path: str, name: str | None = None) -> str:
+        """Import a published BrainCL (.pt) or MultiUnet (.pth) checkpoint the user downloaded (never unpickled)."""
+        return self.registry.import_checkpoint(path, name=name)
+
+    def exportModel(self, version: str, destination: str) -> Path:
+        return self.registry.export(version, destination)
+
+    @staticmethod
+    def detectDevices() -> list[tuple[str, str]]:
+        """(value, label) pairs for the device selector, saying what was found."""
+        import torch
+
+        devices = []
+        if torch.cuda.is_available():
+            name = torch.cuda.get_device_name(0)
+            devices.append(("auto", f"Auto (CUDA: {name})"))
+            devices.append(("cuda", f"CUDA: {name}"))
+        else:
+            devices.append(("auto", "Auto (no CUDA device found: CPU)"))
+        devices.append(("cpu", "CPU"))
+        return devices
+
+    # ----------------------------------------------------------------------------------------------- channels
+    @staticmethod
+    def describeVolume(node) -> str:
+        """The text channel guessing reads: the node name, and the DICOM series description when there is one."""
+        texts = [node.GetName() or ""]
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+        if sh is not None:
+            item = sh.GetItemByDataNode(node)
+            if item:
+                description = sh.GetItemAttribute(item, "DICOM.SeriesDescription")
+                if description:
+                    texts.append(description)
+        return " ".join(t for t in texts if t)
+
+    def autoMapChannels(self, volumeNodes: Iterable, channels: Sequence[str]) -> dict[str, object]:
+        """Guess ``{channel: volume}`` from names/series descriptions (first match wins; ambiguous names skipped)."""
+        wanted = {resolve_modality(c) for c in channels}
+        mapping: dict[str, object] = {}
+        for node in volumeNodes:
+            modality = guess_modality(self.describeVolume(node))
+            if modality in wanted and modality.value not in mapping:
+                mapping[modality.value] = node
+        return {m.value: mapping[m.value] for m in (resolve_modality(c) for c in channels) if m.value in mapping}
+
+    def validateInputs(self, inputs: Mapping[str, object | None], version: str | None = None) -> list[str]:
+        """Problems that stop a segmentation, as sentences for the GUI (empty list: ready)."""
+        chosen = {k: v for k, v in inputs.items() if v is not None}
+        try:
+            map_channels(chosen, self.modelChannels(version))
+        except BrainLesionCLError as err:
+            return [str(err)]
+        problems = []
+        for name, node in chosen.items():
+            if node.GetImageData() is None:
+                problems.append(f"{name}: volume '{node.GetName()}' has no image data.")
+        return problems
+
+    @staticmethod
+    def geometryNote(inputs: Mapping[str, object | None], referenceChannel: str | None = None) -> str | None:
+        """A note when volumes are on different grids (they will be resampled onto the reference volume)."""
+        chosen = {k: v for k, v in inputs.items() if v is not None}
+        if len(chosen) < 2:
+            return None
+        reference_name = referenceChannel or next(iter(chosen))
+        reference = volume_to_image(chosen[reference_name])
+        differing = [name for name, node in chosen.items()
+                     if name != reference_name and not same_geometry(volume_to_image(node), reference, tol=1e-3)]
+        if not differing:
+            return None
+        return (f"{', '.join(differing)} {'is' if len(differing) == 1 else 'are'} on a different grid than "
+                f"{reference_name}; {'it' if len(differing) == 1 else 'they'} will be resampled onto "
+                f"{reference_name}'s grid, where the segmentation is created.")
+
+    # ---------------------------------------------------------------------------------------------- segment
+    def _prepareOutput(self, outputSegmentation, reference, overwrite: bool):
+        if outputSegmentation is None:
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+            node.SetName(slicer.mrmlScene.GenerateUniqueName(f"{reference.GetName()} lesions"))
+            node.CreateDefaultDisplayNodes()
+            return node
+        count = outputSegmentation.GetSegmentation().GetNumberOfSegments()
+        if count and not overwrite:
+            raise OutputPathError(
+                f"Segmentation '{outputSegmentation.GetName()}' already has {count} segment(s). Choose 'Create new "
+                "segmentation' or confirm replacing its contents (overwrite=True)."
+            )
+        outputSegmentation.GetSegmentation().RemoveAllSegments()
+        return outputSegmentation
+
+    def _placeWithStudy(self, node, reference) -> None:
+        """Put a new node in the reference volume's study in the subject hierarchy (when the items exist)."""
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+        if sh is None:
+            return
+        reference_item = sh.GetItemByDataNode(reference)
+        if not reference_item:
+            return
+        item = sh.GetItemByDataNode(node) or sh.CreateItem(sh.GetSceneItemID(), node)
+        sh.SetItemParent(item, sh.GetItemParent(reference_item))
+
+    def _import(self, label: sitk.Image, probability: sitk.Image | None, reference, disease: str, outputSegmentation,
+                overwrite: bool) -> tuple[object, str, object | None]:
+        segmentation = self._prepareOutput(outputSegmentation, reference, overwrite)
+        style = style_for(disease)
+        segment_id = label_into_segment(label, reference, segmentation, name=style.name, color=style.color,
+                                        terminology=style.terminology)
+        segmentation.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
+        display = segmentation.GetDisplayNode()
+        if display is not None:
+            display.SetVisibility(True)
+        self._placeWithStudy(segmentation, reference)
+        probability_node = None
+        if probability is not None:
+            probability_node = slicer.util.addVolumeFromArray(
+                sitk.GetArrayFromImage(probability).astype(np.float32), ijkToRAS=self._localIJKToRAS(reference),
+                name=slicer.mrmlScene.GenerateUniqueName(f"{reference.GetName()} lesion probability"))
+            probability_node.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
+            self._placeWithStudy(probability_node, reference)
+        return segmentation, segment_id, probability_node
+
+    @staticmethod
+    def _localIJKToRAS(reference) -> np.ndarray:
+        import vtk
+
+        matrix = vtk.vtkMatrix4x4()
+        reference.GetIJKToRASMatrix(matrix)
+        return slicer.util.arrayFromVTKMatrix(matrix)
+
+    def segment(
+        self,
+        inputs: Mapping[str, object],
+        disease: str = "unknown",
+        outputSegmentation=None,
+        *,
+        referenceChannel: str | None = None,
+        model: str | None = None,
+        device: str = "auto",
+        overwrite: bool = False,
+        probabilityVolume: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> SegmentOutcome:
+        """Segment in this process and return the new (or refilled) segmentation node.
+
+        Args:
+            inputs: ``{channel name or alias: volume node}``.
+            disease: tumour, stroke, MS, WMH, metastasis or unknown (aliases accepted).
+            outputSegmentation: a segmentation node to fill; it must be empty unless ``overwrite``. None: a new one.
+            referenceChannel: the volume whose grid the segmentation takes (default: the first input).
+        """
+        start = time.perf_counter()
+        chosen = {k: v for k, v in inputs.items() if v is not None}
+        version = resolve_disease_model(self.registry, disease, model)
+        channel_names = self.modelChannels(version)
+        mapped = map_channels(chosen, channel_names)  # raises with the reason before any work
+        reference_key = resolve_modality(referenceChannel) if referenceChannel else next(iter(
+            resolve_modality(k) for k in chosen))
+        if reference_key not in mapped:
+            raise ChannelMappingError(f"The reference channel {reference_key.value} has no volume.")
+        reference = mapped[reference_key]
+        if outputSegmentation is not None and outputSegmentation.GetSegmentation().GetNumberOfSegments() and not \
+                overwrite:
+            self._prepareOutput(outputSegmentation, reference, overwrite)  # raises before the heavy work
+        images = {m: volume_to_image(node) for m, node in mapped.items()}
+        segmenter = self._segmenterFactory(self.registry, version, device)
+        result = segmenter.segment(images, disease, reference=reference_key, progress=progress, cancel=cancel)
+        segmentation, segment_id, probability_node = self._import(
+            result.label, result.probability if probabilityVolume else None, reference, disease, outputSegmentation,
+            overwrite)
+        return SegmentOutcome(segmentation, segment_id, result.lesion_volume_ml, result.lesion_count,
+                              result.model_version, time.perf_counter() - start, probability_node)
+
+    def startSegmentation(
+        self,
+        inputs: Mapping[str, object],
+        disease: str = "unknown",
+        *,
+        referenceChannel: str | None = None,
+        model: str | None = None,
+        device: str = "auto",
+        probabilityVolume: bool = False,
+        workDir: str | None = None,
+    ) -> EngineProcess:
+        """Start the engine in a child process (the widget's path). Finish with :meth:`finishSegmentation`."""
+        chosen = {k: v for k, v in inputs.items() if v is not None}
+        version = resolve_disease_model(self.registry, disease, model)
+        mapped = map_channels(chosen, self.modelChannels(version))
+        work = Path(workDir or tempfile.mkdtemp(prefix="BrainLesionCL-"))
+        arguments = ["--registry", str(self.registry.root), "segment", "--disease", resolve_disease(disease).value,
+                     "--model", version, "--device", device, "--progress", "json",
+                     "--output", str(work / "label.nrrd")]
+        reference_key = resolve_modality(referenceChannel) if referenceChannel else next(iter(mapped))
+        ordered = [reference_key, *[m for m in mapped if m is not reference_key]]
+        for modality in ordered:
+            path = work / f"{modality.value}.nrrd"
+            sitk.WriteImage(volume_to_image(mapped[modality]), str(path), True)
+            arguments += ["--input", f"{modality.value}={path}"]
+        arguments += ["--reference", reference_key.value]
+        if probabilityVolume:
+            arguments += ["--probabilities", str(work / "probability.nrrd")]
+        process = EngineProcess(arguments).start()
+        process.context = {"work": work, "reference": mapped[reference_key], "disease": disease,  # type: ignore
+                           "probability": probabilityVolume}
+        return process
+
+    def finishSegmentation(self, process: EngineProcess, outputSegmentation=None, *,
+                           overwrite: bool = False) -> SegmentOutcome:
+        """Import a finished child-process segmentation into the scene, then delete its temporary files."""
+        context = process.context  # type: ignore[attr-defined]
+        work: Path = context["work"]
+        try:
+            if process.returncode != 0:
+                raise BrainLesionCLError(f"Segmentation failed: {process.error}")
+            label = sitk.ReadImage(str(work / "label.nrrd"))
+            probability = sitk.ReadImage(str(work / "probability.nrrd")) if context["probability"] else None
+            segmentation, segment_id, probability_node = self._import(
+                label, probability, context["reference"], context["disease"], outputSegmentation, overwrite)
+            volume, count = label_statistics(label)
+            version = (process.summary or {}).get("model", "")
+            return SegmentOutcome(segmentation, segment_id, volume, count, version, process.elapsed,
+                                  probability_node)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    # ---------------------------------------------------------------------------------------------- episodes
+    def caseFromScene(self, inputs: Mapping[str, object], segmentationNode, segmentId: str | None = None,
+                      *, disease: str, name: str = "scene case", version: str | None = None):
+        """A training case from loaded volumes and the clinician's segmentation (first segment by default)."""
+        from brainlesioncl.training import load_training_case
+
+        chosen = {k: v for k, v in inputs.items() if v is not None}
+        metadata = self.registry.get(version).metadata
+        mapped = map_channels(chosen, metadata.channels)
+        reference = next(iter(mapped.values()))
+        segment_id = segmentId or segmentationNode.GetSegmentation().GetNthSegmentID(0)
+        if not segment_id:
+            raise BrainLesionCLError(f"Segmentation '{segmentationNode.GetName()}' has no segment to learn from.")
+        label = segment_to_image(segmentationNode, segment_id, reference)
+        images = {m: volume_to_image(node) for m, node in mapped.items()}
+        return load_training_case(name, images, label, disease, metadata.channels,
+                                  preprocessing=metadata.preprocess_config)
+
+    def trainEpisode(self, cases: Sequence, disease: str, *, strategy: str = "ours", epochs: int = 20,
+                     cropSize: int = 64, device: str = "auto", parent: str | None = None,
+                     progress: Callable[[dict], None] | None = None, cancel: Callable[[], bool] | None = None,
+                     **options) -> str:
+        """Train an episode in this process; returns the new version (not activated).
+
+        ``cases``: ``(inputs, segmentationNode)`` pairs from the scene, prepared TrainingCase objects, or a folder /
+        manifest path.
+        """
+        from brainlesioncl.continual import EpisodeConfig, train_episode
+
+        if isinstance(cases, (str, Path)):
+            prepared = cases
+        else:
+            prepared = [case if not isinstance(case, tuple) else
+                        self.caseFromScene(case[0], case[1], disease=disease, name=f"case{i}", version=parent)
+                        for i, case in enumerate(cases)]
+        config = EpisodeConfig(strategy=strategy, epochs=epochs, crop_size=cropSize, **options)
+        result = train_episode(prepared, disease, parent=parent, registry=self.registry, config=config,
+                               device=device, progress=progress, cancel=cancel)
+        return result.version
+
+    def startEpisode(self, casesSource: str, disease: str, *, strategy: str = "ours", epochs: int = 20,
+                     cropSize: int = 64, device: str = "auto", parent: str | None = None) -> EngineProcess:
+        """Train an episode in a child process (the widget's path); the summary names the new version."""
+        arguments = ["--registry", str(self.registry.root), "episode", str(casesSource), "--disease",
+                     resolve_disease(disease).value, "--strategy", strategy, "--epochs", str(epochs),
+                     "--crop-size", str(cropSize), "--device", device, "--progress", "json"]
+        if parent:
+            arguments += ["--parent", parent]
+        return EngineProcess(arguments).start()
+
+    def writeSceneCases(self, cases: Sequence[tuple[Mapping[str, object], object]], folder: str) -> Path:
+        """Write scene cases as a case folder the child-process episode reads (one sub-folder per case)."""
+        root = Path(folder)
+        for i, (inputs, segmentation) in enumerate(cases):
+            chosen = {resolve_modality(k): v for k, v in inputs.items() if v is not None}
+            case_dir = root / f"case{i:03d}"
+            case_dir.mkdir(parents=True, exist_ok=False)
+            reference = next(iter(chosen.values()))
+            for modality, node in chosen.items():
+                sitk.WriteImage(volume_to_image(node), str(case_dir / f"{modality.value.lower()}.nrrd"), True)
+            segment_id = segmentation.GetSegmentation().GetNthSegmentID(0)
+            sitk.WriteImage(segment_to_image(segmentation, segment_id, reference), str(case_dir / "label.nrrd"), True)
+        return root
+
+
+def guess_channel(node) -> Modality | None:
+    """The modality a volume's name suggests (for the widget's Auto-map)."""
+    return guess_modality(BrainLesionCLLogic.describeVolume(node))
+

@@ -1,0 +1,157 @@
+"""Run the engine's command line in a child process, so Slicer's GUI never freezes, and cancel it cleanly.
+
+The child prints ``PROGRESS {"fraction": f, "stage": s}`` lines (``--progress json``) and a final JSON summary. A
+reader thread queues every line; the owner calls :meth:`EngineProcess.poll` from its own loop (a ``QTimer`` in the
+widget, ``time.sleep`` in a script or test) and gets the latest progress. :meth:`EngineProcess.cancel` kills the
+whole process group, so nothing the engine started keeps running. No Qt here.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["EngineProcess", "ProcessState", "engine_command", "python_executable"]
+
+_ENGINE_DIR = Path(__file__).resolve().parents[1] / "Lib"
+
+
+class ProcessState(enum.Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def python_executable() -> str:
+    """Slicer's ``PythonSlicer`` launcher when present (it sets up Slicer's environment), else this interpreter."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def engine_command(arguments: Sequence[str]) -> list[str]:
+    """The command that runs ``brainlesioncl <arguments>`` in a child Python."""
+    return [python_executable(), "-m", "brainlesioncl.cli.main", *arguments]
+
+
+@dataclass
+class EngineProcess:
+    """One running engine command. Start with :meth:`start`; poll until :attr:`state` is not RUNNING."""
+
+    arguments: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+    fraction: float = 0.0
+    stage: str = "starting"
+    log: list[str] = field(default_factory=list)
+    summary: dict | None = None
+    state: ProcessState = ProcessState.RUNNING
+    started: float = 0.0
+    finished: float | None = None
+
+    def start(self) -> EngineProcess:
+        env = {**os.environ, **self.environment}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ENGINE_DIR), env.get("PYTHONPATH", "")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._cancelled = False
+        self.started = time.perf_counter()
+        self._process = subprocess.Popen(
+            engine_command(self.arguments), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=(os.name != "nt"), bufsize=1,
+            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.poll()
+
+    def poll(self) -> ProcessState:
+        """Drain the output read so far; update fraction, stage, log and state."""
+        ended = False
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                ended = True
+                break
+            self._consume(line)
+        if ended or (self._process.poll() is not None and self._lines.empty()):
+            code = self._process.wait()
+            self.finished = self.finished or time.perf_counter()
+            if self._cancelled:
+                self.state = ProcessState.CANCELLED
+            else:
+                self.state = ProcessState.SUCCEEDED if code == 0 else ProcessState.FAILED
+        return self.state
+
+    def _consume(self, line: str) -> None:
+        if line.startswith("PROGRESS "):
+            try:
+                record = json.loads(line[len("PROGRESS "):])
+                self.fraction, self.stage = float(record["fraction"]), str(record["stage"])
+                return
+            except (ValueError, KeyError):
+                pass
+        if line.startswith("{"):
+            try:
+                self.summary = json.loads(line)
+                return
+            except ValueError:
+                pass
+        self.log.append(line)
+
+    def wait(self, timeout: float | None = None, interval: float = 0.1) -> ProcessState:
+        """Block until the process ends (scripts and tests; the widget polls instead)."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while self.poll() is ProcessState.RUNNING:
+            if deadline is not None and time.perf_counter() > deadline:
+                self.cancel()
+                raise TimeoutError(f"brainlesioncl {' '.join(self.arguments[:1])} did not finish in {timeout} s")
+            time.sleep(interval)
+        return self.state
+
+    def cancel(self) -> None:
+        """Kill the child and everything it started. Idempotent."""
+        if self._process.poll() is not None:
+            return
+        self._cancelled = True
+        try:
+            if os.name != "nt":
+                os.killpg(self._process.pid, signal.SIGKILL)
+            else:  # pragma: no cover - Windows
+                self._process.kill()
+        except ProcessLookupError:
+            pass
+        self._process.wait()
+
+    @property
+    def error(self) -> str:
+        """The child's error message (its last ``error:`` line), for the user."""
+        for line in reversed(self.log):
+            if line.startswith("error:"):
+                return line[len("error:"):].strip()
+        return self.log[-1] if self.log else f"exit code {self.returncode}"

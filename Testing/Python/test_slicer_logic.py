@@ -1,0 +1,218 @@
+"""The Slicer module's logic on real MRML nodes (slicer-core wheel, no Qt): geometry, Segment, outputs, episodes.
+
+Skipped with the reason when slicer-core is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from brainlesioncl.errors import ChannelMappingError, DuplicateChannelError, OutputPathError
+from brainlesioncl.inference import Segmenter
+from brainlesioncl.synthetic import ellipsoid_fraction, make_grid
+
+from conftest import ThresholdNet, sphere_case, tiny_metadata
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _oblique_grid(size=(40, 44, 30), spacing=(2.2, 2.0, 3.0)) -> sitk.Image:
+    grid = make_grid(size, spacing, origin=(-44.0, -46.0, -40.0))
+    angle = np.deg2rad(12.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    direction = rotation @ np.diag([1.0, -1.0, 1.0])
+    grid.SetDirection(tuple(direction.flatten()))
+    half_extent = (np.array(size) - 1) * np.array(spacing) / 2
+    grid.SetOrigin(tuple(-(direction @ half_extent)))  # centred on the physical origin, like the brain phantom
+    return grid
+
+
+def _node_from_image(slicer, image: sitk.Image, name: str):
+    from BrainLesionCLLib.mrml_io import ijk_to_ras_of_image
+
+    return slicer.util.addVolumeFromArray(sitk.GetArrayFromImage(image), ijkToRAS=ijk_to_ras_of_image(image),
+                                          name=name)
+
+
+def _logic(registry, net=None):
+    from BrainLesionCLLib import BrainLesionCLLogic
+
+    def factory(registry, version, device):
+        return Segmenter(net or ThresholdNet(channel=1), tiny_metadata(), device="cpu")
+
+    return BrainLesionCLLogic(registry=registry, segmenterFactory=factory)
+
+
+def test_volume_geometry_survives_the_ras_lps_conversion(slicer_core, mrml_scene) -> None:
+    from BrainLesionCLLib.mrml_io import volume_to_image
+
+    slicer = slicer_core.slicer
+    grid = _oblique_grid()
+    # A linear function of RAS: any orientation or sign mistake shows up as a large error.
+    index = np.indices(grid.GetSize()).reshape(3, -1).T
+    points_lps = np.array([grid.TransformIndexToPhysicalPoint(tuple(int(v) for v in i)) for i in index[::97]])
+    image = sitk.Image(grid)
+    values = np.zeros(grid.GetSize()[::-1], np.float32)
+    ras_all = np.array([grid.TransformIndexToPhysicalPoint(tuple(int(v) for v in i)) for i in index]) * [-1, -1, 1]
+    values[index[:, 2], index[:, 1], index[:, 0]] = 3 * ras_all[:, 0] - 2 * ras_all[:, 1] + 0.5 * ras_all[:, 2]
+    image = sitk.GetImageFromArray(values)
+    image.CopyInformation(grid)
+    node = _node_from_image(slicer, image, "oblique")
+    back = volume_to_image(node)
+    assert np.allclose(back.GetOrigin(), grid.GetOrigin()) and np.allclose(back.GetDirection(), grid.GetDirection())
+    for i, lps in zip(index[::97], points_lps, strict=True):
+        r, a, s = -lps[0], -lps[1], lps[2]
+        assert back[tuple(int(v) for v in i)] == pytest.approx(3 * r - 2 * a + 0.5 * s, abs=1e-2)
+    # A linear parent transform is folded in: the engine sees world coordinates.
+    transform = mrml_scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = np.eye(4)
+    matrix[:3, 3] = (10.0, -5.0, 2.0)
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(matrix))
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    moved = volume_to_image(node)
+    assert np.allclose(np.array(moved.GetOrigin()) - np.array(grid.GetOrigin()), (-10.0, 5.0, 2.0))
+
+
+def test_segment_creates_a_named_segment_on_the_reference_grid(slicer_core, mrml_scene, registry, tiny_version):
+    slicer = slicer_core.slicer
+    flair_grid = _oblique_grid()
+    t1_grid = make_grid((48, 52, 40), (2.0, 2.0, 2.0), origin=(-48.0, -52.0, -40.0))
+    centre, radius = (6.0, -4.0, 3.0), 11.0
+    flair = _node_from_image(slicer, sphere_case(flair_grid, centre=centre, radius=radius), "AX T2 FLAIR")
+    t1 = _node_from_image(slicer, sphere_case(t1_grid, centre=centre, radius=radius), "T1 MPRAGE")
+    logic = _logic(registry)
+    assert logic.geometryNote({"FLAIR": flair, "T1": t1}) is not None
+    outcome = logic.segment({"FLAIR": flair, "T1": t1}, disease="tumour")
+    segmentation = outcome.segmentationNode
+    segment = segmentation.GetSegmentation().GetSegment(outcome.segmentId)
+    assert segment.GetName() == "Tumour"
+    import vtk
+
+    tag = vtk.reference("")
+    segment.GetTag(segment.GetTerminologyEntryTagName(), tag)
+    assert "SCT^108369006^Neoplasm" in str(tag)
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, outcome.segmentId, flair)
+    truth = (ellipsoid_fraction(flair_grid, centre, (radius,) * 3) >= 0.5).transpose(2, 1, 0)  # xyz -> kji
+    dice = 2 * np.logical_and(mask > 0, truth).sum() / ((mask > 0).sum() + truth.sum())
+    assert dice > 0.85
+    expected_ml = 4 / 3 * np.pi * radius**3 / 1000
+    assert outcome.lesionVolumeMl == pytest.approx(expected_ml, rel=0.2) and outcome.lesionCount == 1
+
+
+def test_an_existing_segmentation_is_never_overwritten_silently(slicer_core, mrml_scene, registry, tiny_version):
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    flair = _node_from_image(slicer, sphere_case(grid), "flair")
+    existing = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my work")
+    existing.GetSegmentation().AddEmptySegment("", "hand drawn", (0.1, 0.9, 0.1))
+    logic = _logic(registry)
+    with pytest.raises(OutputPathError, match="already has 1 segment"):
+        logic.segment({"FLAIR": flair}, disease="MS", outputSegmentation=existing)
+    assert existing.GetSegmentation().GetNthSegment(0).GetName() == "hand drawn"
+    outcome = logic.segment({"FLAIR": flair}, disease="MS", outputSegmentation=existing, overwrite=True)
+    assert outcome.segmentationNode is existing
+    assert [existing.GetSegmentation().GetNthSegment(i).GetName()
+            for i in range(existing.GetSegmentation().GetNumberOfSegments())] == ["MS lesion"]
+
+
+def test_auto_map_and_validation_messages(slicer_core, mrml_scene, registry, tiny_version) -> None:
+    slicer = slicer_core.slicer
+    grid = make_grid((32, 32, 32), (2.0, 2.0, 2.0))
+    names = ["AX T2 FLAIR", "Sag T1 MPRAGE", "T1 post Gd", "dwi_b1000", "localizer"]
+    nodes = [_node_from_image(slicer, sphere_case(grid, brain=(20.0, 20.0, 20.0), radius=5.0), n) for n in names]
+    logic = _logic(registry)
+    mapping = logic.autoMapChannels(nodes, logic.modelChannels())
+    assert {k: v.GetName() for k, v in mapping.items()} == {
+        "DWI": "dwi_b1000", "FLAIR": "AX T2 FLAIR", "T1": "Sag T1 MPRAGE", "T1c": "T1 post Gd"}
+    assert logic.validateInputs(mapping) == []
+    assert "No input volume" in logic.validateInputs({"FLAIR": None})[0]
+    same_twice = logic.validateInputs({"FLAIR": nodes[0], "T2": nodes[0]})
+    assert same_twice and "same" in same_twice[0].lower()
+    with pytest.raises(DuplicateChannelError):
+        logic.segment({"FLAIR": nodes[0], "T2": nodes[0]}, disease="tumour")
+    with pytest.raises(ChannelMappingError):
+        logic.segment({"SWI": nodes[0]}, disease="tumour")
+
+
+def test_segmentation_joins_the_reference_study_and_can_add_probabilities(slicer_core, mrml_scene, registry,
+                                                                          tiny_version) -> None:
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    flair = _node_from_image(slicer, sphere_case(grid), "flair")
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(mrml_scene)
+    patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "patient")
+    study = sh.CreateStudyItem(patient, "study")
+    sh.CreateItem(study, flair)
+    outcome = _logic(registry).segment({"FLAIR": flair}, disease="stroke", probabilityVolume=True)
+    assert sh.GetItemParent(sh.GetItemByDataNode(outcome.segmentationNode)) == study
+    probability = slicer.util.arrayFromVolume(outcome.probabilityNode)
+    assert probability.shape == slicer.util.arrayFromVolume(flair).shape
+    assert 0.0 <= probability.min() and probability.max() <= 1.0
+
+
+def test_child_process_segmentation_with_the_real_engine(slicer_core, mrml_scene, registry, tiny_version) -> None:
+    """The widget's path: inputs written, the engine CLI run as a child, progress parsed, the label imported."""
+    from BrainLesionCLLib import BrainLesionCLLogic, ProcessState
+
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    flair = _node_from_image(slicer, sphere_case(grid), "flair")
+    logic = BrainLesionCLLogic(registry=registry)
+    process = logic.startSegmentation({"FLAIR": flair}, disease="WMH", device="cpu")
+    fractions = []
+    while process.poll() is ProcessState.RUNNING:
+        fractions.append(process.fraction)
+        time.sleep(0.05)
+    assert process.state is ProcessState.SUCCEEDED, process.log[-10:]
+    assert process.summary["model"] == tiny_version
+    outcome = logic.finishSegmentation(process)
+    assert not process.context["work"].exists()  # temporary files removed
+    assert outcome.segmentationNode.GetSegmentation().GetNthSegment(0).GetName() == "White matter hyperintensity"
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(outcome.segmentationNode, outcome.segmentId, flair)
+    assert mask.shape == slicer.util.arrayFromVolume(flair).shape
+
+
+def test_cancel_kills_the_child_process() -> None:
+    sys.path.insert(0, str(__import__("conftest").REPO / "BrainLesionCL"))
+    from BrainLesionCLLib.process import EngineProcess, ProcessState
+
+    process = EngineProcess(["phantoms", "/nonexistent-dir-that-will-not-matter", "--count", "500"])
+    process.start()
+    time.sleep(0.5)
+    started = time.perf_counter()
+    process.cancel()
+    assert process.wait(timeout=10) is ProcessState.CANCELLED
+    assert time.perf_counter() - started < 5
+
+
+def test_episode_from_scene_annotations(slicer_core, mrml_scene, registry, tiny_version) -> None:
+    from BrainLesionCLLib import BrainLesionCLLogic
+
+    slicer = slicer_core.slicer
+    logic = BrainLesionCLLogic(registry=registry)
+    cases = []
+    for i in range(3):
+        grid = make_grid((40, 40, 36), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -36.0))
+        centre = (4.0 * i - 4.0, 2.0, 0.0)
+        flair = _node_from_image(slicer, sphere_case(grid, centre=centre, radius=9.0), f"flair{i}")
+        segmentation = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"annotation{i}")
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(flair)
+        segment_id = segmentation.GetSegmentation().AddEmptySegment("", "lesion", (1, 0, 0))
+        truth = (ellipsoid_fraction(grid, centre, (9.0,) * 3) >= 0.5).astype(np.uint8).transpose(2, 1, 0)
+        slicer.util.updateSegmentBinaryLabelmapFromArray(truth, segmentation, segment_id, flair)
+        cases.append(({"FLAIR": flair}, segmentation))
+    records = []
+    version = logic.trainEpisode(cases, "stroke", strategy="naive", epochs=1, cropSize=32, validation_fraction=0.0,
+                                 precision="fp32", device="cpu", progress=records.append)
+    meta = registry.get(version).metadata
+    assert meta.parent == tiny_version and meta.training["cases"] == 3 and meta.training["modalities"] == ["FLAIR"]
+    assert any("epoch" in r for r in records)
+    assert "flair0" not in json.dumps(meta.to_json())
+    folder = logic.writeSceneCases(cases[:2], str(registry.root.parent / "scene_cases"))
+    assert sorted(p.name for p in (folder / "case000").iterdir()) == ["flair.nrrd", "label.nrrd"]
