@@ -136,3 +136,20 @@ def test_label_statistics_counts_lesions_and_volume() -> None:
     volume, count = label_statistics(label)
     assert count == 2
     assert volume == pytest.approx(np.count_nonzero((a + b) > 0.5) * 0.5 * 0.5 * 2.0 / 1000)
+
+
+def test_small_lesion_removal_keeps_real_lesions() -> None:
+    from brainlesioncl.inference.segmenter import label_statistics, remove_small_lesions
+
+    array = np.zeros((30, 30, 30), np.uint8)
+    array[5:15, 5:15, 5:15] = 1  # 1000 voxels
+    array[25, 25, 25:27] = 1  # a 2-voxel speck
+    label = sitk.GetImageFromArray(array)
+    label.SetSpacing((1.0, 1.0, 2.0))  # 2 mm^3 voxels: the speck is 4 mm^3
+    cleaned = remove_small_lesions(label, 5.0)
+    assert label_statistics(label)[1] == 2 and label_statistics(cleaned)[1] == 1
+    assert sitk.GetArrayViewFromImage(cleaned).sum() == 1000
+    assert cleaned.GetSpacing() == label.GetSpacing()
+    assert label_statistics(remove_small_lesions(label, 3.9))[1] == 2
+    with pytest.raises(ValueError, match="min_lesion_mm3"):
+        InferenceConfig(min_lesion_mm3=-1)

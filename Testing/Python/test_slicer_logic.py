@@ -216,3 +216,26 @@ def test_episode_from_scene_annotations(slicer_core, mrml_scene, registry, tiny_
     assert "flair0" not in json.dumps(meta.to_json())
     folder = logic.writeSceneCases(cases[:2], str(registry.root.parent / "scene_cases"))
     assert sorted(p.name for p in (folder / "case000").iterdir()) == ["flair.nrrd", "label.nrrd"]
+
+
+def test_snapshot_png_shows_the_lesion_where_it_is(slicer_core, mrml_scene, registry, tiny_version, tmp_path):
+    from BrainLesionCLLib.snapshot import render_slice_png
+
+    slicer = slicer_core.slicer
+    grid = make_grid((48, 48, 40), (2.0, 2.0, 2.0), origin=(-48.0, -48.0, -40.0))
+    flair = _node_from_image(slicer, sphere_case(grid, centre=(20.0, 0.0, 0.0), radius=10.0), "flair")
+    outcome = _logic(registry).segment({"FLAIR": flair}, disease="tumour")
+    path = render_slice_png(flair, outcome.segmentationNode, str(tmp_path / "overlay.png"), size=128)
+    reader = __import__("vtk").vtkPNGReader()
+    reader.SetFileName(str(path))
+    reader.Update()
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    image = reader.GetOutput()
+    rgb = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(128, 128, -1)[..., :3].astype(int)
+    tinted = (rgb[..., 0] - rgb[..., 2]) > 40  # the tumour colour is red: red well above blue
+    assert tinted.sum() > 20
+    columns = np.nonzero(tinted.any(axis=0))[0]
+    # LPS x = +20 mm is patient left; RAS R = -20: the radiological view shows patient left on the screen right.
+    assert columns.mean() > 64
+    assert mrml_scene.GetFirstNodeByName("__snapshot_labels") is None  # temporary nodes removed

@@ -76,7 +76,7 @@ def _make_segmenter(args: argparse.Namespace, disease: str):
 
     registry = _registry(args)
     version = resolve_disease_model(registry, disease, args.model)
-    config = InferenceConfig(mode=args.mode)
+    config = InferenceConfig(mode=args.mode, min_lesion_mm3=args.min_lesion_mm3)
     return Segmenter.from_bundle(registry.get(version), device=args.device, inference=config)
 
 
@@ -322,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--mode", default="fast", choices=["fast", "reference"],
                      help="fast single pass on the brain box (default) or the published sliding-window protocol")
     seg.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    seg.add_argument("--min-lesion-mm3", type=float, default=0.0,
+                     help="remove connected lesions smaller than this volume (default 0: keep all)")
     seg.add_argument("--cases", help="batch: a folder of case folders, or a CSV manifest")
     seg.add_argument("--output-dir", help="batch: folder for <case>_seg.nii.gz")
     seg.add_argument("--save-probabilities", action="store_true", help="batch: also write <case>_prob.nii.gz")

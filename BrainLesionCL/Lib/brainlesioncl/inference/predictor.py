@@ -64,6 +64,7 @@ class InferenceConfig:
         max_single_pass_voxels: the fast path runs the whole box at once up to this many voxels.
         fast_roi_size: window edge when the fast path must fall back to a sliding window.
         threshold: lesion probability at or above which a voxel is labelled lesion.
+        min_lesion_mm3: connected lesions smaller than this are removed from the label (0: keep everything).
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (see the module docstring). The reference protocol is
             always fp32.
     """
@@ -76,6 +77,7 @@ class InferenceConfig:
     fast_roi_size: int = 160
     threshold: float = 0.5
     precision: str = "auto"
+    min_lesion_mm3: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", InferenceMode(self.mode))
@@ -85,6 +87,8 @@ class InferenceConfig:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.roi_size % 16 or self.fast_roi_size % 16:
             raise ValueError("ROI sizes must be multiples of 16")
+        if self.min_lesion_mm3 < 0:
+            raise ValueError(f"min_lesion_mm3 must be >= 0, got {self.min_lesion_mm3}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
 

@@ -69,6 +69,16 @@ class SegmentationResult:
             write_image(self.probability, probabilities, overwrite=overwrite)
 
 
+def remove_small_lesions(label: sitk.Image, min_mm3: float) -> sitk.Image:
+    """Drop 26-connected lesions smaller than ``min_mm3`` (isolated false-positive specks that dominate HD95)."""
+    components = sitk.ConnectedComponent(label > 0, True)
+    relabelled = sitk.RelabelComponent(components, minimumObjectSize=int(
+        np.ceil(min_mm3 / float(np.prod(label.GetSpacing())))))
+    kept = sitk.Cast(relabelled > 0, sitk.sitkUInt8)
+    kept.CopyInformation(label)
+    return kept
+
+
 def label_statistics(label: sitk.Image) -> tuple[float, int]:
     """Lesion volume in mL and number of 26-connected lesions of a binary labelmap."""
     array = sitk.GetArrayViewFromImage(label)
@@ -219,6 +229,8 @@ class Segmenter:
         probability_image = prepared.restore(probability)
         label = sitk.Cast(probability_image >= self.inference.threshold, sitk.sitkUInt8)
         label.CopyInformation(probability_image)
+        if self.inference.min_lesion_mm3 > 0:
+            label = remove_small_lesions(label, self.inference.min_lesion_mm3)
         volume_ml, count = label_statistics(label)
         timings["restore"] = time.perf_counter() - t0
         report(1.0, "done")
