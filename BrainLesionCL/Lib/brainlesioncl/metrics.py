@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-__all__ = ["CaseMetrics", "case_metrics", "dice"]
+__all__ = ["CaseMetrics", "case_metrics", "dice", "hd95_mm"]
 
 
 @dataclass
@@ -36,6 +36,20 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
     p, t = np.asarray(prediction) > 0, np.asarray(truth) > 0
     total = p.sum() + t.sum()
     return 1.0 if total == 0 else float(2.0 * np.logical_and(p, t).sum() / total)
+
+
+def hd95_mm(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> float:
+    """95th-percentile symmetric Hausdorff distance in mm (MONAI); NaN when either mask is empty."""
+    from monai.metrics import compute_hausdorff_distance
+
+    p, t = np.asarray(prediction) > 0, np.asarray(truth) > 0
+    if not (p.any() and t.any()):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return float(compute_hausdorff_distance(torch.from_numpy(p[None, None].astype(np.float32)),
+                                                torch.from_numpy(t[None, None].astype(np.float32)),
+                                                percentile=95, spacing=list(spacing))[0, 0])
 
 
 def case_metrics(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> CaseMetrics:
