@@ -289,6 +289,23 @@ def cmd_episode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_modality_study(args: argparse.Namespace) -> int:
+    from ..continual import load_episode_cases
+    from ..modality_study import modality_study, write_study
+
+    registry = _registry(args)
+    bundle = registry.get(args.model)
+    meta = bundle.metadata
+    printer = _progress_printer(args.progress)
+    cases = load_episode_cases(args.cases, args.disease, meta.channels, meta.preprocess_config,
+                               label_mapping=args.label_mapping)
+    results = modality_study(bundle.build(), cases, meta.channels, meta.disease_slots, device=args.device,
+                             progress=printer)
+    files = write_study(results, args.output_dir)
+    print(files["markdown"].read_text(encoding="utf-8"))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ..continual.report import load_results, write_report
 
@@ -403,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--no-resume", action="store_true", help="start from epoch 1 even if a checkpoint exists")
     ep.add_argument("--progress", choices=["bar", "json", "none"], default="bar" if sys.stderr.isatty() else "none")
     ep.set_defaults(func=cmd_episode)
+
+    ms = sub.add_parser("modality-study", help="Dice with every subset of each case's modalities (which inputs matter)")
+    ms.add_argument("cases", help="labelled cases: a folder of case folders, or a CSV/JSON manifest")
+    ms.add_argument("--disease", required=True)
+    ms.add_argument("--model", help="model version (default: the active one)")
+    ms.add_argument("--output-dir", default="modality_study")
+    ms.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict")
+    ms.add_argument("--device", default="auto")
+    ms.add_argument("--progress", choices=["bar", "json", "none"], default="bar" if sys.stderr.isatty() else "none")
+    ms.set_defaults(func=cmd_modality_study)
 
     rp = sub.add_parser("report", help="heatmaps of R and a radar of Acc/ILM/BWT/FWT from a results JSON")
     rp.add_argument("results", help="JSON with datasets and one R matrix per strategy (the benchmark writes it)")
