@@ -26,6 +26,7 @@ class ModelKind(str, Enum):
     MOE_UNET = "moe_unet"  #: BrainCL mixture-of-experts residual U-Net (softmax, 2 classes)
     RESIDUAL_UNET = "residual_unet"  #: MultiUnet plain residual U-Net (sigmoid, 1 channel)
     METASTASIS_TWO_STAGE = "metastasis_two_stage"  #: patch detector + patch segmentor (Met-Seg)
+    PROGRESSIVE_UNET = "progressive_unet"  #: frozen MultiUnet column + new column with laterals
 
     def __str__(self) -> str:
         return self.value
@@ -38,6 +39,10 @@ def build_network(kind: ModelKind | str, architecture: Mapping) -> nn.Module:
         return MoEUNet(MoEUNetConfig.from_dict(dict(architecture)))
     if kind is ModelKind.RESIDUAL_UNET:
         return ResidualUNet(ResidualUNetConfig.from_dict(dict(architecture)))
+    if kind is ModelKind.PROGRESSIVE_UNET:
+        from .progressive import ProgressiveUNet, ProgressiveUNetConfig
+
+        return ProgressiveUNet(ProgressiveUNetConfig.from_dict(dict(architecture)))
     raise NotImplementedError(
         f"Model kind {kind.value!r} has no single network; it is served by its own pipeline module."
     )

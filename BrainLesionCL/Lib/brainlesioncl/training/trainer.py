@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.losses import DiceCELoss
+from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 
 from ..errors import CancelledError, CorruptModelError
@@ -52,6 +52,7 @@ class TrainConfig:
     keep: str = "best"  # "best" validation Dice, or "last" epoch
     precision: str = "auto"  # auto: fp16 autocast on CUDA, bf16 on CPUs with AMX, else fp32; or "fp32"
     schedule: str = "constant"  # "constant" learning rate (the reference), or "cosine" decay to 1% over the run
+    activation: str = "softmax"  # "softmax" (BrainCL: 2 classes, DiceCE) or "sigmoid" (MultiUnet: 1 channel, Dice)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -62,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"precision must be 'auto' or 'fp32', not {self.precision!r}")
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', not {self.keep!r}")
+        if self.activation not in ("softmax", "sigmoid"):
+            raise ValueError(f"activation must be 'softmax' or 'sigmoid', not {self.activation!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', not {self.schedule!r}")
 
@@ -77,8 +80,10 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def segmentation_loss() -> nn.Module:
-    """The reference segmentation loss."""
+def segmentation_loss(activation: str = "softmax") -> nn.Module:
+    """The reference segmentation loss: BrainCL's DiceCE on two softmax classes, or MultiUnet's sigmoid Dice."""
+    if activation == "sigmoid":
+        return DiceLoss(sigmoid=True)
     return DiceCELoss(softmax=True, to_onehot_y=True, include_background=False, smooth_nr=0.0)
 
 
@@ -96,10 +101,12 @@ def evaluate(
     *,
     device: str | torch.device = "cpu",
     threshold: float = 0.5,
+    activation: str = "softmax",
 ) -> list[float]:
     """Dice of the network on whole prepared cases (fast inference path, all of each case's modalities)."""
     was_training = network.training
-    predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"))
+    predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"), activation=activation,
+                          lesion_channel=1 if activation == "softmax" else 0)
     scores = []
     for case in cases:
         context = build_context(case.present, case.disease, disease_slots)
@@ -180,7 +187,7 @@ def train(
     if distributed:
         device_ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
-    loss_fn = segmentation_loss()
+    loss_fn = segmentation_loss(config.activation)
     use_amp = device.type == "cuda" and config.precision == "auto"
     amp_dtype = torch.float16 if use_amp else torch.bfloat16
     use_bf16 = device.type == "cpu" and config.precision == "auto" and cpu_has_native_bf16()
@@ -228,6 +235,8 @@ def train(
                 )
                 x = torch.from_numpy(images).to(device)
                 y = torch.from_numpy(labels).to(device)
+                if config.activation == "sigmoid":
+                    y = y.float()
                 ctx = torch.from_numpy(contexts).to(device)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp or use_bf16):
@@ -247,7 +256,8 @@ def train(
                 losses.append(float(loss.detach()))
             val_dice = None
             if validation and (epoch % config.validate_every == 0 or epoch == config.epochs):
-                val_dice = float(np.mean(evaluate(network, validation, disease_slots, device=device)))
+                val_dice = float(np.mean(evaluate(network, validation, disease_slots, device=device,
+                                                  activation=config.activation)))
                 if config.keep == "best" and (result.best_dice is None or val_dice > result.best_dice):
                     result.best_dice, result.best_epoch = val_dice, epoch
                     best_state = copy.deepcopy(network.state_dict())

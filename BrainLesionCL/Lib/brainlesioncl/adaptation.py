@@ -1,0 +1,96 @@
+"""Teaching a trained model a modality it never saw, the two ways the MultiUnet paper describes.
+
+* :func:`reassign_channel`: put the new modality in a channel the target data never uses (the reference's way, e.g.
+  SWI into the PD slot for a TBI database). No weight changes; the new version's channel order records it, so
+  inference maps ``SWI`` to that slot from then on.
+* :func:`expand_input_channels`: add new input channels with freshly initialised first-layer filters (the paper's
+  alternative). Old channels keep their filters; the MoE gates get zero weights for the new presence flags, so with
+  the new modality absent the network computes exactly what it computed before (tested).
+
+Either is followed by ordinary fine-tuning (an episode, or :func:`~brainlesioncl.training.train`), or by
+progressive-network fine-tuning (:class:`~brainlesioncl.models.progressive.ProgressiveUNet`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .errors import ChannelMappingError
+from .modalities import resolve_modality
+from .models import MoEUNet, MoEUNetConfig, ResidualUNet, ResidualUNetConfig
+from .registry import ModelMetadata
+
+__all__ = ["expand_input_channels", "reassign_channel"]
+
+
+def reassign_channel(metadata: ModelMetadata, modality: str, slot: str) -> ModelMetadata:
+    """A copy of ``metadata`` whose channel ``slot`` now carries ``modality`` (weights unchanged).
+
+    Raises:
+        ChannelMappingError: ``slot`` is not a channel of the model, or ``modality`` already has a channel.
+    """
+    new, old = resolve_modality(modality), resolve_modality(slot)
+    channels = [resolve_modality(c) for c in metadata.channels]
+    if old not in channels:
+        raise ChannelMappingError(f"The model has no {old.value} channel to reassign (it has {metadata.channels}).")
+    if new in channels:
+        raise ChannelMappingError(f"The model already has a {new.value} channel; nothing to reassign.")
+    result = copy.deepcopy(metadata)
+    result.channels = [new.value if c is old else c.value for c in channels]
+    result.provenance = {**result.provenance, "channel_reassigned": {"slot": old.value, "now": new.value}}
+    result.version = None
+    return result
+
+
+def expand_input_channels(network: nn.Module, metadata: ModelMetadata,
+                          modalities: Sequence[str]) -> tuple[nn.Module, ModelMetadata]:
+    """A new network with ``modalities`` appended to the inputs, and its metadata (channel order extended).
+
+    New first-layer filters are randomly initialised (PyTorch's default for a fresh convolution); for the MoE model,
+    the gates' weights for the new presence flags start at zero.
+    """
+    new = [resolve_modality(m) for m in modalities]
+    existing = [resolve_modality(c) for c in metadata.channels]
+    if not new or any(m in existing for m in new) or len(set(new)) != len(new):
+        raise ChannelMappingError(f"Give modalities the model does not have yet (it has {metadata.channels}).")
+    extra = len(new)
+    if isinstance(network, MoEUNet):
+        old_config = network.config
+        config = MoEUNetConfig(**{**old_config.__dict__, "in_channels": old_config.in_channels + extra})
+        grown = MoEUNet(config)
+        state = {k: v.clone() for k, v in network.state_dict().items()}
+        first = "encoder.0.conv.unit0.conv.weight"
+        with torch.no_grad():
+            weight = grown.state_dict()[first].clone()
+            weight[:, : old_config.in_channels] = state[first]
+            state[first] = weight
+            c = old_config.in_channels
+            for key, value in list(state.items()):
+                if key.endswith("gating_network.weight"):  # context = [presence flags (C), disease one-hot]
+                    zeros = torch.zeros(value.shape[0], extra, dtype=value.dtype)
+                    state[key] = torch.cat([value[:, :c], zeros, value[:, c:]], dim=1)
+        grown.load_state_dict(state)
+        architecture = config.to_dict()
+    elif isinstance(network, ResidualUNet):
+        old_config = network.config
+        config = ResidualUNetConfig(**{**old_config.__dict__, "in_channels": old_config.in_channels + extra})
+        grown = ResidualUNet(config)
+        state = {k: v.clone() for k, v in network.state_dict().items()}
+        first = "conv_1.conv.unit0.conv.weight"
+        weight = grown.state_dict()[first].clone()
+        weight[:, : old_config.in_channels] = state[first]
+        state[first] = weight
+        grown.load_state_dict(state)
+        architecture = config.to_dict()
+    else:
+        raise TypeError(f"cannot expand the inputs of a {type(network).__name__}")
+    result = copy.deepcopy(metadata)
+    result.channels = [m.value for m in existing + new]
+    result.architecture = {**result.architecture, "network": architecture}
+    result.provenance = {**result.provenance, "inputs_expanded": [m.value for m in new]}
+    result.version = None
+    return grown, result
