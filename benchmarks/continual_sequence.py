@@ -109,7 +109,7 @@ def main() -> int:
         t0 = time.perf_counter()
         train, _ = datasets[index]
         result = train_episode(train, SEQUENCE[index][1], parent=parent, registry=registry, config=config(strategy),
-                               name=name, device="cpu", replay_cases=replay)
+                               name=name, device="cpu", replay_databases=replay)
         print(f"  {strategy:>10} episode {index + 1} ({SEQUENCE[index][0]}): {time.perf_counter() - t0:5.0f} s",
               flush=True)
         return result.version
@@ -127,7 +127,7 @@ def main() -> int:
             version = shared_first
         rows = [test_row(registry, version, datasets)]
         for index in range(1, len(SEQUENCE)):
-            replay = [c for train, _ in datasets[:index] for c in train] if strategy == "joint" else ()
+            replay = [train for train, _ in datasets[:index]] if strategy == "joint" else ()
             version = episode(strategy, index, version, strategy.replace("-", "_"), replay)
             rows.append(test_row(registry, version, datasets))
         metrics = cl_metrics(rows).to_dict(scale=100)

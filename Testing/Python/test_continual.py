@@ -156,6 +156,6 @@ def test_bad_episode_input(tumour_parent) -> None:
         train_episode(cases, "unknown", parent=parent, registry=registry, config=quick(), device="cpu")
     with pytest.raises(SettingsError, match="never replay"):
         train_episode(cases, "stroke", parent=parent, registry=registry, config=quick(), device="cpu",
-                      replay_cases=blob_cases(1, seed=6))
+                      replay_databases=[blob_cases(1, seed=6)])
     with pytest.raises(SettingsError, match="Unknown strategy"):
         train_episode(cases, "stroke", parent=parent, registry=registry, config=quick("replay"), device="cpu")

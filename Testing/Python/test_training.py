@@ -111,3 +111,40 @@ def test_label_validation(tmp_path) -> None:
     with pytest.raises(GeometryError, match="matches none of the case's images"):
         load_training_case("c1", {"FLAIR": flair}, shifted, "tumour", BRAINCL_CHANNEL_ORDER,
                            label_mapping="nonzero")
+
+
+def test_joint_plan_draws_every_database_each_step_and_oversamples_the_small_one() -> None:
+    from brainlesioncl.training import JointBatchPlan
+
+    big, small = _blob_cases(6, seed=7), _blob_cases(2, seed=8)
+    small_ids = {id(c) for c in small}
+    plan = JointBatchPlan([big, small], batch_size=2)
+    assert plan.steps() == 3  # the largest database (6 cases) in batches of 2
+    batches = plan.batches(np.random.default_rng(0), plan.steps())
+    assert all(len(b) == 4 and sum(id(c) in small_ids for c in b) == 2 for b in batches)
+    drawn_small = [c.name for b in batches for c in b if id(c) in small_ids]
+    assert len(drawn_small) == 6 and set(drawn_small) == {c.name for c in small}  # cycled three times
+    assert sorted(c.name for b in batches for c in b if id(c) not in small_ids) == sorted(c.name for c in big)
+
+
+def _single_modality(cases: list, channel: int) -> list:
+    for case in cases:
+        keep = case.image[channel].copy()
+        case.image[:] = 0.0
+        case.image[channel] = keep
+        case.present = [i == channel for i in range(6)]
+    return cases
+
+
+def test_joint_training_learns_both_databases() -> None:
+    """One loss over a batch from each database: a FLAIR-only and a T1-only database both end up segmented."""
+    from brainlesioncl.training import JointBatchPlan
+
+    torch.manual_seed(0)
+    flair_only, t1_only = _single_modality(_blob_cases(4, seed=9), 1), _single_modality(_blob_cases(4, seed=10), 3)
+    network = MoEUNet(MoEUNetConfig(channels=(8, 8, 16, 16, 32)))
+    config = TrainConfig(epochs=8, steps_per_epoch=5, batch_size=1, crop_size=32, seed=0, keep="last",
+                         foreground_probability=0.7, modality_drop=False, precision="fp32")
+    train(network, flair_only + t1_only, config, SLOTS, device="cpu", plan=JointBatchPlan([flair_only, t1_only], 1))
+    assert np.mean(evaluate(network, _single_modality(_blob_cases(2, seed=11), 1), SLOTS)) > 0.5
+    assert np.mean(evaluate(network, _single_modality(_blob_cases(2, seed=12), 3), SLOTS)) > 0.5

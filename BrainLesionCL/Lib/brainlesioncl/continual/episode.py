@@ -37,7 +37,7 @@ from ..models import ModelKind, MoEUNet, MoEUNetConfig
 from ..preprocessing import PreprocessConfig
 from ..registry import ModelBundle, ModelMetadata, ModelRegistry
 from ..training.data import TrainingCase, load_training_case
-from ..training.trainer import TrainConfig, train
+from ..training.trainer import JointBatchPlan, TrainConfig, train
 from .strategies import EpisodeSetup, Strategy, make_strategy
 
 __all__ = ["EpisodeConfig", "EpisodeResult", "load_episode_cases", "train_episode"]
@@ -183,7 +183,7 @@ def train_episode(
     name: str | None = None,
     device: str | torch.device = "auto",
     label_mapping: str = "strict",
-    replay_cases: Sequence[TrainingCase] = (),
+    replay_databases: Sequence[Sequence[TrainingCase]] = (),
     resume: bool = True,
     progress: Callable[[dict], None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -199,7 +199,9 @@ def train_episode(
         registry: where the parent is and the new version goes (default: the user's registry).
         config: :class:`EpisodeConfig`; ``config.strategy`` picks the strategy.
         name: model name of the new version (default: the parent's name); the version id is ``<name>-v<N>``.
-        replay_cases: earlier episodes' cases, for the ``joint`` upper bound only.
+        replay_databases: earlier episodes' cases, one list per database, for the ``joint`` upper bound only: the
+            episode then trains as MultiUnet's joint training does (a batch from every database at every step,
+            each oversampled to the largest) with :class:`~brainlesioncl.training.JointBatchPlan`.
         progress: receives one dict per epoch (epoch, epochs, loss, val_dice, eta_seconds) and stage messages as
             ``{"stage": text}``.
         cancel: polled between steps; cancelling raises :class:`~brainlesioncl.errors.CancelledError` and writes no
@@ -207,14 +209,14 @@ def train_episode(
 
     Raises:
         DiseaseNotSupportedError: the parent has no slot for ``disease``.
-        ValueError: unknown strategy or option, or ``replay_cases`` with a strategy other than ``joint``.
+        SettingsError: unknown strategy or option, or ``replay_databases`` with a strategy other than ``joint``.
     """
     start = time.perf_counter()
     config = config or EpisodeConfig()
     registry = registry or ModelRegistry()
     strategy: Strategy = make_strategy(config.strategy, **config.strategy_options)
-    if replay_cases and not strategy.replays_data:
-        raise SettingsError("replay_cases is only for the 'joint' upper bound; episodes never replay old data.")
+    if replay_databases and not strategy.replays_data:
+        raise SettingsError("replay_databases is only for the 'joint' upper bound; episodes never replay old data.")
     say = (lambda text: progress({"stage": text})) if progress is not None else (lambda text: logger.info(text))
     device = select_device(device)
 
@@ -266,7 +268,8 @@ def train_episode(
     if not cases:
         raise InvalidImageError("No annotated case given; an episode needs at least one.")
     training, validation = _split(cases, config.validation_fraction, config.seed)
-    training_all = training + list(replay_cases)
+    databases = [training, *[list(d) for d in replay_databases if len(d)]]
+    training_all = [case for database in databases for case in database]
 
     # -- strategy setup ---------------------------------------------------------------------------------------------
     train_config = config.train_config()
@@ -301,6 +304,7 @@ def train_episode(
         network, training_all, train_config, slots, validation=validation, device=device,
         extra_loss=strategy.loss, after_step=strategy.after_step, progress=epoch_report, cancel=cancel,
         checkpoint_path=checkpoint, extra_state=(strategy.state_dict, strategy.load_state_dict),
+        plan=JointBatchPlan(databases, train_config.batch_size) if len(databases) > 1 else None,
     )
     say("measuring what the new version keeps")
     stored_state = strategy.end(network)
@@ -335,7 +339,7 @@ def train_episode(
             "strategy": strategy.describe(),
             "config": config.to_dict(),
             "cases": len(training),
-            "replayed_cases": len(replay_cases),
+            "replayed_cases": len(training_all) - len(training),
             "validation_cases": len(validation),
             "modalities": present,
             "best_epoch": result.best_epoch,

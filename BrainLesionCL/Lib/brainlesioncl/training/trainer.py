@@ -27,7 +27,9 @@ from ..errors import CancelledError, CorruptModelError
 from ..inference.predictor import InferenceConfig, Predictor, build_context, cpu_has_native_bf16, select_device
 from .data import TrainingCase, make_batch
 
-__all__ = ["TrainConfig", "TrainResult", "segmentation_loss", "dice_score", "evaluate", "train"]
+__all__ = [
+    "BatchPlan", "JointBatchPlan", "TrainConfig", "TrainResult", "dice_score", "evaluate", "segmentation_loss", "train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,46 @@ def evaluate(
     return scores
 
 
+class BatchPlan:
+    """Which cases make up each step's batch in one epoch. The default: the cases shuffled, ``batch_size`` per step."""
+
+    def __init__(self, cases: Sequence[TrainingCase], batch_size: int) -> None:
+        self.cases, self.batch_size = list(cases), batch_size
+
+    def steps(self, world: int = 1) -> int:
+        return max(1, math.ceil(len(self.cases) / (self.batch_size * world)))
+
+    def batches(self, rng: np.random.Generator, steps: int) -> list[list[TrainingCase]]:
+        order = rng.permutation(len(self.cases))
+        return [[self.cases[order[(step * self.batch_size + i) % len(self.cases)]] for i in range(self.batch_size)]
+                for step in range(steps)]
+
+
+class JointBatchPlan(BatchPlan):
+    """Several databases at once, as MultiUnet trains: every step takes ``batch_size`` cases from **each** database,
+    and every database is oversampled (cycled in a fresh random order) to the length of the largest one."""
+
+    def __init__(self, databases: Sequence[Sequence[TrainingCase]], batch_size: int) -> None:
+        self.databases = [list(d) for d in databases if len(d)]
+        if not self.databases:
+            raise ValueError("no training case in any database")
+        super().__init__([c for d in self.databases for c in d], batch_size)
+
+    def steps(self, world: int = 1) -> int:
+        return max(1, math.ceil(max(len(d) for d in self.databases) / (self.batch_size * world)))
+
+    def batches(self, rng: np.random.Generator, steps: int) -> list[list[TrainingCase]]:
+        needed = steps * self.batch_size
+        streams = []
+        for database in self.databases:
+            stream: list[TrainingCase] = []
+            while len(stream) < needed:
+                stream.extend(database[i] for i in rng.permutation(len(database)))
+            streams.append(stream)
+        return [[case for stream in streams for case in stream[step * self.batch_size:(step + 1) * self.batch_size]]
+                for step in range(steps)]
+
+
 def _distributed() -> tuple[bool, int, int]:
     """(running under torch.distributed, rank, world size)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -155,6 +197,7 @@ def train(
     optimizer: torch.optim.Optimizer | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     extra_state: tuple[Callable[[], dict], Callable[[dict], None]] | None = None,
+    plan: BatchPlan | None = None,
 ) -> TrainResult:
     """Train ``network`` in place on ``cases``; returns the history. Keeps the best-validation or last weights.
 
@@ -167,6 +210,8 @@ def train(
     training starts, training resumes after its epoch, so an interrupted run continues where it stopped.
     ``extra_state``: (get, set) of state a caller keeps across epochs (e.g. a strategy's running sums), saved in and
     restored from the checkpoint.
+    ``plan``: how batches are drawn (default :class:`BatchPlan` over ``cases``; :class:`JointBatchPlan` for
+    several databases at once).
 
     Under ``torchrun`` (torch.distributed initialised by the caller) the network is wrapped in
     DistributedDataParallel: each rank draws its own crops (seed + rank) and gradients are averaged, so every rank
@@ -192,7 +237,8 @@ def train(
     amp_dtype = torch.float16 if use_amp else torch.bfloat16
     use_bf16 = device.type == "cpu" and config.precision == "auto" and cpu_has_native_bf16()
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    steps = config.steps_per_epoch or max(1, math.ceil(len(cases) / (config.batch_size * world)))
+    plan = plan or BatchPlan(cases, config.batch_size)
+    steps = config.steps_per_epoch or plan.steps(world)
     scheduler = None
     if config.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -224,11 +270,9 @@ def train(
         for epoch in range(first_epoch, config.epochs + 1):
             model.train()
             losses = []
-            order = rng.permutation(len(cases))
-            for step in range(steps):
+            for picks in plan.batches(rng, steps):
                 if cancel is not None and cancel():
                     raise CancelledError("Training cancelled; no new model version was written.")
-                picks = [cases[order[(step * config.batch_size + i) % len(cases)]] for i in range(config.batch_size)]
                 images, labels, contexts = make_batch(
                     picks, config.crop_size, rng, disease_slots,
                     modality_drop=config.modality_drop, foreground_probability=config.foreground_probability,
