@@ -77,7 +77,14 @@ def _make_segmenter(args: argparse.Namespace, disease: str):
     registry = _registry(args)
     version = resolve_disease_model(registry, disease, args.model)
     config = InferenceConfig(mode=args.mode, min_lesion_mm3=args.min_lesion_mm3)
-    return Segmenter.from_bundle(registry.get(version), device=args.device, inference=config)
+    bundle = registry.get(version)
+    from ..models import ModelKind
+
+    if bundle.metadata.kind is ModelKind.METASTASIS_TWO_STAGE:
+        from ..metastasis import MetastasisPipeline
+
+        return MetastasisPipeline.from_bundle(bundle, device=args.device)
+    return Segmenter.from_bundle(bundle, device=args.device, inference=config)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -109,7 +116,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         "lesion_volume_ml": round(result.lesion_volume_ml, 3),
         "lesion_count": result.lesion_count,
         "seconds": round(time.perf_counter() - start, 2),
-        "device": segmenter.device,
+        "device": str(segmenter.device),
     }
     print(json.dumps(summary) if args.progress == "json" else _human_summary(summary))
     return 0
