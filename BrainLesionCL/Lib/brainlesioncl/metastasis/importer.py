@@ -3,8 +3,9 @@
 A Lightning ``.ckpt`` is a pickle holding ``state_dict`` (weights under ``model.``; the segmentor's file also carries
 its detector under ``detector.``) and ``hyper_parameters``, which the reference stores as an ``easydict.EasyDict``.
 Only the tensors are used. The file is read with ``weights_only=True``; the one non-tensor class allowed is the
-config container ``easydict.EasyDict``, which is rebuilt as an inert ``OrderedDict`` (its code is never imported). Any other
-class, function or reduce call in the file is refused with :class:`~brainlesioncl.errors.UnsafeCheckpointError`.
+config container ``easydict.EasyDict``, which is rebuilt as an inert ``OrderedDict`` (its code is never imported).
+Any other class, function or reduce call in the file is refused with
+:class:`~brainlesioncl.errors.UnsafeCheckpointError`.
 """
 
 from __future__ import annotations
