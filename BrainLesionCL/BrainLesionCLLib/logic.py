@@ -38,7 +38,7 @@ from brainlesioncl.registry import ModelRegistry
 
 from .mrml_io import label_into_segment, segment_to_image, volume_to_image
 from .process import EngineProcess
-from .terminology import style_for
+from .terminology import METASTASIS_CLASSES, style_for
 
 __all__ = ["BrainLesionCLLogic", "SegmentOutcome"]
 
@@ -206,9 +206,18 @@ class BrainLesionCLLogic:
     def _import(self, label: sitk.Image, probability: sitk.Image | None, reference, disease: str, outputSegmentation,
                 overwrite: bool) -> tuple[object, str, object | None]:
         segmentation = self._prepareOutput(outputSegmentation, reference, overwrite)
-        style = style_for(disease)
-        segment_id = label_into_segment(label, reference, segmentation, name=style.name, color=style.color,
-                                        terminology=style.terminology)
+        values = set(np.unique(sitk.GetArrayViewFromImage(label)).tolist()) - {0}
+        if values - {1}:  # a multi-class result (the two-stage metastasis model): one named segment per class
+            segment_ids = []
+            for value, style in METASTASIS_CLASSES:
+                binary = sitk.Cast(label == value, sitk.sitkUInt8)
+                segment_ids.append(label_into_segment(binary, reference, segmentation, name=style.name,
+                                                      color=style.color, terminology=style.terminology))
+            segment_id = segment_ids[0]
+        else:
+            style = style_for(disease)
+            segment_id = label_into_segment(label, reference, segmentation, name=style.name, color=style.color,
+                                            terminology=style.terminology)
         segmentation.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
         display = segmentation.GetDisplayNode()
         if display is not None:

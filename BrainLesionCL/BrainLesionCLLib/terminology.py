@@ -3,14 +3,14 @@
 The terminology string is Slicer's ``TerminologyEntry`` tag format: context ~ category ~ type ~ type modifier ~
 anatomic context ~ region ~ region modifier, each coded as ``scheme^value^meaning``. Codes are SNOMED CT:
 49755003 Morphologically altered structure (category); 108369006 Neoplasm; 14799000 Neoplasm, metastatic;
-55641003 Infarct; 52988006 Lesion.
+55641003 Infarct; 52988006 Lesion; 6574001 Necrosis; 79654002 Edema.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SegmentStyle", "style_for"]
+__all__ = ["METASTASIS_CLASSES", "SegmentStyle", "style_for"]
 
 _CATEGORY = "SCT^49755003^Morphologically Altered Structure"
 _CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
@@ -43,3 +43,11 @@ def style_for(disease: str) -> SegmentStyle:
     from brainlesioncl.modalities import resolve_disease
 
     return _STYLES[resolve_disease(disease).value]
+
+
+#: The two-stage metastasis model's label values -> segments (enhancing first: what a clinician looks at first).
+METASTASIS_CLASSES: list[tuple[int, SegmentStyle]] = [
+    (3, SegmentStyle("Enhancing metastasis", (1.00, 0.50, 0.10), "SCT^14799000^Neoplasm, metastatic")),
+    (1, SegmentStyle("Necrotic core", (0.55, 0.27, 0.07), "SCT^6574001^Necrosis")),
+    (2, SegmentStyle("Oedema", (0.45, 0.80, 0.95), "SCT^79654002^Edema")),
+]

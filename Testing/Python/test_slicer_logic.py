@@ -239,3 +239,33 @@ def test_snapshot_png_shows_the_lesion_where_it_is(slicer_core, mrml_scene, regi
     # LPS x = +20 mm is patient left; RAS R = -20: the radiological view shows patient left on the screen right.
     assert columns.mean() > 64
     assert mrml_scene.GetFirstNodeByName("__snapshot_labels") is None  # temporary nodes removed
+
+
+def test_metastasis_result_becomes_three_named_segments(slicer_core, mrml_scene, registry, tiny_version) -> None:
+    from BrainLesionCLLib import BrainLesionCLLogic
+
+    from brainlesioncl.inference.segmenter import SegmentationResult
+
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    flair = _node_from_image(slicer, sphere_case(grid), "flair")
+
+    class TwoStageStub:  # returns a BraTS-METS label map: oedema around a core around enhancing tissue
+        def segment(self, images, disease, **kwargs):
+            reference = next(iter(images.values()))
+            array = np.zeros(sitk.GetArrayViewFromImage(reference).shape, np.uint8)
+            array[10:20, 10:30, 10:30] = 2
+            array[12:18, 15:25, 15:25] = 1
+            array[14:16, 18:22, 18:22] = 3
+            label = sitk.GetImageFromArray(array)
+            label.CopyInformation(reference)
+            return SegmentationResult(label, sitk.Cast(label > 0, sitk.sitkFloat32), "met-v1", "metastasis", ["FLAIR"],
+                                      [], 1.0, 1)
+
+    logic = BrainLesionCLLogic(registry=registry, segmenterFactory=lambda *_: TwoStageStub())
+    outcome = logic.segment({"FLAIR": flair}, disease="metastasis")
+    segmentation = outcome.segmentationNode.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["Enhancing metastasis", "Necrotic core", "Oedema"]
+    enhancing = slicer.util.arrayFromSegmentBinaryLabelmap(outcome.segmentationNode, outcome.segmentId, flair)
+    assert enhancing.sum() == 2 * 4 * 4
