@@ -33,17 +33,19 @@ def main() -> int:
     parser.add_argument("--model")
     parser.add_argument("--cases", type=int, default=4, help="cases per pathology")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--min-lesion-mm3", type=float, default=0.0, help="drop lesions smaller than this")
     parser.add_argument("--seed", type=int, default=500)
     args = parser.parse_args()
 
-    from brainlesioncl.inference import Segmenter
+    from brainlesioncl.inference import InferenceConfig, Segmenter
     from brainlesioncl.io import to_xyz
     from brainlesioncl.metrics import case_metrics
     from brainlesioncl.phantoms import PhantomConfig, generate_case
     from brainlesioncl.registry import ModelRegistry
 
     bundle = ModelRegistry().get(args.model)
-    segmenter = Segmenter.from_bundle(bundle, device=args.device)
+    segmenter = Segmenter.from_bundle(bundle, device=args.device,
+                                       inference=InferenceConfig(min_lesion_mm3=args.min_lesion_mm3))
     print(f"Model {bundle.metadata.version}; {args.cases} held-out phantom case(s) per pathology, 1 mm grid\n")
     print("| pathology | modalities | Dice mean (min-max) | sensitivity | precision | HD95 mm |")
     print("|---|---|---|---|---|---|")

@@ -44,13 +44,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="registry version (default: the active model)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--min-lesion-mm3", type=float, default=0.0, help="drop lesions smaller than this")
     parser.add_argument("--json", help="also write the per-case results here")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"{DATA} is not available; the real-data evaluation needs ../shared/data beside the project.")
         return 0
 
-    from brainlesioncl.inference import Segmenter
+    from brainlesioncl.inference import InferenceConfig, Segmenter
     from brainlesioncl.io import to_xyz
     from brainlesioncl.metrics import case_metrics
     from brainlesioncl.preprocessing.geometry import same_geometry
@@ -58,7 +59,8 @@ def main() -> int:
 
     registry = ModelRegistry()
     bundle = registry.get(args.model)
-    segmenter = Segmenter.from_bundle(bundle, device=args.device)
+    segmenter = Segmenter.from_bundle(bundle, device=args.device,
+                                       inference=InferenceConfig(min_lesion_mm3=args.min_lesion_mm3))
     print(f"Model {bundle.metadata.version} on {segmenter.device}\n")
     print("| dataset | case | disease | modalities | Dice | sensitivity | precision | HD95 mm | truth mL "
           "| predicted mL |")

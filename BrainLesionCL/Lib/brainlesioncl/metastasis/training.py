@@ -137,8 +137,9 @@ def detector_targets(classes: np.ndarray) -> torch.Tensor:
 
 
 def train_detector(detector: nn.Module, cases: Sequence[MetCase], config: MetTrainConfig, *, device="cpu",
-                   progress: Callable[[dict], None] | None = None,
-                   cancel: Callable[[], bool] | None = None) -> StageResult:
+                   progress: Callable[[dict], None] | None = None, cancel: Callable[[], bool] | None = None,
+                   time_budget_s: float | None = None) -> StageResult:
+    """Train the detector for ``config.epochs`` epochs, or until ``time_budget_s`` seconds have passed."""
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     augment = _Augment(config.seed) if config.augment else None
@@ -160,6 +161,8 @@ def train_detector(detector: nn.Module, cases: Sequence[MetCase], config: MetTra
         result.losses.append(float(np.mean(losses)))
         if progress is not None:
             progress({"stage": "detector", "epoch": epoch, "epochs": config.epochs, "loss": result.losses[-1]})
+        if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+            break
     detector.eval()
     result.seconds = time.perf_counter() - start
     return result
@@ -177,7 +180,8 @@ def segmentor_loss(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def train_segmentor(segmentor: nn.Module, detector: nn.Module, cases: Sequence[MetCase], config: MetTrainConfig, *,
                     device="cpu", progress: Callable[[dict], None] | None = None,
-                    cancel: Callable[[], bool] | None = None) -> StageResult:
+                    cancel: Callable[[], bool] | None = None, time_budget_s: float | None = None) -> StageResult:
+    """Train the segmentor on detector-accepted crops for ``config.epochs`` epochs or ``time_budget_s`` seconds."""
     rng = np.random.default_rng(config.seed + 1)
     torch.manual_seed(config.seed + 1)
     augment = _Augment(config.seed + 1) if config.augment else None
@@ -211,6 +215,8 @@ def train_segmentor(segmentor: nn.Module, detector: nn.Module, cases: Sequence[M
         result.losses.append(float(np.mean(losses)) if losses else float("nan"))
         if progress is not None:
             progress({"stage": "segmentor", "epoch": epoch, "epochs": config.epochs, "loss": result.losses[-1]})
+        if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+            break
     segmentor.eval()
     result.seconds = time.perf_counter() - start
     return result
