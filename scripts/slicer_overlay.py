@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def headless_slicer():
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    import torch  # noqa: F401  - PyTorch must be loaded before VTK/Slicer's libraries, or the process crashes
     import slicer
     import vtk
 
@@ -47,6 +48,8 @@ def headless_slicer():
         volumes=types.SimpleNamespace(logic=lambda: logics["Volumes"]),
         segmentations=types.SimpleNamespace(logic=lambda: logics["Segmentations"]))
     sys.path.insert(0, str(REPO / "BrainLesionCL"))
+    # Keep the C++ application logic and scene alive for the whole run: the module logics point at them.
+    slicer._brainlesioncl_keepalive = (app_logic, scene, logics)
     return slicer
 
 

@@ -11,7 +11,7 @@ from brainlesioncl.metrics import dice
 from brainlesioncl.phantoms import PhantomConfig, generate_case
 from brainlesioncl.registry import ModelRegistry, builtin_models_dir
 
-SHIPPED = "braincl-demo-v1"
+SHIPPED = "braincl-demo-v2"  # the newest shipped model is the one a fresh install activates
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +50,10 @@ def test_shipped_model_segments_held_out_phantoms(shipped: Segmenter, disease, m
     score = dice(to_xyz(result.label), to_xyz(case.label))
     assert score >= bound, f"{disease}: Dice {score:.3f} < {bound}"
     assert np.isfinite(result.lesion_volume_ml) and result.lesion_count >= 1
+
+
+def test_the_previous_shipped_model_stays_available_and_is_the_parent(tmp_path) -> None:
+    """Shipping a new default never removes the old one: a user who activated v1 keeps it."""
+    registry = ModelRegistry(tmp_path / "registry")
+    assert {"braincl-demo-v1", SHIPPED} <= set(registry.version_ids())
+    assert registry.get(SHIPPED).metadata.parent == "braincl-demo-v1"
