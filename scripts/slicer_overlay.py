@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def headless_slicer():
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    import torch  # noqa: F401  - PyTorch must be loaded before VTK/Slicer's libraries, or the process crashes
     import slicer
+    import torch  # noqa: F401  - PyTorch must be loaded before VTK/Slicer's libraries, or the process crashes
     import vtk
 
     app_logic = slicer.vtkSlicerApplicationLogic()
