@@ -3,8 +3,9 @@
 ``brainlesioncl train-default OUT`` runs it. The shipped ``braincl-demo-v2`` took two stages: v1 with the defaults
 (``train-default braincl-demo-v1``: 30 epochs of 16 phantoms per disease from random weights, 28 min), then
 ``train-default braincl-demo-v2 --init-from braincl-demo-v1 --epochs 36 --cases-per-disease 24 --learning-rate 5e-4
---schedule cosine --seed 2030`` (fresh phantoms, cosine decay; 93 min on 2 busy CPU cores). It is deterministic by seed (same data, same crops, same initial weights;
-floating-point reductions on different CPUs can still differ in the last bits). The data is procedural, so the model
+--schedule cosine --seed 2030`` (fresh phantoms, cosine decay; 93 min on 2 busy CPU cores). It is deterministic by
+seed (same data, same crops, same initial weights; floating-point reductions on different CPUs can still differ in
+the last bits). The data is procedural, so the model
 owes nothing to any patient and no real case is used: every real case BrainLesionCL evaluates it on is held out.
 
 What it learns: the five phantom pathologies (glioma, stroke acute and chronic, MS, WMH, and metastases under the
