@@ -97,6 +97,7 @@ def test_ours_forgets_less_than_naive_fine_tuning(tumour_parent) -> None:
     registry, parent = tumour_parent
     tumour_test, stroke_test = blob_cases(3, seed=9), blob_cases(3, seed=10, disease="stroke")
     before = _dice(registry, parent, tumour_test)
+    stroke_before = _dice(registry, parent, stroke_test)
     assert before > 0.8
     stroke_train = blob_cases(6, seed=2, disease="stroke")
     outcomes = {}
@@ -106,7 +107,7 @@ def test_ours_forgets_less_than_naive_fine_tuning(tumour_parent) -> None:
         outcomes[strategy] = (_dice(registry, version, tumour_test), _dice(registry, version, stroke_test))
     assert outcomes["naive"][0] < 0.5 * before  # the conflict really makes naive fine-tuning forget
     assert outcomes["ours"][0] > 0.85 * before  # ours keeps the tumour route
-    assert outcomes["ours"][1] > 0.4  # and still learns stroke
+    assert outcomes["ours"][1] > max(0.4, stroke_before + 0.2)  # and the new disease's Dice rises
 
 
 def test_cancel_writes_nothing_and_resume_matches_an_uninterrupted_run(tumour_parent, tmp_path) -> None:
