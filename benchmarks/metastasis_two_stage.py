@@ -83,7 +83,7 @@ def main() -> int:
                             segmentor_optimizer="adam", seed=args.seed)
     detector, segmentor = build_detector(DetectorConfig.cpu()), build_segmentor(SegmentorConfig.cpu())
     t0 = time.perf_counter()
-    det = train_detector(detector, train_cases, config, time_budget_s=0.4 * budget)
+    det = train_detector(detector, train_cases, config, time_budget_s=0.2 * budget)
     seg = train_segmentor(segmentor, detector, train_cases, config, time_budget_s=budget - (time.perf_counter() - t0))
     two_stage_minutes = (time.perf_counter() - t0) / 60
     print(f"two-stage: detector {len(det.losses)} epochs, segmentor {len(seg.losses)} epochs, "

@@ -81,9 +81,9 @@ def main() -> int:
         cases = [c for d in databases for c in d]
         config = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, crop_size=48, batch_size=2,
                              modality_drop=drop, activation="sigmoid", seed=args.seed, keep="last")
-        plan = JointBatchPlan(databases, 1) if len(databases) > 1 else None
-        if plan is not None:  # one case from each database per step: the same number of cases per step overall
-            config = TrainConfig(**{**config.to_dict(), "batch_size": 1})
+        # Joint: every step takes a batch of 2 from *each* database (as MultiUnet), so each database gets as many
+        # crops as in its single-database run and the joint model sees four times as many in total.
+        plan = JointBatchPlan(databases, 2) if len(databases) > 1 else None
         train(network, cases, config, [], device="cpu", plan=plan)
         return network
 
