@@ -32,7 +32,7 @@ import slicer
 from brainlesioncl.errors import BrainLesionCLError, ChannelMappingError, OutputPathError
 from brainlesioncl.inference import Segmenter, resolve_disease_model
 from brainlesioncl.inference.segmenter import label_statistics
-from brainlesioncl.modalities import Modality, guess_modality, map_channels, resolve_disease, resolve_modality
+from brainlesioncl.modalities import guess_modality, map_channels, resolve_disease, resolve_modality
 from brainlesioncl.preprocessing.geometry import same_geometry
 from brainlesioncl.registry import ModelRegistry
 
@@ -399,9 +399,4 @@ class BrainLesionCLLogic:
             segment_id = segmentation.GetSegmentation().GetNthSegmentID(0)
             sitk.WriteImage(segment_to_image(segmentation, segment_id, reference), str(case_dir / "label.nrrd"), True)
         return root
-
-
-def guess_channel(node) -> Modality | None:
-    """The modality a volume's name suggests (for the widget's Auto-map)."""
-    return guess_modality(BrainLesionCLLogic.describeVolume(node))
 

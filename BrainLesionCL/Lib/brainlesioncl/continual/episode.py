@@ -37,7 +37,7 @@ from ..models import ModelKind, MoEUNet, MoEUNetConfig
 from ..preprocessing import PreprocessConfig
 from ..registry import ModelBundle, ModelMetadata, ModelRegistry
 from ..training.data import TrainingCase, load_training_case
-from ..training.trainer import JointBatchPlan, TrainConfig, train
+from ..training.trainer import JointBatchPlan, TrainConfig, distributed_state, train
 from .strategies import EpisodeSetup, Strategy, make_strategy
 
 __all__ = ["EpisodeConfig", "EpisodeResult", "load_episode_cases", "train_episode"]
@@ -152,9 +152,7 @@ def _episode_key(parent: str, disease: str, config: EpisodeConfig, cases: Sequen
 
 
 def _rank() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return 0
+    return distributed_state()[1]
 
 
 def _validation_metrics(network, cases, disease_slots, device, spacing: float) -> dict[str, float]:

@@ -69,22 +69,12 @@ def segmentor_state(network: nn.Module) -> dict:
 
 
 def load_segmentor_state(network: nn.Module, state: dict) -> None:
-    """Strict load of a segmentor state with or without the ``skip_layers`` aliases."""
+    """Strict load of a segmentor state with or without the ``skip_layers`` aliases (they are filled from the
+    tensors they alias)."""
     from ..models import load_strict
 
+    own = network.state_dict()
     canonical = {k: v for k, v in state.items() if not k.startswith(_ALIAS_PREFIX)}
-
-    class _Canonical(nn.Module):  # presents the network's canonical keys to the strict loader's checks
-        def __init__(self) -> None:
-            super().__init__()
-            self._own = segmentor_state(network)
-
-        def state_dict(self, *args, **kwargs):  # noqa: ARG002 - same signature as nn.Module
-            return self._own
-
-        def load_state_dict(self, values, strict=True):  # noqa: ARG002
-            missing, unexpected = network.load_state_dict(values, strict=False)
-            assert not unexpected and all(k.startswith(_ALIAS_PREFIX) for k in missing)
-            return missing, unexpected
-
-    load_strict(_Canonical(), canonical)
+    owner = {v.data_ptr(): k for k, v in own.items() if not k.startswith(_ALIAS_PREFIX)}
+    aliases = {k: owner.get(v.data_ptr()) for k, v in own.items() if k.startswith(_ALIAS_PREFIX)}
+    load_strict(network, {**canonical, **{k: canonical[o] for k, o in aliases.items() if o in canonical}})

@@ -28,7 +28,7 @@ from ..models import ModelKind
 from ..preprocessing import PreprocessConfig, prepare_case
 from ..registry import ModelMetadata
 from .labels import classes_to_regions
-from .networks import DetectorConfig, SegmentorConfig, build_detector, build_segmentor
+from .networks import DetectorConfig, SegmentorConfig
 
 __all__ = ["MetCase", "MetTrainConfig", "load_met_case", "sample_crops", "train_detector", "train_segmentor",
            "metastasis_metadata"]
@@ -234,7 +234,3 @@ def metastasis_metadata(name: str, detector_config: DetectorConfig, segmentor_co
                                                                                   "3": "enhancing"}},
         preprocessing=(preprocessing or PreprocessConfig()).to_dict(), **extra,
     )
-
-
-def build_pair(detector_config: DetectorConfig, segmentor_config: SegmentorConfig) -> tuple[nn.Module, nn.Module]:
-    return build_detector(detector_config), build_segmentor(segmentor_config)

@@ -158,7 +158,7 @@ class JointBatchPlan(BatchPlan):
                 for step in range(steps)]
 
 
-def _distributed() -> tuple[bool, int, int]:
+def distributed_state() -> tuple[bool, int, int]:
     """(running under torch.distributed, rank, world size)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return True, torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -222,7 +222,7 @@ def train(
     device = select_device(device)
     network.to(device).train()
     initial_state = copy.deepcopy(network.state_dict())
-    distributed, rank, world = _distributed()
+    distributed, rank, world = distributed_state()
     rng = np.random.default_rng(config.seed + rank)
     torch.manual_seed(config.seed)
     optimizer = optimizer or torch.optim.Adam(
