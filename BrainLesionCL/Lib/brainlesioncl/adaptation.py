@@ -14,6 +14,7 @@ progressive-network fine-tuning (:class:`~brainlesioncl.models.progressive.Progr
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -21,10 +22,13 @@ from torch import nn
 
 from .errors import ChannelMappingError
 from .modalities import resolve_modality
-from .models import MoEUNet, MoEUNetConfig, ResidualUNet, ResidualUNetConfig
+from .models import MoEUNet, ResidualUNet
 from .registry import ModelMetadata
 
 __all__ = ["expand_input_channels", "reassign_channel"]
+
+#: The first convolution's weight of each network kind (the only tensor that sees the input channels).
+_FIRST_LAYER = {MoEUNet: "encoder.0.conv.unit0.conv.weight", ResidualUNet: "conv_1.conv.unit0.conv.weight"}
 
 
 def reassign_channel(metadata: ModelMetadata, modality: str, slot: str) -> ModelMetadata:
@@ -58,36 +62,24 @@ def expand_input_channels(network: nn.Module, metadata: ModelMetadata,
     if not new or any(m in existing for m in new) or len(set(new)) != len(new):
         raise ChannelMappingError(f"Give modalities the model does not have yet (it has {metadata.channels}).")
     extra = len(new)
-    if isinstance(network, MoEUNet):
-        old_config = network.config
-        config = MoEUNetConfig(**{**old_config.__dict__, "in_channels": old_config.in_channels + extra})
-        grown = MoEUNet(config)
-        state = {k: v.clone() for k, v in network.state_dict().items()}
-        first = "encoder.0.conv.unit0.conv.weight"
-        with torch.no_grad():
-            weight = grown.state_dict()[first].clone()
-            weight[:, : old_config.in_channels] = state[first]
-            state[first] = weight
-            c = old_config.in_channels
-            for key, value in list(state.items()):
-                if key.endswith("gating_network.weight"):  # context = [presence flags (C), disease one-hot]
-                    zeros = torch.zeros(value.shape[0], extra, dtype=value.dtype)
-                    state[key] = torch.cat([value[:, :c], zeros, value[:, c:]], dim=1)
-        grown.load_state_dict(state)
-        architecture = config.to_dict()
-    elif isinstance(network, ResidualUNet):
-        old_config = network.config
-        config = ResidualUNetConfig(**{**old_config.__dict__, "in_channels": old_config.in_channels + extra})
-        grown = ResidualUNet(config)
-        state = {k: v.clone() for k, v in network.state_dict().items()}
-        first = "conv_1.conv.unit0.conv.weight"
-        weight = grown.state_dict()[first].clone()
-        weight[:, : old_config.in_channels] = state[first]
+    kind = type(network)
+    if kind not in _FIRST_LAYER:
+        raise TypeError(f"cannot expand the inputs of a {kind.__name__}")
+    c = network.config.in_channels
+    config = dataclasses.replace(network.config, in_channels=c + extra)
+    grown = kind(config)
+    state = {k: v.clone() for k, v in network.state_dict().items()}
+    first = _FIRST_LAYER[kind]
+    with torch.no_grad():
+        weight = grown.state_dict()[first].clone()  # fresh random filters for the new channels
+        weight[:, :c] = state[first]
         state[first] = weight
-        grown.load_state_dict(state)
-        architecture = config.to_dict()
-    else:
-        raise TypeError(f"cannot expand the inputs of a {type(network).__name__}")
+        for key, value in list(state.items()):
+            if key.endswith("gating_network.weight"):  # MoE context = [presence flags (C), disease one-hot]
+                zeros = torch.zeros(value.shape[0], extra, dtype=value.dtype)
+                state[key] = torch.cat([value[:, :c], zeros, value[:, c:]], dim=1)
+    grown.load_state_dict(state)
+    architecture = config.to_dict()
     result = copy.deepcopy(metadata)
     result.channels = [m.value for m in existing + new]
     result.architecture = {**result.architecture, "network": architecture}

@@ -189,17 +189,7 @@ class Segmenter:
         report(0.0, "reading images")
         check_cancel()
 
-        def load(item: tuple[Modality, ImageInput]) -> sitk.Image:
-            modality, source = item
-            if isinstance(source, sitk.Image):
-                image = sitk.Cast(source, sitk.sitkFloat32) if source.GetDimension() == 3 else source
-                validate_image(image, modality.value)
-                return image
-            return read_image(source, name=modality.value)
-
-        # Decompression and parsing release the GIL, so channels are read in parallel.
-        with ThreadPoolExecutor(max_workers=min(4, len(mapped))) as pool:
-            images = dict(zip(mapped, pool.map(load, mapped.items()), strict=True))
+        images = read_inputs(mapped)
         timings["read"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -245,6 +235,22 @@ class Segmenter:
             lesion_count=count,
             timings=timings,
         )
+
+
+def read_inputs(mapped: Mapping[Modality, ImageInput]) -> dict[Modality, sitk.Image]:
+    """Validated float images of mapped inputs (paths are read, images checked); channels are read in parallel,
+    since decompression and parsing release the GIL."""
+
+    def load(item: tuple[Modality, ImageInput]) -> sitk.Image:
+        modality, source = item
+        if isinstance(source, sitk.Image):
+            image = sitk.Cast(source, sitk.sitkFloat32) if source.GetDimension() == 3 else source
+            validate_image(image, modality.value)
+            return image
+        return read_image(source, name=modality.value)
+
+    with ThreadPoolExecutor(max_workers=min(4, len(mapped))) as pool:
+        return dict(zip(mapped, pool.map(load, mapped.items()), strict=True))
 
 
 def inputs_order(inputs: Mapping, mapped: Mapping[Modality, object]) -> list[Modality]:

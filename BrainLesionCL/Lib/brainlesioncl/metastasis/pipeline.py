@@ -20,8 +20,7 @@ from torch import nn
 
 from ..errors import CancelledError, ModelError
 from ..inference.predictor import InferenceMode, autocast_dtype, select_device
-from ..inference.segmenter import SegmentationResult, inputs_order, label_statistics
-from ..io.image_io import read_image, validate_image
+from ..inference.segmenter import SegmentationResult, inputs_order, label_statistics, read_inputs
 from ..modalities import Disease, map_channels
 from ..models import ModelKind
 from ..preprocessing import prepare_case
@@ -95,12 +94,7 @@ class MetastasisPipeline:
         t0 = time.perf_counter()
         mapped = map_channels(inputs, self.metadata.channels)
         report(0.0, "reading images")
-        images = {}
-        for modality, source in mapped.items():
-            image = source if isinstance(source, sitk.Image) else read_image(source, name=modality.value)
-            image = sitk.Cast(image, sitk.sitkFloat32)
-            validate_image(image, modality.value)
-            images[modality] = image
+        images = read_inputs(mapped)
         ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
         prepared = prepare_case(ordered, self.metadata.channels, reference=reference, config=self.preprocessing)
         timings["preprocess"] = time.perf_counter() - t0
