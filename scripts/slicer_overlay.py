@@ -9,48 +9,10 @@ Usage (from the repository root, with ``pip install -e ".[slicer-test]"``)::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def headless_slicer():
-    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    import slicer
-    import torch  # noqa: F401  - PyTorch must be loaded before VTK/Slicer's libraries, or the process crashes
-    import vtk
-
-    app_logic = slicer.vtkSlicerApplicationLogic()
-    app_logic.SetSliceLogics(vtk.vtkCollection())
-    app_logic.SetViewLogics(vtk.vtkCollection())
-    scene = slicer.vtkMRMLScene()
-    crosshair = slicer.vtkMRMLCrosshairNode()
-    crosshair.SetCrosshairName("default")
-    scene.AddNode(crosshair)
-    app_logic.SetMRMLScene(scene)
-    logics = {}
-    for name, cls in (("Colors", slicer.vtkMRMLColorLogic), ("Volumes", slicer.vtkSlicerVolumesLogic),
-                      ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
-                      ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic)):
-        logic = cls()
-        logic.SetMRMLApplicationLogic(app_logic)
-        if name == "Colors":
-            app_logic.SetColorLogic(logic)
-        logic.SetMRMLScene(scene)
-        app_logic.SetModuleLogic(name, logic)
-        logics[name] = logic
-    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene, True)
-    slicer.mrmlScene = scene
-    slicer.modules = types.SimpleNamespace(
-        volumes=types.SimpleNamespace(logic=lambda: logics["Volumes"]),
-        segmentations=types.SimpleNamespace(logic=lambda: logics["Segmentations"]))
-    sys.path.insert(0, str(REPO / "BrainLesionCL"))
-    # Keep the C++ application logic and scene alive for the whole run: the module logics point at them.
-    slicer._brainlesioncl_keepalive = (app_logic, scene, logics)
-    return slicer
 
 
 def main() -> int:
@@ -59,7 +21,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=77)
     parser.add_argument("--output", default=str(REPO / "docs" / "slicer_overlay.png"))
     args = parser.parse_args()
-    slicer = headless_slicer()
+    sys.path.insert(0, str(REPO / "BrainLesionCL"))
+    from BrainLesionCLLib.headless import headless_core
+
+    core = headless_core()  # kept alive for the whole run: the module logics point at it
+    slicer = core.slicer
     import SimpleITK as sitk
     from BrainLesionCLLib import BrainLesionCLLogic
     from BrainLesionCLLib.mrml_io import ijk_to_ras_of_image

@@ -111,46 +111,15 @@ def slicer_core():
 
     Skipped with the reason when the slicer-core wheel is not installed (pip install -e ".[slicer-test]").
     """
-    import os
     import sys
-    import types
 
-    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    slicer = pytest.importorskip("slicer", reason="slicer-core is not installed: pip install -e '.[slicer-test]'")
-    import vtk
-
-    output = vtk.vtkOutputWindow()
-    output.SetDisplayModeToAlwaysStdErr()
-    vtk.vtkOutputWindow.SetInstance(output)
-    app_logic = slicer.vtkSlicerApplicationLogic()
-    app_logic.SetSliceLogics(vtk.vtkCollection())
-    app_logic.SetViewLogics(vtk.vtkCollection())
-    scene = slicer.vtkMRMLScene()
-    crosshair = slicer.vtkMRMLCrosshairNode()
-    crosshair.SetCrosshairName("default")
-    scene.AddNode(crosshair)
-    app_logic.SetMRMLScene(scene)
-    logics = {}
-    for name, cls in (("Colors", slicer.vtkMRMLColorLogic), ("Volumes", slicer.vtkSlicerVolumesLogic),
-                      ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
-                      ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic)):
-        logic = cls()
-        logic.SetMRMLApplicationLogic(app_logic)
-        if name == "Colors":
-            app_logic.SetColorLogic(logic)
-        logic.SetMRMLScene(scene)
-        app_logic.SetModuleLogic(name, logic)
-        logics[name] = logic
-    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene, True)
-    slicer.mrmlScene = scene
-    slicer.modules = types.SimpleNamespace(
-        volumes=types.SimpleNamespace(logic=lambda: logics["Volumes"]),
-        segmentations=types.SimpleNamespace(logic=lambda: logics["Segmentations"]),
-    )
+    pytest.importorskip("slicer", reason="slicer-core is not installed: pip install -e '.[slicer-test]'")
     module_dir = str(REPO / "BrainLesionCL")
     if module_dir not in sys.path:
         sys.path.insert(0, module_dir)
-    return types.SimpleNamespace(slicer=slicer, scene=scene, app_logic=app_logic, logics=logics)
+    from BrainLesionCLLib.headless import headless_core
+
+    return headless_core()
 
 
 @pytest.fixture
