@@ -33,6 +33,7 @@ from brainlesioncl.metastasis import (
 )
 from brainlesioncl.metastasis.importer import import_metseg
 from brainlesioncl.metastasis.patches import patch_starts, stitch
+from brainlesioncl.metastasis.training import MetCase, centred_windows, sample_crops, segmentor_loss
 from brainlesioncl.phantoms import PhantomConfig, generate_case
 from brainlesioncl.preprocessing import PreprocessConfig
 
@@ -87,6 +88,41 @@ def test_pipeline_with_known_stages_finds_the_bright_lesion() -> None:
     regions, counts = pipeline.predict_regions(array)
     assert counts["accepted"] < counts["patches"]
     assert (regions[2] >= 0.5).sum() == 64 and regions[0][10:14, 30:34, 20:24].min() > 0.99
+
+
+def test_lesion_balanced_crops_reach_small_lesions() -> None:
+    classes = np.zeros((80, 80, 80), np.uint8)
+    classes[10:30, 10:30, 10:30] = 2  # 8,000 voxels
+    classes[60:62, 60:62, 60:62] = 3  # 8 voxels: a 3 mm metastasis
+    case = MetCase("two", np.ones((3, 80, 80, 80), np.float32), classes)
+
+    def share_on_small(balanced: bool) -> float:
+        crops = sample_crops(case, 16, 300, 1.0, np.random.default_rng(0), lesion_balanced=balanced)
+        return float(np.mean([c[4:12, 4:12, 4:12].max() == 3 for _, c in crops]))
+
+    assert share_on_small(True) > 0.35
+    assert share_on_small(False) < 0.05
+
+
+def test_segmentor_window_keeps_the_crop_centre() -> None:
+    x = torch.zeros(6, 1, 64, 64, 64)
+    x[:, :, 32, 32, 32] = 1.0
+    windows, targets = centred_windows(x, x.clone(), 48, np.random.default_rng(1))
+    assert windows.shape == (6, 1, 48, 48, 48) and torch.equal(windows, targets)
+    assert (windows.flatten(1).sum(1) == 1).all()
+
+
+def test_batch_dice_penalises_false_positives_in_lesion_free_crops() -> None:
+    target = torch.zeros(2, 3, 8, 8, 8)
+    target[0, :, 2:6, 2:6, 2:6] = 1  # crop 0 holds a lesion, crop 1 none
+    clean = target * 20 - 10  # confident and right everywhere
+    speckled = clean.clone()
+    speckled[1, :, ::2, ::2, ::2] = 10  # false positives in the lesion-free crop
+
+    def cost(batch_dice: bool) -> float:
+        return float(segmentor_loss(speckled, target, batch_dice) - segmentor_loss(clean, target, batch_dice))
+
+    assert cost(True) > cost(False) + 0.1
 
 
 @pytest.fixture(scope="module")
