@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import SimpleITK as sitk
 
 from brainlesioncl.training import case_from_arrays
 
@@ -32,3 +35,25 @@ def blob_cases(n: int, seed: int, *, disease: str = "tumour", size: int = 40) ->
             image[channel] = 0.3 + 0.1 * rng.standard_normal((size,) * 3) + signal
         cases.append(case_from_arrays(f"{disease}{seed}-{i}", image, lesion.astype(np.uint8), PRESENT, disease))
     return cases
+
+
+def write_image(array: np.ndarray, path: Path) -> None:
+    """An (X, Y, Z) array as a 1 mm image file."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    image.SetSpacing((1.0, 1.0, 1.0))
+    sitk.WriteImage(image, str(path))
+
+
+def write_cases(root: Path, n: int, disease: str = "stroke", labels: bool = True,
+                extra: dict[str, int] | None = None) -> Path:
+    """``n`` blob cases as case folders (flair, t1, label); ``extra`` adds {file stem: image channel to copy}."""
+    for case in blob_cases(n, seed=11, disease=disease):
+        folder = root / case.name
+        folder.mkdir(parents=True)
+        write_image(case.image[1], folder / "flair.nii.gz")
+        write_image(case.image[3], folder / "t1.nii.gz")
+        for stem, channel in (extra or {}).items():
+            write_image(case.image[channel], folder / f"{stem}.nii.gz")
+        if labels:
+            write_image(case.label.astype(np.uint8), folder / "label.nii.gz")
+    return root

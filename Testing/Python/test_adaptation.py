@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from cl_helpers import write_cases
 
-from brainlesioncl.adaptation import expand_input_channels, reassign_channel
+from brainlesioncl.adaptation import adapt_version, expand_input_channels, reassign_channel
+from brainlesioncl.cli.main import main
 from brainlesioncl.errors import ChannelMappingError
 from brainlesioncl.modalities import map_channels
 from brainlesioncl.models import ModelKind, MoEUNet, MoEUNetConfig, ResidualUNet, ResidualUNetConfig, build_network
@@ -92,3 +96,60 @@ def test_progressive_columns_start_equal_and_the_frozen_one_never_changes() -> N
     assert any(float(lateral.weight.detach().abs().sum()) > 0 for lateral in progressive.encoder_laterals)
     rebuilt = build_network(ModelKind.PROGRESSIVE_UNET, progressive.config.to_dict())
     rebuilt.load_state_dict(progressive.state_dict())
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_adapt_command_reassigns_then_expands_and_an_episode_learns_the_new_input(
+        tmp_path, registry, tiny_version, capsys) -> None:
+    parent_weights = registry.get(tiny_version).state_dict()
+    assert main(["--registry", str(registry.root), "adapt", "--reassign", "SWI=PD"]) == 0
+    moved = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    bundle = registry.get(moved["version"])
+    assert bundle.metadata.parent == tiny_version and bundle.metadata.channels[2] == "SWI"
+    assert _same_weights(bundle.state_dict(), parent_weights)  # reassignment changes no weight
+    assert "Not yet fine-tuned" in bundle.metadata.description
+
+    expanded = adapt_version(registry, moved["version"], expand=["ADC"])
+    meta = registry.get(expanded).metadata
+    assert meta.channels == [*bundle.metadata.channels, "ADC"] and meta.parent == moved["version"]
+    cases = write_cases(tmp_path / "cases", 3, disease="tumour", extra={"adc": 1, "swi": 3})
+    code = main(["--registry", str(registry.root), "episode", str(cases), "--disease", "tumour", "--parent", expanded,
+                 "--strategy", "naive", "--epochs", "1", "--crop-size", "32", "--validation-fraction", "0",
+                 "--progress", "json"])
+    assert code == 0
+    learnt = registry.get(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["version"]).metadata
+    assert learnt.channels == meta.channels and {"ADC", "SWI"} <= set(learnt.training["modalities"])
+    assert _same_weights(registry.get(tiny_version).state_dict(), parent_weights)  # parents untouched
+
+
+def test_progressive_version_fine_tunes_its_new_column_only(tmp_path, registry, capsys) -> None:
+    torch.manual_seed(0)
+    parent = registry.add(_residual_metadata(), {"network": ResidualUNet(ResidualUNetConfig(channels=TINY_CHANNELS))
+                                                .state_dict()})
+    parent_weights = registry.get(parent).state_dict()
+    progressive = adapt_version(registry, parent, progressive=True)
+    assert registry.get(progressive).metadata.kind is ModelKind.PROGRESSIVE_UNET
+    cases = write_cases(tmp_path / "cases", 3, disease="tumour")
+    common = ["--registry", str(registry.root), "episode", str(cases), "--disease", "tumour", "--parent",
+              progressive, "--epochs", "1", "--crop-size", "32", "--validation-fraction", "0", "--progress", "json"]
+    assert main([*common, "--strategy", "lwf"]) == 2  # distillation needs a MoE model: refused with the fix
+    assert "--strategy naive" in capsys.readouterr().err
+    assert main([*common, "--strategy", "naive"]) == 0
+    version = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["version"]
+    learnt = registry.get(version)
+    assert learnt.metadata.kind is ModelKind.PROGRESSIVE_UNET and learnt.metadata.parent == progressive
+    weights = learnt.state_dict()
+    frozen = {k.removeprefix("frozen."): v for k, v in weights.items() if k.startswith("frozen.")}
+    column = {k.removeprefix("column."): v for k, v in weights.items() if k.startswith("column.")}
+    assert _same_weights(frozen, parent_weights) and not _same_weights(column, parent_weights)
+
+
+def test_adapt_refuses_what_it_cannot_do(registry, tiny_version) -> None:
+    with pytest.raises(ChannelMappingError, match="Nothing to adapt"):
+        adapt_version(registry, tiny_version)
+    with pytest.raises(ChannelMappingError, match="residual U-Net"):
+        adapt_version(registry, tiny_version, progressive=True)
+    assert main(["--registry", str(registry.root), "adapt", "--reassign", "SWI"]) == 2

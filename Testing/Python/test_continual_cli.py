@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
-from cl_helpers import blob_cases
+from cl_helpers import write_cases
 
 from brainlesioncl.cli.main import main
 from brainlesioncl.continual.report import load_results
@@ -20,23 +19,6 @@ from brainlesioncl.errors import InvalidImageError
 from brainlesioncl.registry import ModelRegistry
 
 HERE = Path(__file__).parent
-
-
-def _write(array: np.ndarray, path: Path) -> None:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
-    image.SetSpacing((1.0, 1.0, 1.0))
-    sitk.WriteImage(image, str(path))
-
-
-def write_cases(root: Path, n: int, disease: str = "stroke", labels: bool = True) -> Path:
-    for case in blob_cases(n, seed=11, disease=disease):
-        folder = root / case.name
-        folder.mkdir(parents=True)
-        _write(case.image[1], folder / "flair.nii.gz")
-        _write(case.image[3], folder / "t1.nii.gz")
-        if labels:
-            _write(case.label.astype(np.uint8), folder / "label.nii.gz")
-    return root
 
 
 def test_episode_command_writes_a_version_and_activates_it(tmp_path, registry, tiny_version, capsys) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainlesioncl.modality_study import modality_study, write_study
+from brainlesioncl.errors import CancelledError
+from brainlesioncl.modality_study import input_importance, modality_study, write_study
 from brainlesioncl.training import case_from_arrays
 
 from conftest import ThresholdNet
@@ -39,3 +40,23 @@ def test_every_subset_is_scored_and_flair_is_what_matters(tmp_path) -> None:
     assert files["csv"].read_text().count("\n") == 8
     assert "Best subset: **FLAIR**" in files["markdown"].read_text()
     assert files["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unannotated_case_is_scored_against_its_own_full_input_result() -> None:
+    case = _case("patient", [False, True, False, True, False, True])
+    case.label[:] = 0  # no annotation: the study must not use it
+    results = modality_study(ThresholdNet(channel=1), [case], CHANNELS, SLOTS, against="full")
+    by_subset = {r.modalities: r for r in results}
+    assert by_subset[("FLAIR", "T1", "T2")].dice == 1.0
+    assert by_subset[("FLAIR",)].dice == 1.0 and by_subset[("T1", "T2")].dice == 0.0
+    importance = input_importance(results)
+    assert importance[0] == ("FLAIR", 1.0)
+    assert dict(importance) == {"FLAIR": 1.0, "T1": 0.0, "T2": 0.0}
+
+
+def test_study_can_be_cancelled_and_refuses_unknown_references() -> None:
+    case = _case("patient", [False, True, False, True, False, False])
+    with pytest.raises(CancelledError):
+        modality_study(ThresholdNet(channel=1), [case], CHANNELS, SLOTS, cancel=lambda: True)
+    with pytest.raises(ValueError, match="against"):
+        modality_study(ThresholdNet(channel=1), [case], CHANNELS, SLOTS, against="atlas")

@@ -9,6 +9,9 @@
 
 Either is followed by ordinary fine-tuning (an episode, or :func:`~brainlesioncl.training.train`), or by
 progressive-network fine-tuning (:class:`~brainlesioncl.models.progressive.ProgressiveUNet`).
+
+:func:`adapt_version` does any of the three on a registry version and stores the result as a new version (the parent
+is untouched), ready for ``brainlesioncl episode CASES --parent <new version>``; ``brainlesioncl adapt`` is its CLI.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import torch
 from torch import nn
 
 from .errors import ChannelMappingError
 from .modalities import resolve_modality
-from .models import MoEUNet, ResidualUNet
-from .registry import ModelMetadata
+from .models import ModelKind, MoEUNet, ResidualUNet
+from .registry import ModelMetadata, ModelRegistry
 
-__all__ = ["expand_input_channels", "reassign_channel"]
+__all__ = ["adapt_version", "expand_input_channels", "make_progressive", "reassign_channel"]
 
 #: The first convolution's weight of each network kind (the only tensor that sees the input channels).
 _FIRST_LAYER = {MoEUNet: "encoder.0.conv.unit0.conv.weight", ResidualUNet: "conv_1.conv.unit0.conv.weight"}
@@ -86,3 +90,59 @@ def expand_input_channels(network: nn.Module, metadata: ModelMetadata,
     result.provenance = {**result.provenance, "inputs_expanded": [m.value for m in new]}
     result.version = None
     return grown, result
+
+
+def make_progressive(network: nn.Module, metadata: ModelMetadata) -> tuple[nn.Module, ModelMetadata]:
+    """A progressive network whose frozen column and new column both start as ``network`` (a residual U-Net)."""
+    from .models.progressive import ProgressiveUNet
+
+    if not isinstance(network, ResidualUNet):
+        raise ChannelMappingError(
+            f"Progressive columns are built from a residual U-Net (MultiUnet); {metadata.version or metadata.name} "
+            f"is a {metadata.kind.value} model. Import or train a MultiUnet model first."
+        )
+    progressive = ProgressiveUNet.from_pretrained(network)
+    result = copy.deepcopy(metadata)
+    result.kind = ModelKind.PROGRESSIVE_UNET
+    result.architecture = {"network": progressive.config.to_dict()}
+    result.provenance = {**result.provenance, "progressive": True}
+    result.version = None
+    return progressive, result
+
+
+def adapt_version(registry: ModelRegistry, parent: str | None = None, *, reassign: tuple[str, str] | None = None,
+                  expand: Sequence[str] = (), progressive: bool = False, name: str | None = None) -> str:
+    """Store ``parent`` (default: the active model) adapted to new inputs as a new version; returns its id.
+
+    The steps run in this order, any combination: ``reassign=(new modality, slot)``, ``expand=[new modalities]``,
+    ``progressive``. The new version records its parent and what was done; it has learnt nothing yet, so its
+    description says to fine-tune it with an episode on cases that have the new modality.
+    """
+    if reassign is None and not expand and not progressive:
+        raise ChannelMappingError("Nothing to adapt: give --reassign NEW=SLOT, --expand MODALITY or --progressive.")
+    bundle = registry.get(parent)
+    metadata = copy.deepcopy(bundle.metadata)
+    parent_id = metadata.version or bundle.path.name
+    if metadata.kind not in (ModelKind.MOE_UNET, ModelKind.RESIDUAL_UNET):
+        raise ChannelMappingError(
+            f"{parent_id} is a {metadata.kind.value} model; adaptation works on MoE U-Net and residual U-Net versions."
+        )
+    network = bundle.build()
+    metadata.architecture = {"network": dict(metadata.architecture["network"])}  # strategy state does not carry over
+    steps = []
+    if reassign is not None:
+        metadata = reassign_channel(metadata, *reassign)
+        steps.append(f"{resolve_modality(reassign[0]).value} in the {resolve_modality(reassign[1]).value} channel")
+    if expand:
+        network, metadata = expand_input_channels(network, metadata, expand)
+        steps.append("new input channels " + ", ".join(resolve_modality(m).value for m in expand))
+    if progressive:
+        network, metadata = make_progressive(network, metadata)
+        steps.append("a frozen column plus a new column with lateral connections")
+    metadata.name = name or metadata.name
+    metadata.parent = parent_id
+    metadata.metrics, metadata.sha256 = {}, {}
+    metadata.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    metadata.description = (f"{parent_id} adapted: {'; '.join(steps)}. Not yet fine-tuned: run `brainlesioncl "
+                            "episode CASES --disease D --parent <this version>` on cases with the new input.")
+    return registry.add(metadata, {"network": network.state_dict()})

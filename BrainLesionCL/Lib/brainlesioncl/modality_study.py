@@ -5,6 +5,11 @@ labelled cases: for every case and subset, the absent channels are zeroed and th
 inference does when a sequence was not acquired). Reported per subset: mean Dice over the cases that have all of
 the subset's modalities, the drop from the case's full set, and which subset is best. In the Slicer module the same
 runs on the loaded case, to show which sequences matter for this patient.
+
+Without an annotation (the usual clinical case) the study scores ``against="full"``: each subset's segmentation is
+compared with the segmentation from all of the case's inputs, so the Dice says how much the result depends on each
+sequence. :func:`input_importance` turns either kind of study into one number per input: how much the Dice falls when
+only that input is missing.
 """
 
 from __future__ import annotations
@@ -12,17 +17,18 @@ from __future__ import annotations
 import csv
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .errors import CancelledError, SettingsError
 from .inference.predictor import InferenceConfig, Predictor, build_context
 from .training.data import TrainingCase
 from .training.trainer import dice_score
 
-__all__ = ["SubsetScore", "modality_study", "plot_study", "write_study"]
+__all__ = ["SubsetScore", "input_importance", "modality_study", "plot_study", "write_study"]
 
 
 @dataclass(frozen=True)
@@ -34,17 +40,36 @@ class SubsetScore:
 
 
 def modality_study(network, cases: Sequence[TrainingCase], channels: Sequence[str], disease_slots: Sequence[str], *,
-                   device: str = "cpu", progress: Callable[[float, str], None] | None = None) -> list[SubsetScore]:
-    """Scores of every non-empty modality subset, best first (ties: fewer modalities first)."""
-    predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"))
+                   device: str = "cpu", against: str = "label", output: Mapping | None = None,
+                   progress: Callable[[float, str], None] | None = None,
+                   cancel: Callable[[], bool] | None = None) -> list[SubsetScore]:
+    """Scores of every non-empty modality subset, best first (ties: fewer modalities first).
+
+    Args:
+        against: ``"label"`` (the cases' annotations) or ``"full"`` (each case's own all-inputs segmentation; the
+            cases' labels are not used, so unannotated cases can be studied).
+        output: the model's ``metadata.output`` (activation and lesion channel); default: the MoE U-Net's softmax.
+    """
+    if against not in ("label", "full"):
+        raise SettingsError(f"against must be 'label' or 'full', not {against!r}")
+    output = output or {}
+    predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"),
+                          activation=output.get("activation", "softmax"),
+                          lesion_channel=int(output.get("lesion_channel", 1)))
     per_subset: dict[tuple[str, ...], list[tuple[float, float]]] = {}
-    jobs = [(case, subset) for case in cases for subset in _subsets(case, channels)]
+    # the full subset first, so that it can be the reference of the others
+    jobs = [(case, subset) for case in cases for subset in _subsets(case, channels)[::-1]]
     full_scores: dict[int, float] = {}
+    references: dict[int, np.ndarray] = {}
     for done, (case, subset) in enumerate(jobs, 1):
+        if cancel is not None and cancel():
+            raise CancelledError("Modality study cancelled.")
         present = [c in subset for c in channels]
         image = case.image * np.asarray(present, np.float32)[:, None, None, None]
-        probability = predictor.predict(image, build_context(present, case.disease, disease_slots))
-        score = dice_score(probability >= 0.5, case.label)
+        mask = predictor.predict(image, build_context(present, case.disease, disease_slots)) >= 0.5
+        if against == "full" and len(subset) == case.modalities_present:
+            references[id(case)] = mask
+        score = dice_score(mask, references[id(case)] if against == "full" else case.label)
         if len(subset) == case.modalities_present:
             full_scores[id(case)] = score
         per_subset.setdefault(subset, []).append((score, id(case)))
@@ -56,6 +81,24 @@ def modality_study(network, cases: Sequence[TrainingCase], channels: Sequence[st
         for subset, rows in per_subset.items()
     ]
     return sorted(results, key=lambda r: (-r.dice, len(r.modalities), r.modalities))
+
+
+def input_importance(results: Sequence[SubsetScore]) -> list[tuple[str, float]]:
+    """Per input, the Dice drop when only that input is missing (largest first): which sequences matter.
+
+    Uses the subsets with exactly one modality fewer than the largest subset studied (one case, or cases sharing a
+    modality set). Empty when the largest subset has a single modality.
+    """
+    if not results:
+        return []
+    full = max(results, key=lambda r: len(r.modalities)).modalities
+    scores = {r.modalities: r for r in results}
+    rows = []
+    for modality in full:
+        rest = tuple(m for m in full if m != modality)
+        if rest in scores:
+            rows.append((modality, scores[rest].drop_from_all))
+    return sorted(rows, key=lambda row: -row[1])
 
 
 def _subsets(case: TrainingCase, channels: Sequence[str]) -> list[tuple[str, ...]]:

@@ -307,9 +307,32 @@ def cmd_modality_study(args: argparse.Namespace) -> int:
     cases = load_episode_cases(args.cases, args.disease, meta.channels, meta.preprocess_config,
                                label_mapping=args.label_mapping)
     results = modality_study(bundle.build(), cases, meta.channels, meta.disease_slots, device=args.device,
-                             progress=printer)
+                             against=args.against, output=meta.output, progress=printer)
     files = write_study(results, args.output_dir)
     print(files["markdown"].read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from ..adaptation import adapt_version
+    from ..errors import SettingsError
+
+    reassign = None
+    if args.reassign:
+        new, sep, slot = args.reassign.partition("=")
+        if not sep or not new or not slot:
+            raise SettingsError(f"--reassign takes NEW=SLOT, e.g. SWI=PD (got {args.reassign!r}).")
+        reassign = (new, slot)
+    registry = _registry(args)
+    version = adapt_version(registry, args.parent, reassign=reassign, expand=args.expand or (),
+                            progressive=args.progressive, name=args.name)
+    if args.activate:
+        registry.activate(version)
+    meta = registry.get(version).metadata
+    print(json.dumps({"version": version, "parent": meta.parent, "kind": meta.kind.value, "channels": meta.channels,
+                      "activated": bool(args.activate)}))
+    print(f"Next: brainlesioncl episode CASES --disease D --parent {version}"
+          + (" --strategy naive" if meta.kind.value != "moe_unet" else ""), file=sys.stderr)
     return 0
 
 
@@ -434,9 +457,22 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--model", help="model version (default: the active one)")
     ms.add_argument("--output-dir", default="modality_study")
     ms.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict")
+    ms.add_argument("--against", choices=["label", "full"], default="label",
+                    help="score against the annotations, or against each case's all-inputs segmentation")
     ms.add_argument("--device", default="auto")
     ms.add_argument("--progress", choices=["bar", "json", "none"], default="bar" if sys.stderr.isatty() else "none")
     ms.set_defaults(func=cmd_modality_study)
+
+    ad = sub.add_parser("adapt", help="prepare a version for a modality it never saw (a new version to fine-tune)")
+    ad.add_argument("--parent", help="version to adapt (default: the active model)")
+    ad.add_argument("--reassign", metavar="NEW=SLOT", help="carry NEW in an unused channel, e.g. SWI=PD")
+    ad.add_argument("--expand", action="append", metavar="MODALITY",
+                    help="add an input channel with new first-layer filters, repeatable")
+    ad.add_argument("--progressive", action="store_true",
+                    help="freeze the (residual U-Net) parent as a column and add a new column with laterals")
+    ad.add_argument("--name", help="model name of the new version (default: the parent's)")
+    ad.add_argument("--activate", action="store_true")
+    ad.set_defaults(func=cmd_adapt)
 
     rp = sub.add_parser("report", help="heatmaps of R and a radar of Acc/ILM/BWT/FWT from a results JSON")
     rp.add_argument("results", help="JSON with datasets and one R matrix per strategy (the benchmark writes it)")

@@ -10,6 +10,11 @@ Resumable: every epoch's full state goes to ``<registry>/work/<episode key>/chec
 again (same parent, cases, disease, strategy and settings) continues after the last finished epoch. Cancelling
 leaves no version behind (and keeps the checkpoint for a resume). Under ``torchrun`` the episode runs data-parallel
 and only rank 0 writes.
+
+Parents are usually MoE U-Nets. MultiUnet-style parents (a residual U-Net, or a progressive network made from one by
+``brainlesioncl adapt --progressive``) fine-tune with the ``naive`` strategy: the distillation strategies work on the
+MoE gates and two-class outputs, and a progressive network's frozen column is already its protection against
+forgetting.
 """
 
 from __future__ import annotations
@@ -45,6 +50,12 @@ __all__ = ["EpisodeConfig", "EpisodeResult", "load_episode_cases", "train_episod
 logger = logging.getLogger(__name__)
 
 STRATEGY_STATE = "strategy_state"
+#: Parent kinds an episode can train, and the strategies each accepts (None: every strategy).
+_TRAINABLE_KINDS: dict[ModelKind, frozenset[str] | None] = {
+    ModelKind.MOE_UNET: None,
+    ModelKind.RESIDUAL_UNET: frozenset({"naive"}),
+    ModelKind.PROGRESSIVE_UNET: frozenset({"naive"}),
+}
 
 
 @dataclass(frozen=True)
@@ -155,10 +166,12 @@ def _rank() -> int:
     return distributed_state()[1]
 
 
-def _validation_metrics(network, cases, disease_slots, device, spacing: float) -> dict[str, float]:
+def _validation_metrics(network, cases, disease_slots, device, spacing: float, output: dict) -> dict[str, float]:
     from ..inference.predictor import InferenceConfig, Predictor, build_context
 
-    predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"))
+    predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"),
+                          activation=output.get("activation", "softmax"),
+                          lesion_channel=int(output.get("lesion_channel", 1)))
     rows = []
     for case in cases:
         probability = predictor.predict(case.image, build_context(case.present, case.disease, disease_slots))
@@ -236,10 +249,18 @@ def train_episode(
         bundle: ModelBundle = registry.get(parent)
         parent_metadata = bundle.metadata
         parent_id = parent_metadata.version or bundle.path.name
-        if parent_metadata.kind is not ModelKind.MOE_UNET:
+        if parent_metadata.kind not in _TRAINABLE_KINDS:
             raise DiseaseNotSupportedError(
-                f"{parent_id} is a {parent_metadata.kind.value} model; episodes train MoE U-Net versions. Pick a MoE "
-                "U-Net parent (see `brainlesioncl models list`)."
+                f"{parent_id} is a {parent_metadata.kind.value} model; episodes train MoE U-Net, residual U-Net and "
+                "progressive versions. Pick one of those as parent (see `brainlesioncl models list`)."
+            )
+        allowed = _TRAINABLE_KINDS[parent_metadata.kind]
+        if allowed is not None and strategy.name not in allowed:
+            raise SettingsError(
+                f"{parent_id} is a {parent_metadata.kind.value} model: it fine-tunes with strategy "
+                f"{' or '.join(sorted(allowed))} (the other strategies distil MoE gates and two-class outputs). Use "
+                "--strategy naive, or `brainlesioncl adapt --progressive` first to keep the old knowledge in a "
+                "frozen column."
             )
         network = bundle.build()
         stored = parent_metadata.training.get("strategy", {})
@@ -254,8 +275,9 @@ def train_episode(
             "An episode needs the cases' disease; 'unknown' is for segmentation only. Pick the disease tag the "
             "annotations describe."
         )
-    disease_context(tag, slots)  # raises DiseaseNotSupportedError with the fix when there is no slot
-    trained_tag = "tumour" if tag.value == "metastasis" and "metastasis" not in slots else tag.value
+    if slots:  # MultiUnet-style networks have no disease input
+        disease_context(tag, slots)  # raises DiseaseNotSupportedError with the fix when there is no slot
+    trained_tag = "tumour" if slots and tag.value == "metastasis" and "metastasis" not in slots else tag.value
 
     # -- the data ---------------------------------------------------------------------------------------------------
     if isinstance(cases, (str, os.PathLike)):
@@ -270,7 +292,8 @@ def train_episode(
     training_all = [case for database in databases for case in database]
 
     # -- strategy setup ---------------------------------------------------------------------------------------------
-    train_config = config.train_config()
+    train_config = dataclasses.replace(config.train_config(),
+                                       activation=parent_metadata.output.get("activation", "softmax"))
     teacher = None
     if strategy.needs_teacher and parent_id is not None:
         teacher = copy.deepcopy(network).to(device).eval()
@@ -306,8 +329,8 @@ def train_episode(
     )
     say("measuring what the new version keeps")
     stored_state = strategy.end(network)
-    val_metrics = (_validation_metrics(network, validation, slots, device, parent_metadata.preprocess_config.spacing)
-                   if validation else {})
+    val_metrics = (_validation_metrics(network, validation, slots, device, parent_metadata.preprocess_config.spacing,
+                                       parent_metadata.output) if validation else {})
     seconds = time.perf_counter() - start
     if _rank() != 0:
         return EpisodeResult(None, None, result.history, seconds, network.state_dict())
@@ -320,7 +343,7 @@ def train_episode(
         state_dicts[STRATEGY_STATE] = stored_state
     metadata = ModelMetadata(
         name=name or parent_metadata.name,
-        kind=ModelKind.MOE_UNET,
+        kind=parent_metadata.kind,
         channels=list(parent_metadata.channels),
         disease_slots=slots,
         architecture=architecture,
