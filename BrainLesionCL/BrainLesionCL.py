@@ -51,7 +51,8 @@ class BrainLesionCL(ScriptedLoadableModule):
             "installed, else the tumour experts), <i>unknown</i> (an even mixture of all).<br>"
             "<b>Learning locally:</b> the Advanced panel trains a new <i>episode</i> on your annotated cases and "
             "stores it as a new model version; your data never leaves this computer and nothing old is replayed. "
-            "Versions can be activated and rolled back at any time.<br>"
+            "Versions can be activated and rolled back at any time. <i>Which inputs matter for this case?</i> segments "
+            "with every subset of the mapped sequences and shows how much the result depends on each.<br>"
             "<b>The shipped model is a demonstration model trained on synthetic phantoms, not a clinical tool.</b>"
         )
         self.parent.acknowledgementText = _(
@@ -155,6 +156,7 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.autoMapButton.connect("clicked(bool)", self.onAutoMap)
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
+        self.ui.modalityStudyButton.connect("clicked(bool)", self.onModalityStudy)
         self.ui.activateButton.connect("clicked(bool)", self.onActivate)
         self.ui.rollbackButton.connect("clicked(bool)", self.onRollback)
         self.ui.importButton.connect("clicked(bool)", self.onImport)
@@ -346,6 +348,42 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 device=self.ui.deviceComboBox.currentData or "auto")
             self._processKind = "episode"
             self._running(True, _("Cancel training"), button=self.ui.trainButton)
+
+    def onModalityStudy(self) -> None:
+        """Every subset of the mapped inputs, in this process (one inference each); the button cancels."""
+        from brainlesioncl.errors import CancelledError
+
+        if getattr(self, "_studyRunning", False):
+            self._studyCancelled = True
+            return
+        if not self._ensureLogic():
+            return
+        annotation = (self.ui.outputSegmentationSelector.currentNode() if self.ui.useCurrentCaseCheckBox.checked
+                      else None)
+        self._studyRunning, self._studyCancelled = True, False
+        savedText = self.ui.modalityStudyButton.text
+        self.ui.modalityStudyButton.text = _("Cancel study")
+
+        def progress(fraction: float, stage: str) -> None:
+            self.ui.progressBar.value = int(100 * fraction)
+            self._status(stage)
+            slicer.app.processEvents()  # keeps the GUI and the Cancel button responsive between inferences
+
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Modality study failed."), waitCursor=True):
+                try:
+                    study = self.logic.modalityStudy(
+                        self._inputs(), self.ui.diseaseComboBox.currentText, annotation,
+                        device=self.ui.deviceComboBox.currentData or "auto", progress=progress,
+                        cancel=lambda: self._studyCancelled)
+                except CancelledError:
+                    self._status(_("Modality study cancelled."))
+                    return
+                self._log(study.summary())
+                self._status(study.summary().splitlines()[-1])
+        finally:
+            self._studyRunning = False
+            self.ui.modalityStudyButton.text = savedText
 
     def _running(self, running: bool, text: str | None = None, button=None) -> None:
         button = button or (self.ui.trainButton if self._processKind == "episode" else self.ui.applyButton)

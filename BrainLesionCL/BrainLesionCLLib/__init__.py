@@ -24,7 +24,8 @@ def ensure_engine_on_path() -> None:
 
 ensure_engine_on_path()
 
-from .logic import BrainLesionCLLogic, SegmentOutcome  # noqa: E402
+from .logic import BrainLesionCLLogic, ModalityStudyOutcome, SegmentOutcome  # noqa: E402
 from .process import EngineProcess, ProcessState  # noqa: E402
 
-__all__ = ["BrainLesionCLLogic", "EngineProcess", "ProcessState", "SegmentOutcome", "ensure_engine_on_path"]
+__all__ = ["BrainLesionCLLogic", "EngineProcess", "ModalityStudyOutcome", "ProcessState", "SegmentOutcome",
+           "ensure_engine_on_path"]

@@ -10,6 +10,9 @@ From Slicer's Python console::
     version = logic.trainEpisode([({"FLAIR": flair, "T1": t1}, annotationNode)], disease="stroke", epochs=10)
     logic.activateModel(version)
 
+    study = logic.modalityStudy({"FLAIR": flair, "T1": t1}, disease="tumour")  # which inputs matter here
+    print(study.summary())
+
 The heavy work runs either in this process (``segment``, ``trainEpisode``: simple, blocking, what scripts want) or
 in a child process (``startSegmentation``/``startEpisode`` + ``finishSegmentation``: what the widget uses, so the GUI
 keeps responding and Cancel kills the work). Both produce the same nodes. No Qt is imported here.
@@ -40,7 +43,7 @@ from .mrml_io import label_into_segment, segment_to_image, volume_to_image
 from .process import EngineProcess
 from .terminology import METASTASIS_CLASSES, style_for
 
-__all__ = ["BrainLesionCLLogic", "SegmentOutcome"]
+__all__ = ["BrainLesionCLLogic", "ModalityStudyOutcome", "SegmentOutcome"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,23 +63,45 @@ class SegmentOutcome:
     probabilityNode: object | None = None
 
 
+@dataclass
+class ModalityStudyOutcome:
+    """Which inputs matter for the loaded case: every subset's Dice and each input's importance."""
+
+    scores: list  # brainlesioncl.modality_study.SubsetScore, best first
+    importance: list[tuple[str, float]]  # (input, Dice drop when only it is missing), largest first
+    against: str  # "annotation" or "full-input segmentation"
+    modelVersion: str
+
+    def summary(self) -> str:
+        lines = [f"Dice against the {self.against} ({self.modelVersion}):"]
+        lines += [f"  {'+'.join(s.modalities):<28} {s.dice:.3f}" for s in self.scores]
+        if self.importance:
+            name, drop = self.importance[0]
+            lines.append(f"Most important input: {name} (Dice falls by {drop:.2f} without it); "
+                         + ", ".join(f"{m} {d:+.2f}" for m, d in self.importance[1:]))
+        return "\n".join(lines)
+
+
 class BrainLesionCLLogic:
     """The module logic. Dependencies are injectable so tests run without a real model or registry.
 
     Args:
         registry: the model registry (default: the user's, ``~/.brainlesioncl/models`` plus the shipped model).
         segmenterFactory: ``(registry, version, device) -> Segmenter``; tests inject a known predictor.
+        networkFactory: ``(registry, version) -> network`` for the modality study; tests inject a known predictor.
     """
 
     def __init__(
         self,
         registry: ModelRegistry | None = None,
         segmenterFactory: Callable[[ModelRegistry, str, str], Segmenter] | None = None,
+        networkFactory: Callable[[ModelRegistry, str], object] | None = None,
     ) -> None:
         self.registry = registry or ModelRegistry()
         self._segmenterFactory = segmenterFactory or (
             lambda registry, version, device: Segmenter.from_bundle(registry.get(version), device=device)
         )
+        self._networkFactory = networkFactory or (lambda registry, version: registry.get(version).build())
 
     # ------------------------------------------------------------------------------------------------- models
     def activeModel(self) -> str:
@@ -335,6 +360,44 @@ class BrainLesionCLLogic:
                                   probability_node)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    # ----------------------------------------------------------------------------------------- modality study
+    def modalityStudy(self, inputs: Mapping[str, object], disease: str = "unknown", annotation=None, *,
+                      segmentId: str | None = None, model: str | None = None, device: str = "auto",
+                      progress: ProgressCallback | None = None,
+                      cancel: Callable[[], bool] | None = None) -> ModalityStudyOutcome:
+        """Segment the loaded case with every subset of its inputs: which sequences matter for this patient.
+
+        With ``annotation`` (a segmentation node) each subset is scored against it; without, against the
+        segmentation from all inputs (how much the result depends on each sequence). Runs in this process: one
+        inference per subset (15 for four inputs).
+        """
+        from brainlesioncl.modality_study import input_importance, modality_study
+        from brainlesioncl.models import ModelKind
+        from brainlesioncl.preprocessing import prepare_case
+        from brainlesioncl.training import TrainingCase
+
+        version = model or self.registry.active()
+        metadata = self.registry.get(version).metadata
+        if metadata.kind is ModelKind.METASTASIS_TWO_STAGE:
+            raise ChannelMappingError(f"{version} is a two-stage metastasis model; the modality study runs on U-Net "
+                                      "models. Pick the segmentation model instead.")
+        if annotation is not None:
+            case = self.caseFromScene(inputs, annotation, segmentId, disease=disease, name="loaded case",
+                                      version=version)
+        else:
+            chosen = {k: v for k, v in inputs.items() if v is not None}
+            mapped = map_channels(chosen, metadata.channels)
+            prepared = prepare_case({m: volume_to_image(node) for m, node in mapped.items()}, metadata.channels,
+                                    config=metadata.preprocess_config)
+            case = TrainingCase("loaded case", prepared.array, np.zeros(prepared.array.shape[1:], np.uint8),
+                                list(prepared.present), resolve_disease(disease))
+        scores = modality_study(self._networkFactory(self.registry, version), [case], metadata.channels,
+                                metadata.disease_slots, device=device, output=metadata.output,
+                                against="label" if annotation is not None else "full", progress=progress,
+                                cancel=cancel)
+        return ModalityStudyOutcome(scores, input_importance(scores),
+                                    "annotation" if annotation is not None else "full-input segmentation", version)
 
     # ---------------------------------------------------------------------------------------------- episodes
     def caseFromScene(self, inputs: Mapping[str, object], segmentationNode, segmentId: str | None = None,

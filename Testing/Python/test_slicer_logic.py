@@ -269,3 +269,30 @@ def test_metastasis_result_becomes_three_named_segments(slicer_core, mrml_scene,
     assert names == ["Enhancing metastasis", "Necrotic core", "Oedema"]
     enhancing = slicer.util.arrayFromSegmentBinaryLabelmap(outcome.segmentationNode, outcome.segmentId, flair)
     assert enhancing.sum() == 2 * 4 * 4
+
+
+def test_modality_study_on_the_loaded_case(slicer_core, mrml_scene, registry, tiny_version) -> None:
+    from BrainLesionCLLib import BrainLesionCLLogic
+
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    centre = (4.0, 2.0, 0.0)
+    flair = _node_from_image(slicer, sphere_case(grid, centre=centre, radius=9.0), "flair")
+    t1 = _node_from_image(slicer, sphere_case(grid, centre=centre, radius=9.0), "t1")
+    # The known predictor reads only the FLAIR channel: without FLAIR it finds nothing.
+    logic = BrainLesionCLLogic(registry=registry, networkFactory=lambda registry, version: ThresholdNet(channel=1))
+    fractions = []
+    study = logic.modalityStudy({"FLAIR": flair, "T1": t1}, "tumour", progress=lambda f, _s: fractions.append(f))
+    by_subset = {s.modalities: s.dice for s in study.scores}
+    assert by_subset == {("FLAIR", "T1"): 1.0, ("FLAIR",): 1.0, ("T1",): 0.0}
+    assert study.importance[0] == ("FLAIR", 1.0) and study.against == "full-input segmentation"
+    assert fractions[-1] == 1.0 and "Most important input: FLAIR" in study.summary()
+
+    annotation = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "annotation")
+    annotation.SetReferenceImageGeometryParameterFromVolumeNode(flair)
+    segment_id = annotation.GetSegmentation().AddEmptySegment("", "lesion", (1, 0, 0))
+    truth = (ellipsoid_fraction(grid, centre, (9.0,) * 3) >= 0.5).astype(np.uint8).transpose(2, 1, 0)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(truth, annotation, segment_id, flair)
+    labelled = logic.modalityStudy({"FLAIR": flair, "T1": t1}, "tumour", annotation)
+    scores = {s.modalities: s.dice for s in labelled.scores}
+    assert labelled.against == "annotation" and scores[("FLAIR",)] > 0.8 and scores[("T1",)] == 0.0
