@@ -37,14 +37,9 @@ def main() -> int:
         print(f"{DATA} is not available; this study needs ../shared/data beside the project.")
         return 0
 
-    import numpy as np
-    import SimpleITK as sitk
-
-    from brainlesioncl.modalities import resolve_disease
-    from brainlesioncl.modality_study import input_importance, modality_study, write_study
-    from brainlesioncl.preprocessing import prepare_case
+    from brainlesioncl.modality_study import input_importance, modality_study, unannotated_case, write_study
     from brainlesioncl.registry import ModelRegistry
-    from brainlesioncl.training import TrainingCase, load_training_case
+    from brainlesioncl.training import load_training_case
 
     bundle = ModelRegistry().get(args.model)
     meta = bundle.metadata
@@ -75,11 +70,9 @@ def main() -> int:
 
     for folder, disease in UNLABELLED.items():
         case_dir = DATA / folder
-        images = {m: sitk.ReadImage(str(case_dir / f"{stem}.nii.gz")) for m, stem in FILES.items()}
-        prepared = prepare_case(images, meta.channels, config=meta.preprocess_config)
-        case = TrainingCase(case_dir.name, prepared.array, np.zeros(prepared.array.shape[1:], np.uint8),
-                            list(prepared.present), resolve_disease(disease))
-        study(case_dir.name, [case], "full")
+        images = {m: case_dir / f"{stem}.nii.gz" for m, stem in FILES.items()}
+        study(case_dir.name, [unannotated_case(case_dir.name, images, meta.channels, disease,
+                                               meta.preprocess_config)], "full")
     return 0
 
 

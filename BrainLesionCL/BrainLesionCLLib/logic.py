@@ -372,10 +372,8 @@ class BrainLesionCLLogic:
         segmentation from all inputs (how much the result depends on each sequence). Runs in this process: one
         inference per subset (15 for four inputs).
         """
-        from brainlesioncl.modality_study import input_importance, modality_study
+        from brainlesioncl.modality_study import input_importance, modality_study, unannotated_case
         from brainlesioncl.models import ModelKind
-        from brainlesioncl.preprocessing import prepare_case
-        from brainlesioncl.training import TrainingCase
 
         version = model or self.registry.active()
         metadata = self.registry.get(version).metadata
@@ -386,12 +384,8 @@ class BrainLesionCLLogic:
             case = self.caseFromScene(inputs, annotation, segmentId, disease=disease, name="loaded case",
                                       version=version)
         else:
-            chosen = {k: v for k, v in inputs.items() if v is not None}
-            mapped = map_channels(chosen, metadata.channels)
-            prepared = prepare_case({m: volume_to_image(node) for m, node in mapped.items()}, metadata.channels,
-                                    config=metadata.preprocess_config)
-            case = TrainingCase("loaded case", prepared.array, np.zeros(prepared.array.shape[1:], np.uint8),
-                                list(prepared.present), resolve_disease(disease))
+            images = {k: volume_to_image(v) for k, v in inputs.items() if v is not None}
+            case = unannotated_case("loaded case", images, metadata.channels, disease, metadata.preprocess_config)
         scores = modality_study(self._networkFactory(self.registry, version), [case], metadata.channels,
                                 metadata.disease_slots, device=device, output=metadata.output,
                                 against="label" if annotation is not None else "full", progress=progress,

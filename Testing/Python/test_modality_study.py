@@ -60,3 +60,18 @@ def test_study_can_be_cancelled_and_refuses_unknown_references() -> None:
         modality_study(ThresholdNet(channel=1), [case], CHANNELS, SLOTS, cancel=lambda: True)
     with pytest.raises(ValueError, match="against"):
         modality_study(ThresholdNet(channel=1), [case], CHANNELS, SLOTS, against="atlas")
+
+
+def test_cli_studies_unlabelled_cases_against_their_full_input_result(tmp_path, registry, tiny_version, capsys):
+    from cl_helpers import write_cases
+
+    from brainlesioncl.cli.main import main
+
+    cases = write_cases(tmp_path / "cases", 2, disease="tumour", labels=False)
+    common = ["--registry", str(registry.root), "modality-study", str(cases), "--disease", "tumour",
+              "--output-dir", str(tmp_path / "study")]
+    assert main(common) == 2  # against the annotations, which these cases do not have
+    assert "no label" in capsys.readouterr().err
+    assert main([*common, "--against", "full"]) == 0
+    table = (tmp_path / "study" / "modality_study.md").read_text()
+    assert "| FLAIR+T1 | 1.000 | +0.000 | 2 |" in table and "| T1 |" in table

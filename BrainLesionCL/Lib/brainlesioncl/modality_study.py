@@ -25,10 +25,13 @@ import numpy as np
 
 from .errors import CancelledError, SettingsError
 from .inference.predictor import InferenceConfig, Predictor, build_context
+from .modalities import map_channels, resolve_disease
+from .preprocessing import PreprocessConfig, prepare_case
 from .training.data import TrainingCase
 from .training.trainer import dice_score
 
-__all__ = ["SubsetScore", "input_importance", "modality_study", "plot_study", "write_study"]
+__all__ = ["SubsetScore", "input_importance", "modality_study", "plot_study", "unannotated_case", "unannotated_cases",
+           "write_study"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,27 @@ def modality_study(network, cases: Sequence[TrainingCase], channels: Sequence[st
         for subset, rows in per_subset.items()
     ]
     return sorted(results, key=lambda r: (-r.dice, len(r.modalities), r.modalities))
+
+
+def unannotated_case(name: str, images: Mapping, channel_order: Sequence[str], disease: str,
+                     preprocessing: PreprocessConfig | None = None) -> TrainingCase:
+    """A case without annotation (images or paths by modality name), preprocessed as the model preprocesses, for a
+    study ``against="full"``; its label is empty and unused."""
+    from .inference.segmenter import read_inputs
+
+    mapped = map_channels(images, channel_order)
+    prepared = prepare_case(read_inputs(mapped), channel_order, config=preprocessing)
+    return TrainingCase(name, prepared.array, np.zeros(prepared.array.shape[1:], np.uint8), list(prepared.present),
+                        resolve_disease(disease))
+
+
+def unannotated_cases(source: str | os.PathLike, disease: str, channel_order: Sequence[str],
+                      preprocessing: PreprocessConfig | None = None) -> list[TrainingCase]:
+    """Every case of a folder or CSV manifest, label files or not (see :func:`unannotated_case`)."""
+    from .cases import find_cases
+
+    return [unannotated_case(spec.name, spec.images, channel_order, disease, preprocessing)
+            for spec in find_cases(source)]
 
 
 def input_importance(results: Sequence[SubsetScore]) -> list[tuple[str, float]]:

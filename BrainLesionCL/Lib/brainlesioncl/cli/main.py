@@ -298,14 +298,17 @@ def cmd_episode(args: argparse.Namespace) -> int:
 
 def cmd_modality_study(args: argparse.Namespace) -> int:
     from ..continual import load_episode_cases
-    from ..modality_study import modality_study, write_study
+    from ..modality_study import modality_study, unannotated_cases, write_study
 
     registry = _registry(args)
     bundle = registry.get(args.model)
     meta = bundle.metadata
     printer = _progress_printer(args.progress)
-    cases = load_episode_cases(args.cases, args.disease, meta.channels, meta.preprocess_config,
-                               label_mapping=args.label_mapping)
+    if args.against == "full":  # the cases' own all-inputs results are the reference: labels are not needed
+        cases = unannotated_cases(args.cases, args.disease, meta.channels, meta.preprocess_config)
+    else:
+        cases = load_episode_cases(args.cases, args.disease, meta.channels, meta.preprocess_config,
+                                   label_mapping=args.label_mapping)
     results = modality_study(bundle.build(), cases, meta.channels, meta.disease_slots, device=args.device,
                              against=args.against, output=meta.output, progress=printer)
     files = write_study(results, args.output_dir)
@@ -458,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--output-dir", default="modality_study")
     ms.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict")
     ms.add_argument("--against", choices=["label", "full"], default="label",
-                    help="score against the annotations, or against each case's all-inputs segmentation")
+                    help="score against the annotations, or each case's all-inputs segmentation (no label needed)")
     ms.add_argument("--device", default="auto")
     ms.add_argument("--progress", choices=["bar", "json", "none"], default="bar" if sys.stderr.isatty() else "none")
     ms.set_defaults(func=cmd_modality_study)
