@@ -319,6 +319,7 @@ def cmd_modality_study(args: argparse.Namespace) -> int:
 def cmd_adapt(args: argparse.Namespace) -> int:
     from ..adaptation import adapt_version
     from ..errors import SettingsError
+    from ..models import ModelKind
 
     reassign = None
     if args.reassign:
@@ -335,7 +336,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     print(json.dumps({"version": version, "parent": meta.parent, "kind": meta.kind.value, "channels": meta.channels,
                       "activated": bool(args.activate)}))
     print(f"Next: brainlesioncl episode CASES --disease D --parent {version}"
-          + (" --strategy naive" if meta.kind.value != "moe_unet" else ""), file=sys.stderr)
+          + (" --strategy naive" if meta.kind is not ModelKind.MOE_UNET else ""), file=sys.stderr)
     return 0
 
 

@@ -58,7 +58,7 @@ class MetCase:
     _lesions: list[np.ndarray] | None = field(default=None, repr=False)
 
     def lesion_voxels(self) -> list[np.ndarray]:
-        """Flat indices of each lesion's voxels (26-connected components of the label), computed once."""
+        """Voxel coordinates (N, 3) of each lesion (26-connected components of the label), computed once."""
         if self._lesions is None:
             from scipy import ndimage
 
@@ -66,7 +66,8 @@ class MetCase:
             flat = labels.ravel()
             order = np.argsort(flat, kind="stable")
             bounds = np.searchsorted(flat[order], np.arange(1, count + 2))
-            self._lesions = [order[bounds[i]:bounds[i + 1]] for i in range(count)]
+            self._lesions = [np.stack(np.unravel_index(order[bounds[i]:bounds[i + 1]], labels.shape), axis=1)
+                             for i in range(count)]
         return self._lesions
 
 
@@ -124,19 +125,21 @@ def sample_crops(case: MetCase, size: int, count: int, positive_fraction: float,
     image, classes = case.image, case.classes
     lesions = case.lesion_voxels() if lesion_balanced else []
     pad = [(0, max(0, size - s)) for s in classes.shape]
-    if any(after for _, after in pad):  # padding changes flat indices: recompute on the padded grid
+    if any(after for _, after in pad):  # padding after each axis only: voxel coordinates stay valid
         image, classes = np.pad(image, [(0, 0), *pad]), np.pad(classes, pad)
-        lesions = [] if not lesion_balanced else MetCase(case.name, image, classes).lesion_voxels()
     lesion = np.flatnonzero(classes > 0)
     background = np.flatnonzero((classes == 0) & (np.abs(image).sum(0) > 0))
     crops = []
     for i in range(count):
-        pool = lesion if (i < round(count * positive_fraction) and lesion.size) else background
-        if pool is lesion and lesions:
-            pool = lesions[int(rng.integers(len(lesions)))]
-        if pool.size == 0:
-            pool = np.arange(classes.size)
-        centre = np.array(np.unravel_index(int(rng.choice(pool)), classes.shape))
+        positive = i < round(count * positive_fraction) and lesion.size > 0
+        if positive and lesions:
+            voxels = lesions[int(rng.integers(len(lesions)))]
+            centre = voxels[int(rng.integers(len(voxels)))]
+        else:
+            pool = lesion if positive else background
+            if pool.size == 0:
+                pool = np.arange(classes.size)
+            centre = np.array(np.unravel_index(int(rng.choice(pool)), classes.shape))
         start = np.clip(centre - size // 2, 0, np.array(classes.shape) - size)
         sl = tuple(slice(int(a), int(a) + size) for a in start)
         crops.append((image[(slice(None), *sl)].copy(), classes[sl].copy()))
