@@ -95,7 +95,7 @@ def test_interrupted_write_leaves_registry_unchanged(registry: ModelRegistry, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(bundle_module, "save_file", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="disk is full"):
         registry.add(tiny_metadata(), state)
     assert registry.version_ids() == [first]
     assert [p.name for p in registry.versions_dir.iterdir()] == [first]  # no partial folder left behind

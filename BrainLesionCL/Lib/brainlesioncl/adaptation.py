@@ -27,7 +27,7 @@ from torch import nn
 from .errors import ChannelMappingError
 from .modalities import resolve_modality
 from .models import ModelKind, MoEUNet, ResidualUNet
-from .registry import ModelMetadata, ModelRegistry
+from .registry import ModelMetadata, ModelRegistry, validate_model_name
 
 __all__ = ["adapt_version", "expand_input_channels", "make_progressive", "reassign_channel"]
 
@@ -120,6 +120,8 @@ def adapt_version(registry: ModelRegistry, parent: str | None = None, *, reassig
     """
     if reassign is None and not expand and not progressive:
         raise ChannelMappingError("Nothing to adapt: give --reassign NEW=SLOT, --expand MODALITY or --progressive.")
+    if name is not None:
+        validate_model_name(name)
     bundle = registry.get(parent)
     metadata = copy.deepcopy(bundle.metadata)
     parent_id = metadata.version or bundle.path.name

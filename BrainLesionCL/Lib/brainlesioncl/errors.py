@@ -25,6 +25,7 @@ __all__ = [
     "IncompatibleWeightsError",
     "UnsafeCheckpointError",
     "VersionExistsError",
+    "ModelStorageError",
     "OutputPathError",
     "CancelledError",
     "SettingsError",
@@ -89,6 +90,11 @@ class UnsafeCheckpointError(ModelError, ValueError):
 
 class VersionExistsError(ModelError, FileExistsError):
     """A registry version with this id exists already; versions are never overwritten."""
+
+
+class ModelStorageError(ModelError, OSError):
+    """A model version or an episode checkpoint could not be stored (disk full, no permission); nothing partial was
+    left behind."""
 
 
 class OutputPathError(BrainLesionCLError, OSError):

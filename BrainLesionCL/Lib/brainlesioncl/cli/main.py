@@ -135,9 +135,9 @@ def _segment_batch(args: argparse.Namespace) -> int:
 
     if not args.output_dir:
         raise BrainLesionCLError("Batch mode needs --output-dir (an existing folder) for the labelmaps.")
-    out_dir = Path(args.output_dir)
-    if not out_dir.is_dir():
-        raise BrainLesionCLError(f"--output-dir {out_dir} does not exist; create it first.")
+    from ..io.atomic import check_writable_folder
+
+    out_dir = check_writable_folder(args.output_dir, "--output-dir")
     cases = find_cases(args.cases)
     segmenters: dict[str, object] = {}
     failures = 0
@@ -169,9 +169,16 @@ def cmd_models(args: argparse.Namespace) -> int:
             print("No model installed. Import one with `brainlesioncl models import FILE`.")
         for info in infos:
             flags = ("*" if info.active else " ") + ("B" if info.builtin else " ")
+            if info.problem:
+                print(f"{flags} {info.version:<28} DAMAGED: {info.problem}")
+                continue
             print(f"{flags} {info.version:<28} {info.kind:<22} parent={info.parent or '-':<20} "
                   f"channels={','.join(info.channels)} diseases={','.join(info.disease_slots) or '-'}")
         print("(* active, B shipped with BrainLesionCL)")
+        damaged = [info.version for info in infos if info.problem]
+        if damaged:
+            print(f"{len(damaged)} damaged version(s) cannot be used: {', '.join(damaged)}. Delete their folders under "
+                  f"{registry.versions_dir} or re-import them.", file=sys.stderr)
     elif action == "info":
         bundle = registry.get(args.version)
         bundle.verify()
@@ -228,6 +235,27 @@ def cmd_train_default(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_options(pairs: Sequence[str]) -> dict[str, object]:
+    """``--option NAME=VALUE`` pairs; VALUE is JSON (a number, true/false, a string in quotes)."""
+    from ..errors import SettingsError
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"--option {pair!r} must look like NAME=VALUE, e.g. --option beta=0.5")
+        try:
+            options[key.strip()] = json.loads(value) if value.strip() else None
+        except json.JSONDecodeError as err:
+            raise SettingsError(
+                f"--option {pair!r}: {value!r} is not a value; give a number (beta=0.5), true/false, or a quoted "
+                f"string (name='\"x\"')."
+            ) from err
+        if not isinstance(options[key.strip()], (int, float, bool, str, type(None))):
+            raise SettingsError(f"--option {pair!r}: give a single number, true/false or string, not a list or object.")
+    return options
+
+
 def _init_distributed() -> bool:
     """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPUs."""
     import os
@@ -246,12 +274,7 @@ def _init_distributed() -> bool:
 def cmd_episode(args: argparse.Namespace) -> int:
     from ..continual import EpisodeConfig, train_episode
 
-    options = {}
-    for pair in args.option or []:
-        if "=" not in pair:
-            raise BrainLesionCLError(f"--option {pair!r} must look like NAME=VALUE, e.g. --option beta=0.5")
-        key, value = pair.split("=", 1)
-        options[key.strip()] = json.loads(value) if value.strip() not in ("",) else None
+    options = _parse_options(args.option or [])
     config = EpisodeConfig(
         strategy=args.strategy, strategy_options=options, epochs=args.epochs, crop_size=args.crop_size,
         batch_size=args.batch_size, learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,

@@ -40,7 +40,7 @@ from ..metrics import case_metrics
 from ..modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS, Disease, disease_context, resolve_disease
 from ..models import ModelKind, MoEUNet, MoEUNetConfig
 from ..preprocessing import PreprocessConfig
-from ..registry import ModelBundle, ModelMetadata, ModelRegistry
+from ..registry import ModelBundle, ModelMetadata, ModelRegistry, validate_model_name
 from ..training.data import TrainingCase, load_training_case
 from ..training.trainer import JointBatchPlan, TrainConfig, distributed_state, train
 from .strategies import EpisodeSetup, Strategy, make_strategy
@@ -77,6 +77,18 @@ class EpisodeConfig:
     #: Architecture of a model trained from scratch (only when there is no parent).
     scratch_channels: tuple[int, ...] = (8, 16, 32, 64, 128)
     scratch_spacing: float = 1.5
+
+    def __post_init__(self) -> None:
+        """Every setting is checked here, before cases are read or a network is built (the training settings by
+        :class:`TrainConfig`), so a typo never costs a training run."""
+        fraction = self.validation_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+            raise SettingsError(
+                f"--validation-fraction must be at least 0 and below 1 (the share of cases kept for validation), got "
+                f"{fraction!r}; e.g. 0.2, or 0 to train on every case."
+            )
+        self.train_config()
+        make_strategy(self.strategy, **self.strategy_options)  # unknown strategy or option -> SettingsError
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -225,6 +237,8 @@ def train_episode(
     start = time.perf_counter()
     config = config or EpisodeConfig()
     registry = registry or ModelRegistry()
+    if name is not None:
+        validate_model_name(name)
     strategy: Strategy = make_strategy(config.strategy, **config.strategy_options)
     if replay_databases and not strategy.replays_data:
         raise SettingsError("replay_databases is only for the 'joint' upper bound; episodes never replay old data.")
@@ -262,6 +276,7 @@ def train_episode(
                 "--strategy naive, or `brainlesioncl adapt --progressive` first to keep the old knowledge in a "
                 "frozen column."
             )
+        validate_model_name(name or parent_metadata.name)  # before training, not when the version is written
         network = bundle.build()
         stored = parent_metadata.training.get("strategy", {})
         parent_state = (bundle.state_dict(STRATEGY_STATE) if STRATEGY_STATE in parent_metadata.architecture
@@ -287,6 +302,11 @@ def train_episode(
     cases = list(cases)
     if not cases:
         raise InvalidImageError("No annotated case given; an episode needs at least one.")
+    if not any(np.any(case.label) for case in cases):
+        raise InvalidImageError(
+            f"Every label of the {len(cases)} case(s) is empty: there is no lesion to learn from. Check that the "
+            "label files are the annotations (not blank masks), or use --label-mapping nonzero for multi-class labels."
+        )
     training, validation = _split(cases, config.validation_fraction, config.seed)
     databases = [training, *[list(d) for d in replay_databases if len(d)]]
     training_all = [case for database in databases for case in database]

@@ -28,7 +28,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 
-from ..errors import BrainLesionCLError, CancelledError
+from ..errors import CancelledError, SettingsError
 from ..modalities import Disease, disease_context
 
 __all__ = [
@@ -107,11 +107,23 @@ def select_device(device: str | torch.device | None = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU. Asking for CUDA where there is none is an error, not a fallback."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise SettingsError(
+            f"--device {device!r} is not a device BrainLesionCL can use; give auto (CUDA when present), cpu, cuda or "
+            "cuda:N."
+        ) from err
+    if resolved.type not in ("cpu", "cuda"):
+        raise SettingsError(f"--device {device!r}: BrainLesionCL runs on cpu or cuda[:N]; use auto to pick.")
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise BrainLesionCLError(
+        raise SettingsError(
             "CUDA was requested but PyTorch sees no CUDA device (a CPU-only PyTorch build, or no NVIDIA driver). "
             "Use --device cpu (or auto), or install a CUDA build of PyTorch."
+        )
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise SettingsError(
+            f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s), numbered from 0."
         )
     return resolved
 

@@ -20,8 +20,9 @@ import numpy as np
 import SimpleITK as sitk
 from torch import nn
 
-from ..errors import CancelledError, ModelError
-from ..io.image_io import check_output_path, read_image, validate_image, write_image
+from ..errors import CancelledError, InvalidImageError, ModelError
+from ..io.atomic import StagedOutputs
+from ..io.image_io import check_output_path, read_image, squeeze_to_3d, stage_image, validate_image
 from ..modalities import Disease, Modality, map_channels, resolve_disease, resolve_modality
 from ..models.factory import ModelKind
 from ..preprocessing.pipeline import PreprocessConfig, prepare_case
@@ -57,16 +58,18 @@ class SegmentationResult:
         probabilities: str | os.PathLike | None = None,
         overwrite: bool = False,
     ) -> None:
-        """Write the labelmap (uint8: 0 background, 1 lesion) and optionally the probability map, atomically.
+        """Write the labelmap (uint8: 0 background, 1 lesion) and optionally the probability map, all-or-nothing.
 
-        Both paths are checked before either file is written, so a bad second path leaves nothing behind.
+        Both paths are checked before either file is written, each file is read back and compared before it is put
+        in place, and a failure of either (a full disk, say) leaves neither behind.
         """
         check_output_path(label_path, overwrite=overwrite)
         if probabilities is not None:
             check_output_path(probabilities, overwrite=overwrite)
-        write_image(self.label, label_path, overwrite=overwrite)
-        if probabilities is not None:
-            write_image(self.probability, probabilities, overwrite=overwrite)
+        with StagedOutputs() as outputs:
+            stage_image(outputs, self.label, label_path, overwrite=overwrite)
+            if probabilities is not None:
+                stage_image(outputs, self.probability, probabilities, overwrite=overwrite)
 
 
 def remove_small_lesions(label: sitk.Image, min_mm3: float) -> sitk.Image:
@@ -244,13 +247,33 @@ def read_inputs(mapped: Mapping[Modality, ImageInput]) -> dict[Modality, sitk.Im
     def load(item: tuple[Modality, ImageInput]) -> sitk.Image:
         modality, source = item
         if isinstance(source, sitk.Image):
-            image = sitk.Cast(source, sitk.sitkFloat32) if source.GetDimension() == 3 else source
-            validate_image(image, modality.value)
-            return image
+            return image_from_memory(source, modality.value)
+        if not isinstance(source, (str, os.PathLike)):
+            what = "a numpy array" if isinstance(source, np.ndarray) else f"a {type(source).__name__}"
+            raise InvalidImageError(
+                f"{modality.value}: got {what}; give a file path or a SimpleITK image. "
+                + ("An array has no spacing, origin or orientation, which the segmentation needs to land on the right "
+                   "voxels: wrap it with sitk.GetImageFromArray(array) (array indexed z, y, x) and SetSpacing / "
+                   "SetOrigin / SetDirection from your scan." if isinstance(source, np.ndarray) else "")
+            )
         return read_image(source, name=modality.value)
 
     with ThreadPoolExecutor(max_workers=min(4, len(mapped))) as pool:
         return dict(zip(mapped, pool.map(load, mapped.items()), strict=True))
+
+
+def image_from_memory(source: sitk.Image, name: str) -> sitk.Image:
+    """A caller's in-memory image as a validated float32 3-D scalar volume, or a clear refusal."""
+    if source.GetNumberOfComponentsPerPixel() != 1:
+        raise InvalidImageError(
+            f"{name}: is a vector image with {source.GetNumberOfComponentsPerPixel()} components per voxel (RGB or "
+            "multi-channel). Give one scalar volume per modality, e.g. sitk.VectorIndexSelectionCast(image, 0) for "
+            "the first component."
+        )
+    image = squeeze_to_3d(source, name)
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    validate_image(image, name)
+    return image
 
 
 def inputs_order(inputs: Mapping, mapped: Mapping[Modality, object]) -> list[Modality]:

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InvalidImageError, OutputPathError
+from .atomic import StagedOutputs, check_writable_folder
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "read_image",
     "validate_image",
     "write_image",
+    "stage_image",
+    "squeeze_to_3d",
     "to_xyz",
     "from_xyz",
     "check_output_path",
@@ -54,16 +56,23 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, validate: bo
     """
     path = Path(path).expanduser()
     label = name or path.name
+    if path.is_dir():
+        raise InvalidImageError(
+            f"{label}: {path} is a folder, not an image file. Give one image file per modality (e.g. "
+            f"{path / 'flair.nii.gz'}); for a DICOM series, convert it first or load it in 3D Slicer."
+        )
     if not path.is_file():
         raise InvalidImageError(f"{label}: file not found: {path}") from FileNotFoundError(str(path))
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise InvalidImageError(
-            f"{label}: cannot read {path} as an image ({str(err).strip().splitlines()[-1][:200]}). "
-            f"Supported formats: {', '.join(SUPPORTED_EXTENSIONS)}."
+            f"{label}: cannot read {path} as an image ({_itk_reason(err)}). The file may be truncated or damaged "
+            f"(re-export it); supported formats: {', '.join(SUPPORTED_EXTENSIONS)}."
         ) from err
-    image = _squeeze_to_3d(image, label)
+    if _extension(path) in (".nii", ".nii.gz"):
+        _check_nifti_voxels(path, label)
+    image = squeeze_to_3d(image, label)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InvalidImageError(
             f"{label}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (a vector/RGB or 4-D image). "
@@ -71,22 +80,43 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, validate: bo
         )
     image = sitk.Cast(image, sitk.sitkFloat32)
     if validate:
-        _check_nifti_nan(path, label)
         validate_image(image, label)
     return image
 
 
-def _check_nifti_nan(path: Path, label: str) -> None:
-    """ITK's NIfTI reader silently turns NaN voxels into 0, so read the raw voxels once more with nibabel."""
-    if _extension(path) not in (".nii", ".nii.gz"):
-        return
+def _itk_reason(err: BaseException) -> str:
+    """The useful part of an ITK exception: its description, not the source location, a stale errno or the last line
+    of a matrix printout."""
+    text = str(err)
+    lowered = text.lower()
+    if "bad direction" in lowered or "determinant is 0" in lowered or "singular" in lowered:
+        return "the direction matrix is singular: the header's orientation is broken (two axes point the same way)"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Reason: No such file", "Exception thrown"))
+              and ".cxx:" not in line and ".hxx:" not in line] or lines[-1:]
+    return " ".join(useful)[-300:]
+
+
+def _check_nifti_voxels(path: Path, label: str) -> None:
+    """Read the raw voxels once more with nibabel: ITK's NIfTI reader fills a truncated file with zeros and turns
+    NaN voxels into 0 without a word, and either would be segmented as if it were the patient's image."""
+    import gzip
+    import zlib
+
     import nibabel as nib
 
     try:
-        raw = np.asanyarray(nib.load(str(path)).dataobj)
-    except Exception as err:  # nibabel raises many types for odd headers; ITK already read the file
-        logger.debug("nibabel could not re-read %s for the NaN check: %s", path, err)
+        proxy = nib.load(str(path))
+    except Exception as err:  # noqa: BLE001 - an odd header nibabel rejects; ITK already read the file
+        logger.debug("nibabel could not parse the header of %s: %s", path, err)
         return
+    try:
+        raw = np.asanyarray(proxy.dataobj)
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError, ValueError) as err:
+        raise InvalidImageError(
+            f"{label}: {path} is truncated or damaged ({str(err).splitlines()[0][:160]}): it holds fewer voxels "
+            "than its header declares. Copy or export the file again; BrainLesionCL does not segment a partial image."
+        ) from err
     if raw.dtype.kind == "f" and not np.isfinite(raw).all():
         bad = int(raw.size - np.count_nonzero(np.isfinite(raw)))
         raise InvalidImageError(
@@ -95,7 +125,7 @@ def _check_nifti_nan(path: Path, label: str) -> None:
         )
 
 
-def _squeeze_to_3d(image: sitk.Image, label: str) -> sitk.Image:
+def squeeze_to_3d(image: sitk.Image, label: str) -> sitk.Image:
     dim = image.GetDimension()
     if dim == 3:
         return image
@@ -176,29 +206,53 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
             f"Output folder {path.parent} does not exist. Create it first (BrainLesionCL does not create folders "
             "for outputs, so a typo cannot scatter files)."
         )
+    if path.is_dir():
+        raise OutputPathError(f"Output {path} is a folder; give a file name such as {path / 'seg.nii.gz'}.")
     if path.exists() and not overwrite:
         raise OutputPathError(
             f"Output {path} exists already. Choose another name, or pass overwrite=True (--overwrite) to replace it."
         )
+    check_writable_folder(path.parent)
     return path
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, *, overwrite: bool = False, compress: bool = True) -> Path:
-    """Write an image atomically: to a temporary file in the same folder, then renamed into place.
+    """Write one image atomically and verified (see :mod:`brainlesioncl.io.atomic`).
 
-    A crash or a full disk can therefore never leave a half-written file under the final name.
+    A crash or a full disk can therefore never leave a half-written file under the final name, and a write that
+    SimpleITK reports as done but that did not reach the disk is an error, not a 0-byte result.
 
     Raises:
-        OutputPathError: see :func:`check_output_path`, or the write itself failed (nothing is left behind).
+        OutputPathError: see :func:`check_output_path`, or the write failed (nothing is left behind).
     """
+    with StagedOutputs() as outputs:
+        final = stage_image(outputs, image, path, overwrite=overwrite, compress=compress)
+    return final
+
+
+def stage_image(
+    outputs: StagedOutputs, image: sitk.Image, path: str | os.PathLike, *, overwrite: bool = False,
+    compress: bool = True,
+) -> Path:
+    """Add one image to a set of outputs written all-or-nothing; returns its final path."""
     path = check_output_path(path, overwrite=overwrite)
     ext = _extension(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=ext, dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp_name, useCompression=compress)
-        os.replace(tmp_name, path)
-    except (RuntimeError, OSError) as err:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise OutputPathError(f"Could not write {path}: {err}") from err
+    outputs.add(
+        path,
+        lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=compress),
+        verify=lambda tmp: _verify_written(tmp, image, ext),
+        suffix=ext,
+    )
     return path
+
+
+def _verify_written(file: Path, expected: sitk.Image, ext: str) -> None:
+    """Read a written image back and compare it with what was meant to be written (voxels and geometry)."""
+    if ext in (".nii", ".nii.gz"):
+        _check_nifti_voxels(file, file.name)  # ITK alone would read a truncated NIfTI as zeros
+    back = sitk.ReadImage(str(file))
+    same_grid = (back.GetSize() == expected.GetSize()
+                 and np.allclose(back.GetSpacing(), expected.GetSpacing(), atol=1e-4)
+                 and np.allclose(back.GetOrigin(), expected.GetOrigin(), atol=1e-3))
+    if not same_grid or not np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(expected)):
+        raise OSError(5, "the file read back differs from what was written")

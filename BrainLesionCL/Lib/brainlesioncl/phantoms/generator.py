@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..io.atomic import StagedOutputs
+from ..io.image_io import stage_image
 from ..modalities import resolve_disease, resolve_modality
 from ..preprocessing.geometry import RAS_DIRECTION
 from .anatomy import build_anatomy
@@ -161,15 +163,17 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
 
 
 def write_case(case: PhantomCase, folder: str | os.PathLike) -> Path:
-    """Write ``<folder>/<modality>.nii.gz``, ``label.nii.gz``, ``classes.nii.gz`` and ``case.json``."""
+    """Write ``<folder>/<modality>.nii.gz``, ``label.nii.gz``, ``classes.nii.gz`` and ``case.json``, verified and
+    all-or-nothing (a full disk leaves no half case behind)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for modality, image in case.images.items():
-        sitk.WriteImage(image, str(folder / f"{modality}.nii.gz"), useCompression=True)
-    sitk.WriteImage(case.label, str(folder / "label.nii.gz"), useCompression=True)
-    sitk.WriteImage(case.classes, str(folder / "classes.nii.gz"), useCompression=True)
-    config = asdict(case.config)
-    (folder / "case.json").write_text(json.dumps({**case.info, "config": config}, indent=2) + "\n")
+    images = {**{f"{m}.nii.gz": image for m, image in case.images.items()},
+              "label.nii.gz": case.label, "classes.nii.gz": case.classes}
+    text = json.dumps({**case.info, "config": asdict(case.config)}, indent=2) + "\n"
+    with StagedOutputs() as outputs:
+        for file_name, image in images.items():
+            stage_image(outputs, image, folder / file_name, overwrite=True)
+        outputs.add(folder / "case.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return folder
 
 

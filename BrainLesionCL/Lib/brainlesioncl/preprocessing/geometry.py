@@ -12,7 +12,7 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import GeometryError
+from ..errors import GeometryError, InvalidImageError
 
 __all__ = [
     "physical_corners",
@@ -34,6 +34,33 @@ def physical_corners(image: sitk.Image) -> np.ndarray:
     for idx in itertools.product(*[(-0.5, s - 0.5) for s in size]):
         corners.append(image.TransformContinuousIndexToPhysicalPoint([float(i) for i in idx]))
     return np.asarray(corners)
+
+
+#: Largest field of view accepted along any axis, in mm: a whole adult head with neck is about 300 mm; 600 mm leaves
+#: room for any MRI field of view while refusing headers whose spacing is in the wrong unit (cm, µm) long before a
+#: resampled grid would need tens of GiB.
+MAX_FIELD_OF_VIEW_MM = 600.0
+#: Largest working grid (voxels) a case may need: 512^3 at 1 mm, i.e. 0.5 GiB per float32 channel.
+MAX_GRID_VOXELS = 512**3
+
+
+def check_field_of_view(image: sitk.Image, name: str, spacing: float = 1.0) -> None:
+    """Refuse a volume whose physical size is implausible for a head, before any grid is allocated.
+
+    Raises:
+        InvalidImageError: with the extent found, the spacing that causes it and the fix.
+    """
+    corners = physical_corners(image)
+    extent = corners.max(axis=0) - corners.min(axis=0)
+    voxels = float(np.prod(np.ceil(extent / spacing)))
+    if extent.max() > MAX_FIELD_OF_VIEW_MM or voxels > MAX_GRID_VOXELS:
+        size = " x ".join(f"{e:.0f}" for e in extent)
+        raise InvalidImageError(
+            f"{name}: its field of view is {size} mm (spacing {', '.join(f'{s:g}' for s in image.GetSpacing())} mm), "
+            f"larger than any head scan (at most {MAX_FIELD_OF_VIEW_MM:.0f} mm per axis); resampling it would need "
+            f"about {voxels * 4 / 2**30:.1f} GiB per channel. The header's voxel spacing is probably wrong (e.g. in cm "
+            "or µm instead of mm): fix the spacing and load it again."
+        )
 
 
 def ras_grid(reference: sitk.Image, spacing: float = 1.0) -> sitk.Image:

@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from ..errors import GeometryError, InvalidImageError
 from ..io.image_io import from_xyz, to_xyz
 from ..modalities import Modality, resolve_modality
-from .geometry import check_overlap, ras_grid, resample_onto, same_geometry
+from .geometry import check_field_of_view, check_overlap, ras_grid, resample_onto, same_geometry
 from .intensity import constant_background_value, zscore_nonzero
 
 __all__ = ["GridMode", "PreprocessConfig", "PreparedCase", "prepare_case"]
@@ -159,6 +159,8 @@ def prepare_case(
             f"({', '.join(m.value for m in by_modality)}); pick one of those."
         )
     reference_image = by_modality[ref_modality]
+    for modality, image in by_modality.items():  # before any grid is allocated
+        check_field_of_view(image, modality.value, config.spacing)
     if config.grid is GridMode.RAS_1MM:
         grid = ras_grid(reference_image, config.spacing)
     else:

@@ -2,7 +2,7 @@
 
 from .bundle import ModelBundle, ModelMetadata, write_bundle
 from .importers import import_checkpoint, read_checkpoint
-from .registry import ModelRegistry, VersionInfo, builtin_models_dir, default_registry_root
+from .registry import ModelRegistry, VersionInfo, builtin_models_dir, default_registry_root, validate_model_name
 
 __all__ = [
     "ModelBundle",
@@ -13,5 +13,6 @@ __all__ = [
     "default_registry_root",
     "import_checkpoint",
     "read_checkpoint",
+    "validate_model_name",
     "write_bundle",
 ]

@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CorruptModelError, ModelNotFoundError, VersionExistsError
+from ..io.atomic import default_dir_mode, default_file_mode, storage_error
 from ..modalities import Modality, resolve_disease, resolve_modality
 from ..models.factory import ModelKind, build_network, load_strict
 from ..preprocessing.pipeline import PreprocessConfig
@@ -114,7 +115,18 @@ class ModelMetadata:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ModelMetadata:
-        schema = int(data.get("schema_version", 0))
+        if not isinstance(data, Mapping):
+            raise CorruptModelError(
+                f"bundle.json holds a {type(data).__name__}, not the object a BrainLesionCL bundle has; re-install or "
+                "re-import this version."
+            )
+        raw_schema = data.get("schema_version", 0)
+        if isinstance(raw_schema, bool) or not isinstance(raw_schema, int):
+            raise CorruptModelError(
+                f"bundle.json has schema_version {raw_schema!r}; it must be a whole number (this BrainLesionCL writes "
+                f"{SCHEMA_VERSION}). Re-install or re-import this version."
+            )
+        schema = raw_schema
         if schema > SCHEMA_VERSION:
             raise CorruptModelError(
                 f"bundle schema {schema} is newer than this BrainLesionCL understands ({SCHEMA_VERSION}); "
@@ -140,8 +152,10 @@ class ModelMetadata:
                 created=data.get("created", ""),
                 schema_version=schema,
             )
-        except (KeyError, TypeError, ValueError) as err:
-            raise CorruptModelError(f"bundle.json is malformed ({type(err).__name__}: {err})") from err
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CorruptModelError(
+                f"bundle.json is malformed ({type(err).__name__}: {err}); re-install or re-import this version."
+            ) from err
 
 
 class ModelBundle:
@@ -192,10 +206,36 @@ class ModelBundle:
             raise CorruptModelError(f"{file} is not a readable safetensors file: {err}") from err
 
     def build(self, component: str = "network") -> nn.Module:
-        """The network of a single-network kind with its verified weights loaded (strict), in eval mode."""
+        """The network of a single-network kind with its verified weights loaded (strict), in eval mode.
+
+        The weights' shapes are checked against the architecture on PyTorch's ``meta`` device first (no memory is
+        allocated there), so a tampered ``bundle.json`` claiming enormous layers is refused before anything is built.
+        """
+        state = self.state_dict(component)
+        self.check_shapes(component, state)
         network = build_network(self.metadata.kind, self.metadata.architecture[component])
-        load_strict(network, self.state_dict(component))
+        load_strict(network, state)
         return network.eval()
+
+    def check_shapes(self, component: str, state: Mapping[str, torch.Tensor]) -> None:
+        """Raise :class:`CorruptModelError` when the architecture in ``bundle.json`` does not match the weights."""
+        try:
+            with torch.device("meta"):
+                skeleton = build_network(self.metadata.kind, self.metadata.architecture[component])
+        except (TypeError, ValueError, KeyError, RuntimeError) as err:
+            raise CorruptModelError(
+                f"{self.path.name}: the architecture in bundle.json cannot be built ({type(err).__name__}: {err})."
+            ) from err
+        expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in state.items()}
+        wrong = [k for k in expected if k in found and expected[k] != found[k]]
+        if wrong or set(expected) != set(found):
+            detail = (f"{wrong[0]}: architecture {expected[wrong[0]]}, weights {found[wrong[0]]}" if wrong else
+                      f"{len(set(expected) ^ set(found))} tensor name(s) differ")
+            raise CorruptModelError(
+                f"{self.path.name}: bundle.json describes another network than its weights ({detail}). The bundle "
+                "was modified; re-install or re-import this version."
+            )
 
 
 def write_bundle(
@@ -216,19 +256,30 @@ def write_bundle(
         raise VersionExistsError(f"{destination} exists already; model versions are never overwritten.")
     if set(state_dicts) != set(metadata.architecture):
         raise ValueError(f"state dicts {sorted(state_dicts)} != components {sorted(metadata.architecture)}")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    except OSError as err:
+        raise storage_error(destination, err) from err
     try:
         for component, state in state_dicts.items():
             file = tmp / f"{component}.safetensors"
             tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
             save_file(tensors, str(file), metadata={"format": "pt", "component": component})
+            os.chmod(file, default_file_mode())
             metadata.sha256[component] = sha256_file(file)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp / METADATA_FILE, default_file_mode())
         _fsync_dir(tmp)
         if destination.exists():  # appeared while we were writing
             raise VersionExistsError(f"{destination} exists already; model versions are never overwritten.")
+        os.chmod(tmp, default_dir_mode())
         os.rename(tmp, destination)  # atomic on one file system
+    except (OSError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, VersionExistsError):
+            raise
+        raise storage_error(destination, err) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

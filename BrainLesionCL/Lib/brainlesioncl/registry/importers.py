@@ -64,15 +64,23 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             return dict(load_file(str(path), device="cpu"))
         except (SafetensorError, OSError, ValueError) as err:
             raise CorruptModelError(f"{path} is not a readable safetensors file: {err}") from err
+    if not _looks_like_torch_file(path):
+        raise CorruptModelError(
+            f"{path.name} is not a PyTorch checkpoint (neither the zip container torch.save writes nor a legacy "
+            "pickle). Check that you downloaded the weight file itself (a .pt/.pth, or a .safetensors export), not a "
+            "web page or an archive; a truncated download also looks like this."
+        )
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # PyTorch's safe unpickler refuses a class it does not know and a damaged stream alike; both are refused.
         raise UnsafeCheckpointError(
             f"{path.name} was refused: it contains pickled Python objects other than tensors and plain containers "
-            f"({str(err).splitlines()[0][:160]}...). Loading it would execute code from the file, which BrainLesionCL "
-            "never does. Ask for a plain state dict or a .safetensors export of the weights."
+            f"({_refused_global(err)}). Loading it would execute code from the file, which BrainLesionCL never does. "
+            "Ask for a plain state dict or a .safetensors export of the weights (if the file is damaged, download it "
+            "again)."
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - torch raises many types for damaged files; none is a bug of ours
         raise CorruptModelError(
             f"{path.name} cannot be read as a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]}). The file "
             "may be truncated (re-download it) or not be a checkpoint."
@@ -80,6 +88,23 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(data, Mapping):
         raise CorruptModelError(f"{path.name} holds a {type(data).__name__}, not a state dict or checkpoint dict.")
     return dict(data)
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """True for the zip container of ``torch.save`` and for legacy pickles (protocol marker 0x80 first)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(1) == b"\x80"
+
+
+def _refused_global(err: BaseException) -> str:
+    """What PyTorch's safe unpickler refused (a class or an operation), from its message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if line.lower().startswith(("unsupported", "global")) or "global" in line.lower():
+            return line[:160]
+    return lines[0][:160] if lines else type(err).__name__
 
 
 def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -27,15 +27,35 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError, ModelNotFoundError, OutputPathError, VersionExistsError
+from ..errors import ModelError, ModelNotFoundError, OutputPathError, SettingsError, VersionExistsError
+from ..io.atomic import StagedOutputs, default_dir_mode, default_file_mode, storage_error
 from ..models.factory import ModelKind
 from .bundle import ModelBundle, ModelMetadata, write_bundle
 from .importers import import_checkpoint
 
-__all__ = ["ModelRegistry", "VersionInfo", "default_registry_root", "builtin_models_dir"]
+__all__ = ["ModelRegistry", "VersionInfo", "default_registry_root", "builtin_models_dir", "validate_model_name"]
 
-_ID = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.]*?)-v(?P<number>\d+)$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
+_ID = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)-v(?P<number>\d+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RULE = "1-64 characters: letters, digits, '-', '_' and '.', starting with a letter or digit"
+
+
+def validate_model_name(name: str) -> str:
+    """Check a model name (the ``<name>`` of ``<name>-v<N>``) before any work is done, so a long episode or an
+    import never fails at the very end on the name.
+
+    Raises:
+        SettingsError: the name breaks the rule; the message gives the rule and, for a version id typed as a
+            name, the name to use instead.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SettingsError(f"Model name {name!r} is not allowed: use {NAME_RULE} (e.g. my-site-model).")
+    if match := _ID.match(name):
+        raise SettingsError(
+            f"Model name {name!r} looks like a version id; give the name without the version suffix "
+            f"({match['name']!r}): the registry numbers versions itself."
+        )
+    return name
 
 
 def default_registry_root() -> Path:
@@ -66,6 +86,8 @@ class VersionInfo:
     active: bool
     description: str
     metrics: Mapping
+    #: Why the version cannot be used (a damaged bundle), or None when it is fine.
+    problem: str | None = None
 
 
 class ModelRegistry:
@@ -135,7 +157,13 @@ class ModelRegistry:
             active = {fallback}
         infos = []
         for version in self.version_ids():
-            meta = ModelBundle(self.path_of(version)).metadata
+            try:
+                meta = ModelBundle(self.path_of(version)).metadata
+            except ModelError as err:  # one damaged bundle must not hide the others
+                infos.append(VersionInfo(version=version, kind="?", parent=None, created="", channels=(),
+                                         disease_slots=(), builtin=self.is_builtin(version), active=version in active,
+                                         description="", metrics={}, problem=str(err)))
+                continue
             infos.append(
                 VersionInfo(
                     version=version,
@@ -154,8 +182,7 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------ writing
     def next_version_id(self, name: str) -> str:
-        if not _NAME.match(name):
-            raise ValueError(f"model name {name!r} may contain only letters, digits, '_' and '.'")
+        validate_model_name(name)
         numbers = [int(m["number"]) for v in self.version_ids() if (m := _ID.match(v)) and m["name"] == name]
         return f"{name}-v{max(numbers, default=0) + 1}"
 
@@ -173,7 +200,7 @@ class ModelRegistry:
         """
         version = version or self.next_version_id(metadata.name)
         if not _ID.match(version):
-            raise ValueError(f"version id {version!r} must look like <name>-v<N>")
+            raise SettingsError(f"version id {version!r} must look like <name>-v<N>, the name being {NAME_RULE}")
         if version in self.version_ids():
             raise VersionExistsError(f"Model version {version!r} exists already; versions are never overwritten.")
         metadata.version = version
@@ -182,6 +209,8 @@ class ModelRegistry:
 
     def import_checkpoint(self, path: str | os.PathLike, *, name: str | None = None, **kwargs) -> str:
         """Import a published BrainCL/MultiUnet checkpoint as a new version (not activated)."""
+        if name is not None:
+            validate_model_name(name)
         imported = import_checkpoint(path, name=name, **kwargs)
         return self.add(imported.metadata, {"network": imported.state_dict})
 
@@ -194,11 +223,19 @@ class ModelRegistry:
         if not destination.parent.is_dir():
             raise OutputPathError(f"Folder {destination.parent} does not exist; create it first.")
         ModelBundle(source).verify()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+        except OSError as err:
+            raise storage_error(destination, err) from err
         try:
             for file in source.iterdir():
                 shutil.copy2(file, tmp / file.name)
+                os.chmod(tmp / file.name, default_file_mode())
+            os.chmod(tmp, default_dir_mode())
             os.rename(tmp, destination)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise storage_error(destination, err) from err
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -221,11 +258,13 @@ class ModelRegistry:
         return record
 
     def _write_active_record(self, record: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".active.", suffix=".json", dir=self.root)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2)
-        os.replace(tmp, self._active_file())
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with StagedOutputs() as outputs:
+                outputs.add(self._active_file(), lambda tmp: tmp.write_text(json.dumps(record, indent=2),
+                                                                            encoding="utf-8"))
+        except OSError as err:  # OutputPathError included: the message already says what went wrong
+            raise storage_error(self._active_file(), err) from err
 
     def _fallback_active(self, role: str) -> str | None:
         """With nothing activated, the newest shipped model of the role is active."""

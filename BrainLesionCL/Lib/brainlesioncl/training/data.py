@@ -71,8 +71,9 @@ def load_training_case(
             multi-class label merged to whole tumour, as the reference preprocessing does).
 
     Raises:
-        InvalidImageError: unreadable/invalid image or label, label values other than 0/1 under ``strict``,
-            empty label image.
+        InvalidImageError: unreadable/invalid image or label, label values other than 0/1 under ``strict``.
+            A label without lesion voxels is accepted (a lesion-free case is a valid negative example); an episode
+            whose labels are *all* empty is refused by :func:`~brainlesioncl.continual.train_episode`.
         GeometryError: the label's grid matches none of the case's images.
     """
     tag = resolve_disease(disease)

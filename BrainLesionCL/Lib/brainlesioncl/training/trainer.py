@@ -23,8 +23,9 @@ import torch
 from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 
-from ..errors import CancelledError, CorruptModelError
+from ..errors import CancelledError, CorruptModelError, SettingsError
 from ..inference.predictor import InferenceConfig, Predictor, build_context, cpu_has_native_bf16, select_device
+from ..io.atomic import storage_error
 from .data import TrainingCase, make_batch
 
 __all__ = [
@@ -57,18 +58,28 @@ class TrainConfig:
     activation: str = "softmax"  # "softmax" (BrainCL: 2 classes, DiceCE) or "sigmoid" (MultiUnet: 1 channel, Dice)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if self.crop_size % 16 or self.crop_size < 32:
-            raise ValueError(f"crop_size must be a multiple of 16 and >= 32, got {self.crop_size}")
+        """Refuse settings training cannot use before any work starts (SettingsError names the option and fix)."""
+        for option, value, low in (("epochs", self.epochs, 1), ("batch-size", self.batch_size, 1),
+                                   ("validate-every", self.validate_every, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SettingsError(f"--{option} must be a whole number >= {low}, got {value!r}.")
+        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
+            raise SettingsError(f"steps_per_epoch must be None or a whole number >= 1, got {self.steps_per_epoch!r}.")
+        if not isinstance(self.crop_size, int) or self.crop_size % 16 or self.crop_size < 32:
+            raise SettingsError(
+                f"--crop-size must be a multiple of 16 and at least 32 (the network halves the crop four times), got "
+                f"{self.crop_size!r}; e.g. 32, 48, 64 or 96."
+            )
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise SettingsError(f"--learning-rate must be a positive number, got {self.learning_rate!r}.")
         if self.precision not in ("auto", "fp32"):
-            raise ValueError(f"precision must be 'auto' or 'fp32', not {self.precision!r}")
+            raise SettingsError(f"precision must be 'auto' or 'fp32', not {self.precision!r}")
         if self.keep not in ("best", "last"):
-            raise ValueError(f"keep must be 'best' or 'last', not {self.keep!r}")
+            raise SettingsError(f"--keep must be 'best' or 'last', not {self.keep!r}")
         if self.activation not in ("softmax", "sigmoid"):
-            raise ValueError(f"activation must be 'softmax' or 'sigmoid', not {self.activation!r}")
+            raise SettingsError(f"activation must be 'softmax' or 'sigmoid', not {self.activation!r}")
         if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule must be 'constant' or 'cosine', not {self.schedule!r}")
+            raise SettingsError(f"--schedule must be 'constant' or 'cosine', not {self.schedule!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,8 +179,12 @@ def distributed_state() -> tuple[bool, int, int]:
 def _save_checkpoint(path: Path, payload: dict) -> None:
     """Atomic write of the resume checkpoint (tensors, numbers and strings only: loads with weights_only=True)."""
     tmp = path.with_name(f".{path.name}.partial")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError of its zip writer
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, err) from err
 
 
 def _load_checkpoint(path: Path) -> dict:

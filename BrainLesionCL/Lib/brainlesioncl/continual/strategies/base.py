@@ -57,6 +57,8 @@ class Strategy:
             raise SettingsError(
                 f"strategy {self.name!r} has no option {sorted(unknown)}; its options are {sorted(self.defaults)}"
             )
+        for key, value in hyperparameters.items():
+            _check_hyperparameter(self.name, key, value, self.defaults[key])
         self.hyperparameters: dict[str, Any] = {**self.defaults, **hyperparameters}
         #: Values computed while running (e.g. the dynamic alpha), recorded in the version metadata.
         self.runtime: dict[str, Any] = {}
@@ -98,6 +100,26 @@ class Strategy:
         assert self.setup is not None and self.setup.teacher is not None
         with torch.no_grad():
             return self.setup.teacher(x, context, give_feature=True)
+
+
+def _check_hyperparameter(strategy: str, key: str, value: Any, default: Any) -> None:
+    """Numbers stay numbers: a hyper-parameter whose default is a number (or None, meaning "computed") must be given
+    a finite, non-negative number, so ``--option beta=abc`` fails at once instead of deep inside training."""
+    import math
+
+    numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if not (numeric or default is None):
+        return
+    if value is None and default is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise SettingsError(
+            f"strategy {strategy!r}: option {key} must be a non-negative number"
+            f"{' (or null to compute it)' if default is None else ''}, got {value!r}; e.g. --option {key}="
+            f"{default if default is not None else 0.5}"
+        )
+    if isinstance(default, int) and not isinstance(value, int):
+        raise SettingsError(f"strategy {strategy!r}: option {key} must be a whole number, got {value!r}.")
 
 
 def named_parameters(network: nn.Module) -> dict[str, nn.Parameter]:

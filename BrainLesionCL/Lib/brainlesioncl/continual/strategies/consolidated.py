@@ -20,6 +20,9 @@ Plus the reference's two terms (bottleneck cosine, beta = 0.8; output KL with th
 from __future__ import annotations
 
 import itertools
+import json
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +49,14 @@ class ConsolidatedDistillation(DualDistillation):
         if self.gate_contexts is not None and setup.teacher is not None:
             with torch.no_grad():
                 self.teacher_gates = [layer.gate(self.gate_contexts) for layer in setup.teacher.moe_layers()]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The old-route sampler's generator, so a resumed episode draws the same routes as an uninterrupted one."""
+        return {"rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "rng" in state:
+            self.rng.bit_generator.state = json.loads(state["rng"])
 
     def _old_contexts(self, setup: EpisodeSetup) -> torch.Tensor:
         """Every old disease with every non-empty modality subset (all 63 for six channels)."""
