@@ -1,24 +1,31 @@
 """BrainLesionCL: brain lesion segmentation in MRI with any set of modalities, which keeps learning locally.
 
-This file is the thin Qt layer. Everything the buttons do lives in ``BrainLesionCLLib`` (Qt-free, usable from the
-Python console and tested headless) and in the engine package ``brainlesioncl`` (under ``Lib/``).
+This file is the thin Qt layer: it reads widgets and calls logic. Everything the buttons do lives in
+``BrainLesionCLLib`` (Qt-free, usable from the Python console and tested headless) and in the engine package
+``brainlesioncl`` (under ``Lib/``). Long work (Segment, Train, the modality study) runs in a child process; the widget
+keeps each running job's choices (output node, overwrite answer, temporary folders) with the job itself.
+
+Needs Slicer 5.10 or later (Python 3.10+): on an older Slicer the panel says so instead of failing.
 """
 
 from __future__ import annotations
 
-import json
+import importlib
+import importlib.util
 import logging
 import os
-import tempfile
+import pathlib
+import sys
 import time
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -27,11 +34,77 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-#: What the engine needs besides Slicer's own Python (torch comes from the PyTorch extension when present).
-REQUIREMENTS = ["monai>=1.3", "nibabel", "scikit-image", "safetensors", "scipy"]
-#: Modalities the engine knows, in the order the parameter node stores them.
-ALL_CHANNELS = ["FLAIR", "T1", "T1c", "T2", "PD", "DWI", "SWI", "ADC"]
-STRATEGIES = ["ours", "braincl-dd", "lwf", "ewc", "si", "naive"]
+#: The engine uses Python 3.10 syntax and APIs (``zip(strict=True)``, ``X | Y`` types): Slicer 5.10 or later.
+MIN_PYTHON = (3, 10)
+MIN_SLICER = "5.10"
+#: Python packages the engine imports, and what to install for each (torch comes from the PyTorch extension).
+PACKAGES = {"torch": "torch", "monai": "monai>=1.3", "nibabel": "nibabel", "skimage": "scikit-image",
+            "safetensors": "safetensors", "scipy": "scipy", "SimpleITK": "SimpleITK"}
+
+
+def unsupportedSlicerMessage() -> str | None:
+    """Why this Slicer cannot run BrainLesionCL, or None."""
+    if sys.version_info >= MIN_PYTHON:
+        return None
+    return _("BrainLesionCL needs 3D Slicer {minimum} or later (Python {python}+); this Slicer has Python {found}. "
+             "Install the current stable Slicer from download.slicer.org.").format(
+        minimum=MIN_SLICER, python=".".join(map(str, MIN_PYTHON)), found=sys.version.split()[0])
+
+
+def missingPackages() -> list[str]:
+    """Engine packages that are not installed (checked without importing them, so opening the panel is fast)."""
+    return [module for module in PACKAGES if importlib.util.find_spec(module) is None]
+
+
+def _packagingModule():
+    """Slicer's package helper (``slicer.packaging`` from 5.12, ``slicer.pydeps`` in 5.11), or None."""
+    for name in ("slicer.packaging", "slicer.pydeps"):
+        try:
+            return importlib.import_module(name)  # not imported by ``import slicer``: import it explicitly
+        except ImportError:
+            continue
+    return None
+
+
+def ensureDependencies() -> bool:
+    """Install what the engine needs after asking once; True when everything is there. Never called at import time.
+
+    In testing mode nothing is installed (a self-test run must not change the installation): returns False.
+    """
+    missing = missingPackages()
+    if not missing:
+        return True
+    if slicer.app.testingEnabled():
+        return False
+    packaging = _packagingModule()
+    requirements = [PACKAGES[m] for m in missing if m != "torch"]
+    try:
+        if "torch" not in missing and packaging is not None and hasattr(packaging, "pip_ensure"):
+            packaging.pip_ensure(requirements, requester="BrainLesionCL")  # asks the user itself, once
+        else:
+            if not slicer.util.confirmOkCancelDisplay(
+                _("BrainLesionCL needs these Python packages: {packages}. Install them now? This can take several "
+                  "minutes and needs internet access.").format(packages=", ".join(PACKAGES[m] for m in missing))):
+                return False
+            if "torch" in missing and not _installTorch():
+                return False
+            if requirements:
+                slicer.util.pip_install(" ".join(requirements))
+    except RuntimeError as err:  # the user declined in Slicer's own prompt, or pip failed
+        slicer.util.errorDisplay(_("The Python packages were not installed: {error}").format(error=err))
+        return False
+    return not missingPackages()
+
+
+def _installTorch() -> bool:
+    try:
+        import PyTorchUtils
+    except ImportError:
+        slicer.util.errorDisplay(_("Install the PyTorch extension from the Extensions Manager, restart Slicer and "
+                                   "try again."))
+        return False
+    return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.3") \
+        is not None
 
 
 class BrainLesionCL(ScriptedLoadableModule):
@@ -45,7 +118,8 @@ class BrainLesionCL(ScriptedLoadableModule):
             "Segments brain lesions in MRI from whatever sequences you have (FLAIR, T1, T1c, T2, PD, DWI...).<br>"
             "<b>Use:</b> load the patient's volumes, press <i>Auto-map</i> (or pick each channel's volume), choose the "
             "disease tag and press <i>Segment</i>. Volumes on different grids are resampled onto the reference "
-            "volume, where the segmentation is created.<br>"
+            "volume, where the segmentation is created. The lesion table lists every lesion; click a row to centre "
+            "the views on it.<br>"
             "<b>Disease tags</b> route the model's experts: <i>tumour</i> (glioma: whole tumour), <i>stroke</i>, "
             "<i>MS</i>, <i>WMH</i> (white matter hyperintensities), <i>metastasis</i> (the metastasis pipeline when "
             "installed, else the tumour experts), <i>unknown</i> (an even mixture of all).<br>"
@@ -53,8 +127,10 @@ class BrainLesionCL(ScriptedLoadableModule):
             "stores it as a new model version; your data never leaves this computer and nothing old is replayed. "
             "Versions can be activated and rolled back at any time. <i>Which inputs matter for this case?</i> segments "
             "with every subset of the mapped sequences and shows how much the result depends on each.<br>"
-            "<b>The shipped model is a demonstration model trained on synthetic phantoms, not a clinical tool.</b>"
-        )
+            "Try it without data: <i>Sample Data > BrainLesionCL phantom</i> makes a synthetic case locally.<br>"
+            "<b>The shipped model is a demonstration model trained on synthetic phantoms, not a clinical tool.</b> "
+            "Needs Slicer {minimum} or later."
+        ).format(minimum=MIN_SLICER)
         self.parent.acknowledgementText = _(
             "BrainLesionCL builds on three studies: modality-agnostic brain lesion segmentation with privacy-aware "
             "continual learning (BrainCL, mixture-of-experts U-Net with dual distillation, arXiv 2503.20326); joint "
@@ -62,11 +138,44 @@ class BrainLesionCL(ScriptedLoadableModule):
             "2405.18511); and two-stage brain-metastasis detection and segmentation (MICCAI 2024 PRIME, arXiv "
             "2407.14011)."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """A "BrainLesionCL phantom" entry in Sample Data: a four-sequence tumour case generated here, no download."""
+    try:
+        import SampleData
+    except ImportError:
+        return
+    if unsupportedSlicerMessage() or missingPackages():
+        return
+    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="BrainLesionCL", sampleName="BrainLesionCL phantom",
+        uris=None, fileNames=None, nodeNames=None, loadFiles=None,
+        thumbnailFileName=os.path.join(iconsPath, "BrainLesionCL.png"),
+        customDownloader=lambda *_args: loadPhantomCase())
+
+
+def loadPhantomCase(disease: str = "tumour", seed: int = 4242) -> dict:
+    """Generate a synthetic multi-sequence case (known truth) and load its volumes; returns {modality: node}."""
+    import SimpleITK as sitk
+    from BrainLesionCLLib.mrml_io import ijk_to_ras_of_image  # importing the package puts the engine on sys.path
+
+    from brainlesioncl.phantoms import PhantomConfig, generate_case
+
+    case = generate_case(PhantomConfig(disease=disease, modalities=("FLAIR", "T1", "T1c", "T2"),
+                                       size=(104, 120, 96), spacing=1.5, seed=seed))
+    return {modality: slicer.util.addVolumeFromArray(sitk.GetArrayFromImage(image),
+                                                     ijkToRAS=ijk_to_ras_of_image(image),
+                                                     name=f"phantom {modality}")
+            for modality, image in case.images.items()}
 
 
 @parameterNodeWrapper
 class BrainLesionCLParameterNode:
-    """GUI state, saved with the scene. Channel volumes are references named input<Channel>."""
+    """GUI state, saved with the scene. Channel volumes are references named input<Channel> (one per engine
+    modality; a test pins the list to the engine's)."""
 
     inputFLAIR: vtkMRMLScalarVolumeNode
     inputT1: vtkMRMLScalarVolumeNode
@@ -77,51 +186,68 @@ class BrainLesionCLParameterNode:
     inputSWI: vtkMRMLScalarVolumeNode
     inputADC: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
-    modelVersion: str = ""
     referenceChannel: str = ""
-    disease: Annotated[str, Choice(["tumour", "stroke", "MS", "WMH", "metastasis", "unknown"])] = "unknown"
+    disease: str = "unknown"
     device: str = "auto"
     probabilityVolume: bool = False
-    strategy: Annotated[str, Choice(STRATEGIES)] = "ours"
+    show3D: bool = True
+    strategy: str = "ours"
     epochs: Annotated[int, WithinRange(1, 2000)] = 20
     cropSize: Annotated[int, WithinRange(32, 256)] = 64
-    casesPath: str = ""
+    casesFolder: pathlib.Path
+    casesManifest: pathlib.Path
     useCurrentCase: bool = False
 
 
-def ensureDependencies() -> bool:
-    """Install what the engine needs, after asking. Never called at import time. Returns True when ready."""
-    missing = []
-    for module in ("torch", "monai", "nibabel", "skimage", "safetensors", "scipy"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    if not missing:
-        return True
-    if not slicer.util.confirmOkCancelDisplay(
-        _("BrainLesionCL needs these Python packages: {packages}. Install them now? This can take several minutes "
-          "and needs internet access.").format(packages=", ".join(missing))
-    ):
-        return False
-    if "torch" in missing:
-        try:
-            import PyTorchUtils
-        except ImportError:
-            slicer.util.errorDisplay(_("Install the PyTorch extension from the Extensions Manager, restart Slicer "
-                                       "and try again."))
-            return False
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True, torchVersionRequirement=">=2.3") is None:
-            return False
-    try:
-        slicer.packaging.pip_ensure(REQUIREMENTS, requester="BrainLesionCL")
-    except AttributeError:  # Slicer before 5.12: no slicer.packaging
-        slicer.util.pip_install(" ".join(REQUIREMENTS))
-    return True
+class BrainLesionCLLogic(ScriptedLoadableModuleLogic):
+    """The module logic Slicer expects (it owns the parameter node, tagged "BrainLesionCL"). The engine work is done by
+    the Qt-free :class:`BrainLesionCLLib.BrainLesionCLLogic`, created on first use (it imports PyTorch)."""
+
+    def __init__(self, engineFactory=None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._engineFactory = engineFactory
+        self._engine = None
+
+    def getParameterNode(self):
+        return BrainLesionCLParameterNode(super().getParameterNode())
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            if self._engineFactory is None:
+                import BrainLesionCLLib
+
+                self._engineFactory = BrainLesionCLLib.BrainLesionCLLogic
+            self._engine = self._engineFactory()
+        return self._engine
+
+    @property
+    def engineReady(self) -> bool:
+        return self._engine is not None
+
+
+@dataclass
+class Job:
+    """A running child process and the choices made when it was started (never re-read from widgets later)."""
+
+    kind: str  # "segment", "episode" or "study"
+    process: Any
+    button: Any
+    idleText: str
+    outputNode: Any = None
+    overwrite: bool = False
+    referenceNode: Any = None
+    logged: int = 0
+    extra: dict = field(default_factory=dict)
 
 
 class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Thin GUI: it reads the widgets, calls the logic, and shows progress. No processing here."""
+    """Thin GUI: it reads the widgets, calls the logic, and shows progress. No processing here.
+
+    ``engineFactory`` (class attribute) is injectable: tests give a logic on a test registry.
+    """
+
+    engineFactory = None
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -129,12 +255,12 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._process = None
-        self._processKind = None
+        self._job: Job | None = None
         self._timer = qt.QTimer()
         self._timer.setInterval(250)
         self._timer.connect("timeout()", self._onPoll)
         self._selectors = {}
+        self._filling = False
 
     # ------------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -143,13 +269,26 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.ui.strategyComboBox.addItems(STRATEGIES)
-        self.ui.casesPathLineEdit.filters = 0x1 | 0x2  # ctkPathLineEdit.Dirs | Files
+        self.logic = BrainLesionCLLogic(engineFactory=self.engineFactory)
+
+        unsupported = unsupportedSlicerMessage()
+        if unsupported:  # an old Slicer: say so, and keep every action off
+            self.ui.validationLabel.text = unsupported
+            for button in (self.ui.applyButton, self.ui.autoMapButton, self.ui.trainButton,
+                           self.ui.modalityStudyButton):
+                button.enabled = False
+            return
+
         self.ui.modelTable.setColumnCount(5)
         self.ui.modelTable.setHorizontalHeaderLabels([_("Version"), _("Parent"), _("Diseases"), _("Created"),
                                                       _("Validation Dice")])
         self.ui.modelTable.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
         self.ui.modelTable.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+        self.ui.lesionTable.setColumnCount(5)
+        self.ui.lesionTable.setHorizontalHeaderLabels([_("Lesion"), _("Volume (mL)"), _("Largest diameter (mm)"),
+                                                       _("Centre (RAS)"), _("Mean probability")])
+        self.ui.lesionTable.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+        self.ui.lesionTable.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -161,68 +300,124 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.rollbackButton.connect("clicked(bool)", self.onRollback)
         self.ui.importButton.connect("clicked(bool)", self.onImport)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.lesionTable.connect("cellClicked(int,int)", self.onLesionClicked)
         self.ui.diseaseComboBox.connect("currentIndexChanged(int)", self._onDiseaseChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self._onDeviceChanged)
         self.ui.referenceComboBox.connect("currentIndexChanged(int)", self._onReferenceChanged)
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
                                                    self.ui.show3DButton.setSegmentationNode)
         self.initializeParameterNode()
-        self._status(_("Press Segment to load the model (dependencies are installed on first use, after asking)."))
+        if not missingPackages():  # ready: show the channel selectors at once (the engine loads here)
+            self._ensureLogic()
+        else:
+            self._status(_("Press Segment to install the Python packages BrainLesionCL needs (you are asked "
+                           "first)."))
+        self._updateValidation()
 
     def _ensureLogic(self) -> bool:
-        if self.logic is not None:
+        if self.logic.engineReady:
             return True
         if not ensureDependencies():
             return False
-        import BrainLesionCLLib
-
-        self.logic = BrainLesionCLLib.BrainLesionCLLogic()
-        self._buildModelControls()
-        return True
+        with slicer.util.tryWithErrorDisplay(_("BrainLesionCL could not load its model."), waitCursor=True):
+            self.logic.engine  # noqa: B018 - builds the engine logic (imports PyTorch, reads the registry)
+            self._buildModelControls()
+            self.ui.environmentLabel.text = self.logic.engine.environmentReport()
+        return self.logic.engineReady
 
     def _buildModelControls(self) -> None:
-        """One volume selector per channel of the active model; disease and device choices from the logic."""
-        layout = self.ui.channelsFormLayout
-        while layout.rowCount():
-            layout.removeRow(0)
-        self._selectors = {}
-        channels = self.logic.modelChannels()
-        self.ui.modelNameLabel.text = self.logic.activeModel()
-        for channel in channels:
-            selector = slicer.qMRMLNodeComboBox()
-            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
-            selector.noneEnabled = True
-            selector.addEnabled = False
-            selector.removeEnabled = False
-            selector.setMRMLScene(slicer.mrmlScene)
-            selector.setToolTip(_("Volume for the {channel} channel (leave empty if you do not have it).").format(
-                channel=channel))
-            if self._parameterNode is not None:
-                selector.setCurrentNode(getattr(self._parameterNode, f"input{channel}", None))
-            selector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node, c=channel: self._onChannel(c, node))
-            layout.addRow(f"{channel}:", selector)
-            self._selectors[channel] = selector
-        self.ui.referenceComboBox.clear()
-        self.ui.referenceComboBox.addItems(channels)
-        self.ui.diseaseComboBox.clear()
-        self.ui.diseaseComboBox.addItems(self.logic.modelDiseases())
-        self.ui.deviceComboBox.clear()
-        for value, label in self.logic.detectDevices():
-            self.ui.deviceComboBox.addItem(label, value)
-        if self._parameterNode is not None:  # restore the saved choices
-            for combo, value in ((self.ui.diseaseComboBox, self._parameterNode.disease),
-                                 (self.ui.referenceComboBox, self._parameterNode.referenceChannel)):
-                if value and combo.findText(value) >= 0:
-                    combo.currentIndex = combo.findText(value)
-            index = self.ui.deviceComboBox.findData(self._parameterNode.device)
-            if index >= 0:
-                self.ui.deviceComboBox.currentIndex = index
+        """One volume selector per channel of the active model; disease, device and strategy choices from the
+        logic. Saved choices are read before the combos are refilled, and restored after."""
+        engine = self.logic.engine
+        saved = self._savedChoices()
+        self._filling = True
+        try:
+            layout = self.ui.channelsFormLayout
+            while layout.rowCount():
+                layout.removeRow(0)
+            self._selectors = {}
+            self.ui.modelNameLabel.text = engine.activeModel()
+            for channel in engine.modelChannels():
+                selector = slicer.qMRMLNodeComboBox()
+                selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+                selector.showChildNodeTypes = False  # no labelmaps
+                selector.noneEnabled = True
+                selector.addEnabled = False
+                selector.removeEnabled = False
+                selector.setMRMLScene(slicer.mrmlScene)
+                selector.setToolTip(_("Volume for the {channel} channel (leave empty if you do not have it).").format(
+                    channel=channel))
+                selector.setCurrentNode(saved["inputs"].get(channel))
+                selector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node, c=channel: self._onChannel(c, node))
+                layout.addRow(f"{channel}:", selector)
+                self._selectors[channel] = selector
+            self._hideOwnVolumes()
+            self._refill(self.ui.diseaseComboBox, [(d, d) for d in engine.modelDiseases()], saved["disease"])
+            self._refill(self.ui.deviceComboBox, engine.detectDevices(), saved["device"])
+            self._refill(self.ui.strategyComboBox, [(s, s) for s in engine.strategyNames()], saved["strategy"])
+        finally:
+            self._filling = False
+        self._fillReferenceChoices(saved["reference"])
+        self._storeChoices()
         self._refreshModelTable()
         self._updateValidation()
 
+    def _savedChoices(self) -> dict:
+        node = self._parameterNode
+        if node is None:
+            return {"inputs": {}, "disease": None, "device": None, "strategy": None, "reference": None}
+        inputs = {c: getattr(node, f"input{c}", None) for c in self._parameterChannels()}
+        return {"inputs": inputs, "disease": node.disease, "device": node.device, "strategy": node.strategy,
+                "reference": node.referenceChannel}
+
+    @staticmethod
+    def _parameterChannels() -> list[str]:
+        return [name[len("input"):] for name in BrainLesionCLParameterNode.__annotations__ if name.startswith("input")]
+
+    @staticmethod
+    def _refill(combo, items, saved) -> None:
+        """Refill a combo with (data, label) items and select the saved data, else the first item."""
+        combo.clear()
+        for data, label in items:
+            combo.addItem(label, data)
+        index = combo.findData(saved) if saved is not None else -1
+        combo.currentIndex = index if index >= 0 else (0 if combo.count else -1)  # count: a Qt property
+
+    def _storeChoices(self) -> None:
+        if self._parameterNode is None or self._filling:
+            return
+        if self.ui.diseaseComboBox.currentIndex >= 0:
+            self._parameterNode.disease = self.ui.diseaseComboBox.currentData
+        if self.ui.deviceComboBox.currentIndex >= 0:
+            self._parameterNode.device = self.ui.deviceComboBox.currentData
+        if self.ui.strategyComboBox.currentIndex >= 0:
+            self._parameterNode.strategy = self.ui.strategyComboBox.currentData
+        if self.ui.referenceComboBox.currentIndex >= 0:
+            self._parameterNode.referenceChannel = self.ui.referenceComboBox.currentText
+
+    def _fillReferenceChoices(self, preferred: str | None = None) -> None:
+        """The reference offers only mapped channels; it keeps the current (or saved) choice while still mapped."""
+        preferred = preferred or self.ui.referenceComboBox.currentText
+        mapped = list(self._inputs())
+        self._filling = True
+        try:
+            self._refill(self.ui.referenceComboBox, [(c, c) for c in mapped], preferred if preferred in mapped else
+                         None)
+        finally:
+            self._filling = False
+        self._storeChoices()
+
+    def _hideOwnVolumes(self) -> None:
+        """The module's probability volumes are never offered as inputs."""
+        engine = self.logic.engine
+        hidden = [node.GetID() for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                  if not engine.isInputCandidate(node)]
+        for selector in self._selectors.values():
+            selector.sortFilterProxyModel().setHiddenNodeIDs(hidden)
+
     # ---------------------------------------------------------------------------------------- parameter node
     def cleanup(self) -> None:
-        self._cancelProcess()
+        self._cancelJob()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -234,53 +429,64 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
+        self._cancelJob()  # its nodes are going away; its temporary patient images too
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+            if self.logic.engineReady:
+                self._buildModelControls()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(BrainLesionCLParameterNode(ScriptedLoadableModuleLogic().getParameterNode()))
+        self.setParameterNode(self.logic.getParameterNode())
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            # Bound widgets: output selector, probability, strategy, epochs, crop, cases path, current-case box.
+            # Bound widgets: output selector, probability, show 3D, epochs, crop, case folder/manifest, current case.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
 
     def _inputs(self) -> dict:
         return {c: s.currentNode() for c, s in self._selectors.items() if s.currentNode() is not None}
 
     def _onChannel(self, channel: str, node) -> None:
-        if self._parameterNode is not None and channel in ALL_CHANNELS:
+        if self._parameterNode is not None and not self._filling and channel in self._parameterChannels():
             setattr(self._parameterNode, f"input{channel}", node)
-        self._updateValidation()
+        if not self._filling:
+            self._fillReferenceChoices()
+            self._updateValidation()
 
     def _onDiseaseChanged(self, index: int) -> None:
-        if self._parameterNode is not None and index >= 0:
-            self._parameterNode.disease = self.ui.diseaseComboBox.currentText
+        self._storeChoices()
 
     def _onDeviceChanged(self, index: int) -> None:
-        if self._parameterNode is not None and index >= 0:
-            self._parameterNode.device = self.ui.deviceComboBox.currentData
+        self._storeChoices()
 
     def _onReferenceChanged(self, index: int) -> None:
-        if self._parameterNode is not None and index >= 0:
-            self._parameterNode.referenceChannel = self.ui.referenceComboBox.currentText
-        self._updateValidation()
+        self._storeChoices()
+        if not self._filling:
+            self._updateValidation()
 
     def _updateValidation(self) -> None:
-        if self.logic is None:
-            self.ui.applyButton.enabled = True  # the first press sets things up
+        busy = self._job is not None
+        if not self.logic.engineReady:
+            self.ui.applyButton.enabled = not busy  # the first press installs the packages (after asking)
+            self.ui.applyButton.toolTip = _("Installs the Python packages BrainLesionCL needs, after asking.")
             return
         inputs = self._inputs()
-        problems = self.logic.validateInputs(inputs)
-        note = None if problems else self.logic.geometryNote(inputs, self.ui.referenceComboBox.currentText or None)
+        problems = self.logic.engine.validateInputs(inputs)
+        note = None if problems else self.logic.engine.geometryNote(inputs, self.ui.referenceComboBox.currentText or
+                                                                    None)
         self.ui.validationLabel.text = problems[0] if problems else (note or "")
-        self.ui.applyButton.enabled = self._process is not None or not problems
+        running = {"segment": self.ui.applyButton, "episode": self.ui.trainButton,
+                   "study": self.ui.modalityStudyButton}.get(self._job.kind if busy else "")
+        # One job at a time: the running job's button is its Cancel button, the others wait.
+        self.ui.applyButton.enabled = running is self.ui.applyButton or (not busy and not problems)
+        self.ui.trainButton.enabled = running is self.ui.trainButton or not busy
+        self.ui.modalityStudyButton.enabled = running is self.ui.modalityStudyButton or (not busy and not problems)
         self.ui.applyButton.toolTip = problems[0] if problems else _("Segment the mapped volumes.")
 
     # ------------------------------------------------------------------------------------------ actions
@@ -288,142 +494,141 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._ensureLogic():
             return
         volumes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-        mapping = self.logic.autoMapChannels(volumes, list(self._selectors))
-        for channel, node in mapping.items():
-            self._selectors[channel].setCurrentNode(node)
+        manual = self._inputs()  # a mapping the user made by hand is never replaced
+        mapping = self.logic.engine.autoMapChannels([v for v in volumes if v not in manual.values()],
+                                                    [c for c in self._selectors if c not in manual])
+        self._filling = True
+        try:
+            for channel, node in mapping.items():
+                self._selectors[channel].setCurrentNode(node)
+                if self._parameterNode is not None:
+                    setattr(self._parameterNode, f"input{channel}", node)
+        finally:
+            self._filling = False
+        self._fillReferenceChoices()
+        self._updateValidation()
         self._log(_("Auto-map: {mapping}").format(
             mapping=", ".join(f"{c} = {n.GetName()}" for c, n in mapping.items()) or _("no volume recognised")))
 
     def onApplyButton(self) -> None:
-        if self._process is not None:
-            self._cancelProcess()
+        if self._job is not None:
+            if self._job.kind == "segment":
+                self._cancelJob()
             return
         if not self._ensureLogic():
             return
         inputs = self._inputs()
-        problems = self.logic.validateInputs(inputs)
+        problems = self.logic.engine.validateInputs(inputs)
         if problems:
             slicer.util.errorDisplay(problems[0])
             return
         output = self.ui.outputSegmentationSelector.currentNode()
-        self._overwrite = False
+        overwrite = False
         if output is not None and output.GetSegmentation().GetNumberOfSegments():
             if not slicer.util.confirmYesNoDisplay(
                 _("Segmentation '{name}' already has segments. Replace its contents?").format(name=output.GetName())
             ):
                 return
-            self._overwrite = True
+            overwrite = True
+        reference = self.ui.referenceComboBox.currentText or None
         with slicer.util.tryWithErrorDisplay(_("Could not start the segmentation."), waitCursor=True):
-            self._process = self.logic.startSegmentation(
-                inputs, self.ui.diseaseComboBox.currentText,
-                referenceChannel=self.ui.referenceComboBox.currentText or None,
+            process = self.logic.engine.startSegmentation(
+                inputs, self.ui.diseaseComboBox.currentData or "unknown", referenceChannel=reference,
                 device=self.ui.deviceComboBox.currentData or "auto",
-                probabilityVolume=self.ui.probabilityCheckBox.checked,
-            )
-            self._processKind = "segment"
-            self._running(True, _("Cancel"))
+                probabilityVolume=self.ui.probabilityCheckBox.checked)
+            self._startJob(Job("segment", process, self.ui.applyButton, self.ui.applyButton.text, outputNode=output,
+                               overwrite=overwrite, referenceNode=inputs.get(reference) if reference else None),
+                           _("Cancel"))
 
     def onTrainButton(self) -> None:
-        if self._process is not None:
-            self._cancelProcess()
+        if self._job is not None:
+            if self._job.kind == "episode":
+                self._cancelJob()
             return
         if not self._ensureLogic():
             return
-        source = self.ui.casesPathLineEdit.currentPath
+        folder, manifest = self._pathText(self.ui.casesDirectoryButton.directory), \
+            self._pathText(self.ui.casesManifestLineEdit.currentPath)
         with slicer.util.tryWithErrorDisplay(_("Could not start the episode."), waitCursor=True):
+            if folder and manifest:
+                raise ValueError(_("Give a case folder or a manifest, not both."))
+            sceneCases = []
             if self.ui.useCurrentCaseCheckBox.checked:
                 annotation = self.ui.outputSegmentationSelector.currentNode()
                 if annotation is None:
                     raise ValueError(_("Select the annotated segmentation in the Output selector."))
-                folder = tempfile.mkdtemp(prefix="BrainLesionCL-cases-")
-                self.logic.writeSceneCases([(self._inputs(), annotation)], folder)
-                if source:
-                    raise ValueError(_("Use either the current case or a case folder, not both, in one episode."))
-                source = folder
-            if not source:
-                raise ValueError(_("Choose a case folder or manifest, or include the current case."))
-            self._process = self.logic.startEpisode(
-                source, self.ui.diseaseComboBox.currentText, strategy=self.ui.strategyComboBox.currentText,
-                epochs=self.ui.epochsSpinBox.value, cropSize=self.ui.cropSpinBox.value,
-                device=self.ui.deviceComboBox.currentData or "auto")
-            self._processKind = "episode"
-            self._running(True, _("Cancel training"), button=self.ui.trainButton)
+                sceneCases = [(self._inputs(), annotation)]
+            process = self.logic.engine.startEpisode(
+                folder or manifest or None, self.ui.diseaseComboBox.currentData or "unknown",
+                strategy=self.ui.strategyComboBox.currentData or "ours", epochs=self.ui.epochsSpinBox.value,
+                cropSize=self.ui.cropSpinBox.value, device=self.ui.deviceComboBox.currentData or "auto",
+                sceneCases=sceneCases)
+            self._startJob(Job("episode", process, self.ui.trainButton, self.ui.trainButton.text),
+                           _("Cancel training"))
+
+    @staticmethod
+    def _pathText(value) -> str:
+        text = str(value or "").strip()
+        return "" if text in ("", ".") else text
 
     def onModalityStudy(self) -> None:
-        """Every subset of the mapped inputs, in this process (one inference each); the button cancels."""
-        from brainlesioncl.errors import CancelledError
-
-        if getattr(self, "_studyRunning", False):
-            self._studyCancelled = True
+        """Every subset of the mapped inputs, in the engine's child process; the button cancels."""
+        if self._job is not None:
+            if self._job.kind == "study":
+                self._cancelJob()
             return
         if not self._ensureLogic():
             return
         annotation = (self.ui.outputSegmentationSelector.currentNode() if self.ui.useCurrentCaseCheckBox.checked
                       else None)
-        self._studyRunning, self._studyCancelled = True, False
-        savedText = self.ui.modalityStudyButton.text
-        self.ui.modalityStudyButton.text = _("Cancel study")
+        with slicer.util.tryWithErrorDisplay(_("Could not start the modality study."), waitCursor=True):
+            process = self.logic.engine.startModalityStudy(
+                self._inputs(), self.ui.diseaseComboBox.currentData or "unknown", annotation,
+                device=self.ui.deviceComboBox.currentData or "auto")
+            self._startJob(Job("study", process, self.ui.modalityStudyButton, self.ui.modalityStudyButton.text),
+                           _("Cancel study"))
 
-        def progress(fraction: float, stage: str) -> None:
-            self.ui.progressBar.value = int(100 * fraction)
-            self._status(stage)
-            slicer.app.processEvents()  # keeps the GUI and the Cancel button responsive between inferences
+    def _startJob(self, job: Job, cancelText: str) -> None:
+        self._job = job
+        job.button.text = cancelText
+        self.ui.progressBar.value = 0
+        self._timer.start()
+        self._updateValidation()
 
-        try:
-            with slicer.util.tryWithErrorDisplay(_("Modality study failed."), waitCursor=True):
-                try:
-                    study = self.logic.modalityStudy(
-                        self._inputs(), self.ui.diseaseComboBox.currentText, annotation,
-                        device=self.ui.deviceComboBox.currentData or "auto", progress=progress,
-                        cancel=lambda: self._studyCancelled)
-                except CancelledError:
-                    self._status(_("Modality study cancelled."))
-                    return
-                self._log(study.summary())
-                self._status(study.summary().splitlines()[-1])
-        finally:
-            self._studyRunning = False
-            self.ui.modalityStudyButton.text = savedText
-
-    def _running(self, running: bool, text: str | None = None, button=None) -> None:
-        button = button or (self.ui.trainButton if self._processKind == "episode" else self.ui.applyButton)
-        if running:
-            self._savedText = button.text
-            button.text = text
-            self.ui.progressBar.value = 0
-            self._timer.start()
-        else:
-            self._timer.stop()
-            button.text = getattr(self, "_savedText", button.text)
+    def _endJob(self) -> Job:
+        job, self._job = self._job, None
+        self._timer.stop()
+        job.button.text = job.idleText
+        return job
 
     def _onPoll(self) -> None:
         from BrainLesionCLLib import ProcessState
 
-        process = self._process
-        if process is None:
+        job = self._job
+        if job is None:
             return
+        process = job.process
         state = process.poll()
         self.ui.progressBar.value = int(100 * process.fraction)
         self._status(f"{process.stage} ({process.elapsed:.0f} s)")
-        for line in process.log[getattr(self, "_logged", 0):]:
+        for line in process.log[job.logged:]:
             self._log(line)
-        self._logged = len(process.log)
+        job.logged = len(process.log)
         if state is ProcessState.RUNNING:
             return
-        self._running(False)
-        self._process, self._logged = None, 0
+        self._endJob()
         if state is ProcessState.CANCELLED:
+            process.discardWork()
             self._status(_("Cancelled after {s:.0f} s; nothing was written.").format(s=process.elapsed))
-        elif self._processKind == "segment":
-            with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
-                outcome = self.logic.finishSegmentation(
-                    process, self.ui.outputSegmentationSelector.currentNode(), overwrite=self._overwrite)
-                self.ui.outputSegmentationSelector.setCurrentNode(outcome.segmentationNode)
-                slicer.util.setSliceViewerLayers(background=self._inputs().get(
-                    self.ui.referenceComboBox.currentText))
-                self._status(_("Done in {s:.1f} s with {model}: {ml:.2f} mL in {n} lesion(s).").format(
-                    s=outcome.seconds, model=outcome.modelVersion, ml=outcome.lesionVolumeMl, n=outcome.lesionCount))
+        elif job.kind == "segment":
+            self._finishSegmentation(job)
+        elif job.kind == "study":
+            with slicer.util.tryWithErrorDisplay(_("Modality study failed."), waitCursor=True):
+                study = self.logic.engine.finishModalityStudy(process)
+                self._log(study.summary())
+                self._status(study.summary().splitlines()[-1])
         else:
+            process.discardWork()
             if state is ProcessState.SUCCEEDED:
                 version = (process.summary or {}).get("version")
                 self._status(_("New model version {v} after {s:.0f} s. Activate it in the table to use it.").format(
@@ -433,18 +638,55 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.errorDisplay(_("Episode failed: {error}").format(error=process.error))
         self._updateValidation()
 
-    def _cancelProcess(self) -> None:
-        if self._process is not None:
-            self._process.cancel()
+    def _finishSegmentation(self, job: Job) -> None:
+        """Import the result into the output chosen when Segment was pressed (not the selector's current node)."""
+        with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
+            outcome = self.logic.engine.finishSegmentation(job.process, job.outputNode, overwrite=job.overwrite)
+            self.ui.outputSegmentationSelector.setCurrentNode(outcome.segmentationNode)
+            slicer.util.setSliceViewerLayers(background=job.referenceNode)
+            if self.ui.show3DCheckBox.checked and outcome.segmentationNode.GetSegmentation().GetNumberOfSegments():
+                outcome.segmentationNode.CreateClosedSurfaceRepresentation()
+            self._showLesions(outcome)
+            self._hideOwnVolumes()
+            self._status(_("Done in {s:.1f} s with {model}: {ml:.2f} mL in {n} lesion(s).").format(
+                s=outcome.seconds, model=outcome.modelVersion, ml=outcome.lesionVolumeMl, n=outcome.lesionCount))
+
+    def _showLesions(self, outcome) -> None:
+        self._lesions = list(outcome.lesions)
+        self.logic.engine.lesionTableNode(outcome)
+        self.ui.lesionTable.setRowCount(len(self._lesions))
+        for row, lesion in enumerate(self._lesions):
+            probability = "" if lesion.mean_probability is None else f"{lesion.mean_probability:.2f}"
+            values = [str(lesion.index), f"{lesion.volume_ml:.3f}", f"{lesion.largest_diameter_mm:.1f}",
+                      ", ".join(f"{v:.1f}" for v in lesion.centroid_ras), probability]
+            for column, value in enumerate(values):
+                self.ui.lesionTable.setItem(row, column, qt.QTableWidgetItem(value))
+        self.ui.lesionTable.resizeColumnsToContents()
+
+    def onLesionClicked(self, row: int, _column: int = 0) -> None:
+        """Centre every slice view on the clicked lesion."""
+        lesions = getattr(self, "_lesions", [])
+        if 0 <= row < len(lesions):
+            r, a, s = lesions[row].centroid_ras
+            slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
+
+    def _cancelJob(self) -> None:
+        if self._job is not None:
+            job = self._endJob()
+            job.process.cancel()  # kills the process tree and removes its temporary folders
+            self._status(_("Cancelled; nothing was written."))
+            self._updateValidation()
 
     # -------------------------------------------------------------------------------------------- models
     def _refreshModelTable(self) -> None:
-        infos = self.logic.listModels()
+        infos = self.logic.engine.listModels()
         self.ui.modelTable.setRowCount(len(infos))
         for row, info in enumerate(infos):
             dice = (info.metrics or {}).get("validation", {}).get("dice") if isinstance(info.metrics, dict) else None
             values = [info.version + (" (active)" if info.active else ""), info.parent or "",
-                      ", ".join(info.disease_slots), info.created[:16], "" if dice is None else f"{dice:.3f}"]
+                      ", ".join(info.disease_slots), info.created[:16],
+                      _("damaged: {why}").format(why=info.problem) if getattr(info, "problem", None) else
+                      ("" if dice is None else f"{dice:.3f}")]
             for column, value in enumerate(values):
                 self.ui.modelTable.setItem(row, column, qt.QTableWidgetItem(value))
         self.ui.modelTable.resizeColumnsToContents()
@@ -459,23 +701,23 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onActivate(self) -> None:
         if self._ensureLogic() and (version := self._selectedVersion()):
             with slicer.util.tryWithErrorDisplay(_("Could not activate the version.")):
-                self.logic.activateModel(version)
+                self.logic.engine.activateModel(version)
                 self._buildModelControls()
 
     def onRollback(self) -> None:
         if self._ensureLogic():
             with slicer.util.tryWithErrorDisplay(_("Could not roll back.")):
-                self._status(_("Rolled back to {v}.").format(v=self.logic.rollbackModel()))
+                self._status(_("Rolled back to {v}.").format(v=self.logic.engine.rollbackModel()))
                 self._buildModelControls()
 
     def onImport(self) -> None:
         if not self._ensureLogic():
             return
         path = qt.QFileDialog.getOpenFileName(None, _("Import published weights"), "",
-                                              "PyTorch checkpoints (*.pt *.pth);;All files (*)")
+                                              "PyTorch checkpoints (*.pt *.pth *.safetensors);;All files (*)")
         if path:
             with slicer.util.tryWithErrorDisplay(_("Could not import the weights."), waitCursor=True):
-                self._status(_("Imported as {v}.").format(v=self.logic.importModel(path)))
+                self._status(_("Imported as {v}.").format(v=self.logic.engine.importModel(path)))
                 self._refreshModelTable()
 
     def onExport(self) -> None:
@@ -483,7 +725,14 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             folder = qt.QFileDialog.getExistingDirectory(None, _("Export to folder"))
             if folder:
                 with slicer.util.tryWithErrorDisplay(_("Could not export."), waitCursor=True):
-                    self._status(str(self.logic.exportModel(version, os.path.join(folder, version))))
+                    self._status(str(self.logic.engine.exportModel(version, os.path.join(folder, version))))
+
+    def onReload(self) -> None:
+        """Reload the Qt-free package too, so a developer's edit to the logic takes effect."""
+        for name in sorted((n for n in sys.modules if n == "BrainLesionCLLib" or n.startswith("BrainLesionCLLib.")),
+                           reverse=True):
+            importlib.reload(sys.modules[name])
+        ScriptedLoadableModuleWidget.onReload(self)
 
     # ------------------------------------------------------------------------------------------ helpers
     def _status(self, text: str) -> None:
@@ -495,47 +744,70 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class BrainLesionCLTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer: segments a generated tumour phantom with the shipped model and checks the result."""
+    """Runs inside Slicer ("Reload and Test"): what a clinician does, through the widget, then the logic."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        if unsupportedSlicerMessage() or missingPackages():
+            self.skipTest(unsupportedSlicerMessage() or f"packages missing: {', '.join(missingPackages())}")
+        self.setUp()
+        self.test_widget_segments_a_phantom()
         self.setUp()
         self.test_segment_phantom()
+        self.setUp()
         self.test_overwrite_needs_confirmation()
 
     def _phantomNodes(self):
-        import BrainLesionCLLib  # noqa: F401  (puts the engine on sys.path)
+        return loadPhantomCase()
+
+    def _truth(self):
         import SimpleITK as sitk
-        from BrainLesionCLLib.mrml_io import ijk_to_ras_of_image
 
         from brainlesioncl.phantoms import PhantomConfig, generate_case
 
         case = generate_case(PhantomConfig(disease="tumour", modalities=("FLAIR", "T1", "T1c", "T2"),
                                            size=(104, 120, 96), spacing=1.5, seed=4242))
-        nodes = {}
-        for modality, image in case.images.items():
-            nodes[modality] = slicer.util.addVolumeFromArray(sitk.GetArrayFromImage(image),
-                                                             ijkToRAS=ijk_to_ras_of_image(image),
-                                                             name=f"phantom {modality}")
-        return nodes, sitk.GetArrayFromImage(case.label) > 0
+        return sitk.GetArrayFromImage(case.label) > 0
+
+    def test_widget_segments_a_phantom(self):
+        """The panel's own flow: setup, Auto-map, Segment in the child process, poll to the end, the result."""
+        self.delayDisplay("Segmenting a phantom through the panel")
+        nodes = self._phantomNodes()
+        widget = slicer.modules.brainlesioncl.widgetRepresentation().self()
+        widget.ui.autoMapButton.click()
+        self.assertEqual(widget.ui.referenceComboBox.currentText, widget.ui.referenceComboBox.itemText(0))
+        widget.ui.diseaseComboBox.currentIndex = widget.ui.diseaseComboBox.findData("tumour")
+        widget.ui.outputSegmentationSelector.setCurrentNode(None)
+        widget.ui.applyButton.click()
+        deadline = time.time() + 600
+        while widget._job is not None and time.time() < deadline:
+            widget._onPoll()
+            slicer.app.processEvents()
+            time.sleep(0.2)
+        output = widget.ui.outputSegmentationSelector.currentNode()
+        self.assertIsNotNone(output)
+        segmentId = output.GetSegmentation().GetNthSegmentID(0)
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(output, segmentId, nodes["FLAIR"]) > 0
+        truth = self._truth()
+        dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
+        self.assertGreater(dice, 0.6)
+        self.assertGreater(widget.ui.lesionTable.rowCount, 0)
 
     def test_segment_phantom(self):
-        self.delayDisplay("Segmenting a tumour phantom with the shipped model")
-        if not ensureDependencies():
-            self.skipTest("dependencies not installed")
+        self.delayDisplay("Segmenting a tumour phantom with the shipped model (console API)")
         import BrainLesionCLLib
 
-        nodes, truth = self._phantomNodes()
+        nodes = self._phantomNodes()
         logic = BrainLesionCLLib.BrainLesionCLLogic()
         started = time.perf_counter()
         outcome = logic.segment(nodes, disease="tumour", referenceChannel="FLAIR")
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(outcome.segmentationNode, outcome.segmentId,
                                                           nodes["FLAIR"]) > 0
+        truth = self._truth()
         dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
-        self.delayDisplay(json.dumps({"dice": round(float(dice), 3), "seconds": round(time.perf_counter() - started,
-                                                                                      1)}))
+        self.delayDisplay(f"Dice {dice:.3f} in {time.perf_counter() - started:.1f} s")
         self.assertGreater(dice, 0.6)
         self.assertEqual(outcome.segmentationNode.GetSegmentation().GetSegment(outcome.segmentId).GetName(), "Tumour")
         self.assertGreater(outcome.lesionVolumeMl, 1.0)
@@ -545,7 +817,7 @@ class BrainLesionCLTest(ScriptedLoadableModuleTest):
 
         from brainlesioncl.errors import OutputPathError
 
-        nodes, _truth = self._phantomNodes()
+        nodes = self._phantomNodes()
         existing = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "manual")
         existing.GetSegmentation().AddEmptySegment("", "manual", (0, 1, 0))
         with self.assertRaises(OutputPathError):
@@ -553,4 +825,3 @@ class BrainLesionCLTest(ScriptedLoadableModuleTest):
                                                           outputSegmentation=existing)
         self.assertEqual(existing.GetSegmentation().GetNthSegment(0).GetName(), "manual")
         self.delayDisplay("Test passed")
-

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,19 +35,23 @@ import slicer
 from brainlesioncl.errors import BrainLesionCLError, ChannelMappingError, OutputPathError
 from brainlesioncl.inference import Segmenter, resolve_disease_model
 from brainlesioncl.inference.segmenter import label_statistics
+from brainlesioncl.lesion_report import lesion_rows
 from brainlesioncl.modalities import guess_modality, map_channels, resolve_disease, resolve_modality
 from brainlesioncl.preprocessing.geometry import same_geometry
 from brainlesioncl.registry import ModelRegistry
 
 from .mrml_io import label_into_segment, segment_to_image, volume_to_image
 from .process import EngineProcess
-from .terminology import METASTASIS_CLASSES, style_for
+from .terminology import METASTASIS_CLASSES, load_terminology, style_for
 
-__all__ = ["BrainLesionCLLogic", "ModalityStudyOutcome", "SegmentOutcome"]
+__all__ = ["BrainLesionCLLogic", "ModalityStudyOutcome", "SegmentOutcome", "PROBABILITY_ROLE", "ROLE_ATTRIBUTE"]
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
+#: Node attribute marking volumes this module created (never offered as inputs).
+ROLE_ATTRIBUTE = "BrainLesionCL.Role"
+PROBABILITY_ROLE = "probability"
 
 
 @dataclass
@@ -61,6 +65,8 @@ class SegmentOutcome:
     modelVersion: str
     seconds: float
     probabilityNode: object | None = None
+    #: One row per lesion, largest first (brainlesioncl.lesion_report.LesionRow).
+    lesions: list = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +108,7 @@ class BrainLesionCLLogic:
             lambda registry, version, device: Segmenter.from_bundle(registry.get(version), device=device)
         )
         self._networkFactory = networkFactory or (lambda registry, version: registry.get(version).build())
+        load_terminology(slicer)  # the module's SNOMED CT context, where Slicer's Terminologies module exists
 
     # ------------------------------------------------------------------------------------------------- models
     def activeModel(self) -> str:
@@ -116,6 +123,14 @@ class BrainLesionCLLogic:
         slots = list(self.registry.get(version).metadata.disease_slots)
         extra = [d for d in ("metastasis", "unknown") if d not in slots]
         return slots + (extra if "tumour" in slots else ["unknown"])
+
+    @staticmethod
+    def strategyNames() -> list[str]:
+        """Continual-learning strategies an episode can use (the default first; the benchmark-only joint bound out)."""
+        from brainlesioncl.continual import STRATEGIES
+
+        names = [name for name, cls in STRATEGIES.items() if not cls.replays_data]
+        return sorted(names, key=lambda name: (name != "ours", names.index(name)))
 
     def listModels(self):
         return self.registry.list()
@@ -132,6 +147,20 @@ class BrainLesionCLLogic:
 
     def exportModel(self, version: str, destination: str) -> Path:
         return self.registry.export(version, destination)
+
+    def environmentReport(self) -> str:
+        """Package versions and where models live, for the Advanced panel and bug reports."""
+        import sys
+
+        from brainlesioncl import __version__
+
+        versions = [f"BrainLesionCL {__version__}", f"Python {sys.version.split()[0]}"]
+        for module in ("torch", "monai", "SimpleITK", "numpy"):
+            try:
+                versions.append(f"{module} {__import__(module).__version__}")
+            except (ImportError, AttributeError):
+                versions.append(f"{module} missing")
+        return f"{', '.join(versions)}. Model folder: {self.registry.root}"
 
     @staticmethod
     def detectDevices() -> list[tuple[str, str]]:
@@ -162,11 +191,20 @@ class BrainLesionCLLogic:
                     texts.append(description)
         return " ".join(t for t in texts if t)
 
+    @staticmethod
+    def isInputCandidate(node) -> bool:
+        """Whether a volume may be an input: not a labelmap, not one of this module's own probability volumes."""
+        return (node is not None and not node.IsA("vtkMRMLLabelMapVolumeNode")
+                and node.GetAttribute(ROLE_ATTRIBUTE) != PROBABILITY_ROLE)
+
     def autoMapChannels(self, volumeNodes: Iterable, channels: Sequence[str]) -> dict[str, object]:
-        """Guess ``{channel: volume}`` from names/series descriptions (first match wins; ambiguous names skipped)."""
+        """Guess ``{channel: volume}`` from names/series descriptions (first match wins; ambiguous names skipped).
+        Labelmaps and this module's probability volumes are never candidates."""
         wanted = {resolve_modality(c) for c in channels}
         mapping: dict[str, object] = {}
         for node in volumeNodes:
+            if not self.isInputCandidate(node):
+                continue
             modality = guess_modality(self.describeVolume(node))
             if modality in wanted and modality.value not in mapping:
                 mapping[modality.value] = node
@@ -191,7 +229,7 @@ class BrainLesionCLLogic:
         chosen = {k: v for k, v in inputs.items() if v is not None}
         if len(chosen) < 2:
             return None
-        reference_name = referenceChannel or next(iter(chosen))
+        reference_name = referenceChannel if referenceChannel in chosen else next(iter(chosen))
         reference = volume_to_image(chosen[reference_name])
         differing = [name for name, node in chosen.items()
                      if name != reference_name and not same_geometry(volume_to_image(node), reference, tol=1e-3)]
@@ -200,6 +238,23 @@ class BrainLesionCLLogic:
         return (f"{', '.join(differing)} {'is' if len(differing) == 1 else 'are'} on a different grid than "
                 f"{reference_name}; {'it' if len(differing) == 1 else 'they'} will be resampled onto "
                 f"{reference_name}'s grid, where the segmentation is created.")
+
+    @staticmethod
+    def referenceFor(mapped: Mapping, referenceChannel: str | None):
+        """The mapped modality whose grid the result takes: the one asked for, else the first mapped.
+
+        Raises:
+            ChannelMappingError: the asked-for reference channel has no volume.
+        """
+        if not referenceChannel:
+            return next(iter(mapped))
+        key = resolve_modality(referenceChannel)
+        if key not in mapped:
+            raise ChannelMappingError(
+                f"The reference channel {key.value} has no volume; pick one of the mapped channels "
+                f"({', '.join(m.value for m in mapped)}) as reference."
+            )
+        return key
 
     # ---------------------------------------------------------------------------------------------- segment
     def _prepareOutput(self, outputSegmentation, reference, overwrite: bool):
@@ -231,6 +286,9 @@ class BrainLesionCLLogic:
     def _import(self, label: sitk.Image, probability: sitk.Image | None, reference, disease: str, outputSegmentation,
                 overwrite: bool) -> tuple[object, str, object | None]:
         segmentation = self._prepareOutput(outputSegmentation, reference, overwrite)
+        # Under the reference's transform *before* the import: the label is on the reference's local grid, and the
+        # import places it in the segmentation's frame (a later move would shift it by the transform).
+        segmentation.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
         values = set(np.unique(sitk.GetArrayViewFromImage(label)).tolist()) - {0}
         if values - {1}:  # a multi-class result (the two-stage metastasis model): one named segment per class
             segment_ids = []
@@ -243,7 +301,6 @@ class BrainLesionCLLogic:
             style = style_for(disease)
             segment_id = label_into_segment(label, reference, segmentation, name=style.name, color=style.color,
                                             terminology=style.terminology)
-        segmentation.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
         display = segmentation.GetDisplayNode()
         if display is not None:
             display.SetVisibility(True)
@@ -253,6 +310,7 @@ class BrainLesionCLLogic:
             probability_node = slicer.util.addVolumeFromArray(
                 sitk.GetArrayFromImage(probability).astype(np.float32), ijkToRAS=self._localIJKToRAS(reference),
                 name=slicer.mrmlScene.GenerateUniqueName(f"{reference.GetName()} lesion probability"))
+            probability_node.SetAttribute(ROLE_ATTRIBUTE, PROBABILITY_ROLE)
             probability_node.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
             self._placeWithStudy(probability_node, reference)
         return segmentation, segment_id, probability_node
@@ -292,10 +350,7 @@ class BrainLesionCLLogic:
         version = resolve_disease_model(self.registry, disease, model)
         channel_names = self.modelChannels(version)
         mapped = map_channels(chosen, channel_names)  # raises with the reason before any work
-        reference_key = resolve_modality(referenceChannel) if referenceChannel else next(iter(
-            resolve_modality(k) for k in chosen))
-        if reference_key not in mapped:
-            raise ChannelMappingError(f"The reference channel {reference_key.value} has no volume.")
+        reference_key = self.referenceFor(mapped, referenceChannel)
         reference = mapped[reference_key]
         if outputSegmentation is not None and outputSegmentation.GetSegmentation().GetNumberOfSegments() and not \
                 overwrite:
@@ -307,7 +362,8 @@ class BrainLesionCLLogic:
             result.label, result.probability if probabilityVolume else None, reference, disease, outputSegmentation,
             overwrite)
         return SegmentOutcome(segmentation, segment_id, result.lesion_volume_ml, result.lesion_count,
-                              result.model_version, time.perf_counter() - start, probability_node)
+                              result.model_version, time.perf_counter() - start, probability_node,
+                              lesion_rows(result.label, result.probability))
 
     def startSegmentation(
         self,
@@ -324,20 +380,22 @@ class BrainLesionCLLogic:
         chosen = {k: v for k, v in inputs.items() if v is not None}
         version = resolve_disease_model(self.registry, disease, model)
         mapped = map_channels(chosen, self.modelChannels(version))
+        reference_key = self.referenceFor(mapped, referenceChannel)  # before anything is written
         work = Path(workDir or tempfile.mkdtemp(prefix="BrainLesionCL-"))
-        arguments = ["--registry", str(self.registry.root), "segment", "--disease", resolve_disease(disease).value,
-                     "--model", version, "--device", device, "--progress", "json",
-                     "--output", str(work / "label.nrrd")]
-        reference_key = resolve_modality(referenceChannel) if referenceChannel else next(iter(mapped))
-        ordered = [reference_key, *[m for m in mapped if m is not reference_key]]
-        for modality in ordered:
-            path = work / f"{modality.value}.nrrd"
-            sitk.WriteImage(volume_to_image(mapped[modality]), str(path), True)
-            arguments += ["--input", f"{modality.value}={path}"]
-        arguments += ["--reference", reference_key.value]
-        if probabilityVolume:
-            arguments += ["--probabilities", str(work / "probability.nrrd")]
-        process = EngineProcess(arguments).start()
+        try:
+            arguments = ["--registry", str(self.registry.root), "segment", "--disease",
+                         resolve_disease(disease).value, "--model", version, "--device", device, "--progress", "json",
+                         "--output", str(work / "label.nrrd")]
+            ordered = [reference_key, *[m for m in mapped if m is not reference_key]]
+            for modality in ordered:
+                path = work / f"{modality.value}.nrrd"
+                sitk.WriteImage(volume_to_image(mapped[modality]), str(path), True)
+                arguments += ["--input", f"{modality.value}={path}"]
+            arguments += ["--reference", reference_key.value, "--probabilities", str(work / "probability.nrrd")]
+            process = EngineProcess(arguments, workDirs=[work]).start()
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)  # patient images never stay behind a failed start
+            raise
         process.context = {"work": work, "reference": mapped[reference_key], "disease": disease,  # type: ignore
                            "probability": probabilityVolume}
         return process
@@ -351,15 +409,16 @@ class BrainLesionCLLogic:
             if process.returncode != 0:
                 raise BrainLesionCLError(f"Segmentation failed: {process.error}")
             label = sitk.ReadImage(str(work / "label.nrrd"))
-            probability = sitk.ReadImage(str(work / "probability.nrrd")) if context["probability"] else None
+            probability = sitk.ReadImage(str(work / "probability.nrrd"))
             segmentation, segment_id, probability_node = self._import(
-                label, probability, context["reference"], context["disease"], outputSegmentation, overwrite)
+                label, probability if context["probability"] else None, context["reference"], context["disease"],
+                outputSegmentation, overwrite)
             volume, count = label_statistics(label)
             version = (process.summary or {}).get("model", "")
             return SegmentOutcome(segmentation, segment_id, volume, count, version, process.elapsed,
-                                  probability_node)
+                                  probability_node, lesion_rows(label, probability))
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            process.discardWork()
 
     # ----------------------------------------------------------------------------------------- modality study
     def modalityStudy(self, inputs: Mapping[str, object], disease: str = "unknown", annotation=None, *,
@@ -392,6 +451,43 @@ class BrainLesionCLLogic:
                                 cancel=cancel)
         return ModalityStudyOutcome(scores, input_importance(scores),
                                     "annotation" if annotation is not None else "full-input segmentation", version)
+
+    def startModalityStudy(self, inputs: Mapping[str, object], disease: str = "unknown", annotation=None, *,
+                           model: str | None = None, device: str = "auto") -> EngineProcess:
+        """The modality study in a child process (the widget's path: 2^n - 1 inferences must not freeze the GUI).
+        Finish with :meth:`finishModalityStudy`; the case is written to a temporary folder removed on every exit."""
+        version = model or self.registry.active()
+        work = Path(tempfile.mkdtemp(prefix="BrainLesionCL-study-"))
+        try:
+            self.writeCaseFolder(inputs, annotation, work / "cases" / "case000")
+            arguments = ["--registry", str(self.registry.root), "modality-study", str(work / "cases"), "--disease",
+                         resolve_disease(disease).value, "--model", version, "--device", device, "--progress", "json",
+                         "--output-dir", str(work / "study"),
+                         "--against", "label" if annotation is not None else "full"]
+            process = EngineProcess(arguments, workDirs=[work]).start()
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        process.context = {"work": work, "version": version, "annotated": annotation is not None}  # type: ignore
+        return process
+
+    def finishModalityStudy(self, process: EngineProcess) -> ModalityStudyOutcome:
+        """Read a finished child-process study, then delete its temporary files."""
+        import csv
+
+        from brainlesioncl.modality_study import SubsetScore, input_importance
+
+        context = process.context  # type: ignore[attr-defined]
+        try:
+            if process.returncode != 0:
+                raise BrainLesionCLError(f"Modality study failed: {process.error}")
+            with open(context["work"] / "study" / "modality_study.csv", encoding="utf-8") as fh:
+                scores = [SubsetScore(tuple(row["modalities"].split("+")), float(row["dice"]),
+                                      float(row["drop_from_all"]), int(row["cases"])) for row in csv.DictReader(fh)]
+            return ModalityStudyOutcome(scores, input_importance(scores), "annotation" if context["annotated"] else
+                                        "full-input segmentation", context["version"])
+        finally:
+            process.discardWork()
 
     # ---------------------------------------------------------------------------------------------- episodes
     def caseFromScene(self, inputs: Mapping[str, object], segmentationNode, segmentId: str | None = None,
@@ -433,27 +529,80 @@ class BrainLesionCLLogic:
                                device=device, progress=progress, cancel=cancel)
         return result.version
 
-    def startEpisode(self, casesSource: str, disease: str, *, strategy: str = "ours", epochs: int = 20,
-                     cropSize: int = 64, device: str = "auto", parent: str | None = None) -> EngineProcess:
-        """Train an episode in a child process (the widget's path); the summary names the new version."""
-        arguments = ["--registry", str(self.registry.root), "episode", str(casesSource), "--disease",
-                     resolve_disease(disease).value, "--strategy", strategy, "--epochs", str(epochs),
-                     "--crop-size", str(cropSize), "--device", device, "--progress", "json"]
-        if parent:
-            arguments += ["--parent", parent]
-        return EngineProcess(arguments).start()
+    def startEpisode(self, casesSource: str | None, disease: str, *, strategy: str = "ours", epochs: int = 20,
+                     cropSize: int = 64, device: str = "auto", parent: str | None = None,
+                     sceneCases: Sequence[tuple[Mapping[str, object], object]] = ()) -> EngineProcess:
+        """Train an episode in a child process (the widget's path); the summary names the new version.
+
+        ``casesSource``: a case folder or manifest; or ``sceneCases`` (``(inputs, annotation)`` pairs from the scene),
+        written to a temporary folder that is removed when the process is finished, cancelled or fails to start.
+        One episode learns from one source: giving both is an error raised before anything is written.
+        """
+        if casesSource and sceneCases:
+            raise BrainLesionCLError("Use either the current case or a case folder/manifest in one episode, not both.")
+        if not casesSource and not sceneCases:
+            raise BrainLesionCLError("Choose a case folder or manifest, or include the current case.")
+        work = Path(tempfile.mkdtemp(prefix="BrainLesionCL-cases-")) if sceneCases else None
+        try:
+            if work is not None:
+                self.writeSceneCases(sceneCases, str(work))
+            arguments = ["--registry", str(self.registry.root), "episode", str(work or casesSource), "--disease",
+                         resolve_disease(disease).value, "--strategy", strategy, "--epochs", str(epochs),
+                         "--crop-size", str(cropSize), "--device", device, "--progress", "json"]
+            if parent:
+                arguments += ["--parent", parent]
+            return EngineProcess(arguments, workDirs=[work] if work is not None else []).start()
+        except BaseException:
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
+            raise
 
     def writeSceneCases(self, cases: Sequence[tuple[Mapping[str, object], object]], folder: str) -> Path:
         """Write scene cases as a case folder the child-process episode reads (one sub-folder per case)."""
         root = Path(folder)
         for i, (inputs, segmentation) in enumerate(cases):
-            chosen = {resolve_modality(k): v for k, v in inputs.items() if v is not None}
-            case_dir = root / f"case{i:03d}"
-            case_dir.mkdir(parents=True, exist_ok=False)
-            reference = next(iter(chosen.values()))
-            for modality, node in chosen.items():
-                sitk.WriteImage(volume_to_image(node), str(case_dir / f"{modality.value.lower()}.nrrd"), True)
-            segment_id = segmentation.GetSegmentation().GetNthSegmentID(0)
-            sitk.WriteImage(segment_to_image(segmentation, segment_id, reference), str(case_dir / "label.nrrd"), True)
+            self.writeCaseFolder(inputs, segmentation, root / f"case{i:03d}")
         return root
 
+    def writeCaseFolder(self, inputs: Mapping[str, object], annotation, folder: Path) -> Path:
+        """One case as ``<modality>.nrrd`` files (+ ``label.nrrd`` from the annotation's first segment, if given)."""
+        chosen = {resolve_modality(k): v for k, v in inputs.items() if v is not None}
+        if not chosen:
+            raise ChannelMappingError("No volume is mapped to a channel; map the case's volumes first.")
+        folder.mkdir(parents=True, exist_ok=False)
+        reference = next(iter(chosen.values()))
+        for modality, node in chosen.items():
+            sitk.WriteImage(volume_to_image(node), str(folder / f"{modality.value.lower()}.nrrd"), True)
+        if annotation is not None:
+            segment_id = annotation.GetSegmentation().GetNthSegmentID(0)
+            if not segment_id:
+                raise BrainLesionCLError(f"Segmentation '{annotation.GetName()}' has no segment to learn from.")
+            sitk.WriteImage(segment_to_image(annotation, segment_id, reference), str(folder / "label.nrrd"), True)
+        return folder
+
+    # --------------------------------------------------------------------------------------------- lesion table
+    @staticmethod
+    def lesionTableNode(outcome: SegmentOutcome, tableNode=None):
+        """The outcome's lesions as a table node (one row per lesion, largest first), placed beside the result."""
+        if tableNode is None:
+            tableNode = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(f"{outcome.segmentationNode.GetName()} table"))
+        table = tableNode.GetTable()
+        table.Initialize()
+        import vtk
+
+        columns = [("Lesion", vtk.vtkIntArray), ("Volume (mL)", vtk.vtkDoubleArray),
+                   ("Largest diameter (mm)", vtk.vtkDoubleArray), ("R", vtk.vtkDoubleArray),
+                   ("A", vtk.vtkDoubleArray), ("S", vtk.vtkDoubleArray), ("Mean probability", vtk.vtkDoubleArray)]
+        for name, cls in columns:
+            array = cls()
+            array.SetName(name)
+            table.AddColumn(array)
+        for row in outcome.lesions:
+            values = [row.index, row.volume_ml, row.largest_diameter_mm, *row.centroid_ras,
+                      float("nan") if row.mean_probability is None else row.mean_probability]
+            index = table.InsertNextBlankRow()
+            for column, value in enumerate(values):
+                table.SetValue(index, column, vtk.vtkVariant(value))
+        tableNode.Modified()
+        return tableNode

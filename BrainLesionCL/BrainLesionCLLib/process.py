@@ -3,7 +3,10 @@
 The child prints ``PROGRESS {"fraction": f, "stage": s}`` lines (``--progress json``) and a final JSON summary. A
 reader thread queues every line; the owner calls :meth:`EngineProcess.poll` from its own loop (a ``QTimer`` in the
 widget, ``time.sleep`` in a script or test) and gets the latest progress. :meth:`EngineProcess.cancel` kills the
-whole process group, so nothing the engine started keeps running. No Qt here.
+whole process tree (the process group on Linux/macOS; on Windows, where ``PythonSlicer`` is a launcher whose real
+Python would survive its parent, every descendant found with psutil, or ``taskkill /T``), so nothing the engine started
+keeps running. Temporary folders holding patient images (``workDirs``) are removed when the process is cancelled or its
+owner calls :meth:`EngineProcess.discardWork`. No Qt here.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EngineProcess", "ProcessState", "engine_command", "python_executable"]
+__all__ = ["EngineProcess", "ProcessState", "engine_command", "kill_process_tree", "python_executable"]
 
 _ENGINE_DIR = Path(__file__).resolve().parents[1] / "Lib"
 
@@ -44,6 +47,28 @@ def engine_command(arguments: Sequence[str]) -> list[str]:
     return [python_executable(), "-m", "brainlesioncl.cli.main", *arguments]
 
 
+def kill_process_tree(process: subprocess.Popen) -> None:
+    """Kill a child and all its descendants, on every platform."""
+    if os.name != "nt":
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the child leads its own session (start_new_session)
+        except ProcessLookupError:
+            pass
+        return
+    try:  # pragma: no cover - Windows
+        import psutil
+
+        parent = psutil.Process(process.pid)
+        for child in parent.children(recursive=True):
+            child.kill()
+        parent.kill()
+    except ImportError:  # pragma: no cover - Windows without psutil
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True,
+                       creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+    except Exception:  # pragma: no cover - already gone  # noqa: BLE001
+        pass
+
+
 @dataclass
 class EngineProcess:
     """One running engine command. Start with :meth:`start`; poll until :attr:`state` is not RUNNING."""
@@ -57,6 +82,8 @@ class EngineProcess:
     state: ProcessState = ProcessState.RUNNING
     started: float = 0.0
     finished: float | None = None
+    #: Temporary folders this job owns (patient images): removed by :meth:`discardWork` and by :meth:`cancel`.
+    workDirs: list = field(default_factory=list)
 
     def start(self) -> EngineProcess:
         env = {**os.environ, **self.environment}
@@ -64,11 +91,16 @@ class EngineProcess:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._cancelled = False
+        self._eof = False
         self.started = time.perf_counter()
+        env.setdefault("PYTHONIOENCODING", "utf-8")
         self._process = subprocess.Popen(
-            engine_command(self.arguments), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            engine_command(self.arguments), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+            text=True, encoding="utf-8", errors="replace",  # never the locale's codec: names may be non-ASCII
             start_new_session=(os.name != "nt"), bufsize=1,
-            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
+            # Windows: a process group of its own, and no console window popping up over Slicer.
+            creationflags=(getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+                           | getattr(subprocess, "CREATE_NO_WINDOW", 0)),
         )
         threading.Thread(target=self._read, daemon=True).start()
         return self
@@ -96,10 +128,13 @@ class EngineProcess:
             except queue.Empty:
                 break
             if line is None:
-                ended = True
+                ended = self._eof = True
                 break
             self._consume(line)
-        if ended or (self._process.poll() is not None and self._lines.empty()):
+        if not ended and self._process.poll() is not None:
+            # The process is gone: wait for the reader to drain the pipe, so the final summary line is not lost.
+            ended = self._drain(timeout=5.0)
+        if ended:
             code = self._process.wait()
             self.finished = self.finished or time.perf_counter()
             if self._cancelled:
@@ -107,6 +142,19 @@ class EngineProcess:
             else:
                 self.state = ProcessState.SUCCEEDED if code == 0 else ProcessState.FAILED
         return self.state
+
+    def _drain(self, timeout: float) -> bool:
+        deadline = time.perf_counter() + timeout
+        while not self._eof and time.perf_counter() < deadline:
+            try:
+                line = self._lines.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if line is None:
+                self._eof = True
+                return True
+            self._consume(line)
+        return True  # the reader is stuck on a pipe a grandchild still holds: report what we have
 
     def _consume(self, line: str) -> None:
         if line.startswith("PROGRESS "):
@@ -135,18 +183,18 @@ class EngineProcess:
         return self.state
 
     def cancel(self) -> None:
-        """Kill the child and everything it started. Idempotent."""
-        if self._process.poll() is not None:
-            return
-        self._cancelled = True
-        try:
-            if os.name != "nt":
-                os.killpg(self._process.pid, signal.SIGKILL)
-            else:  # pragma: no cover - Windows
-                self._process.kill()
-        except ProcessLookupError:
-            pass
-        self._process.wait()
+        """Kill the child and everything it started, and remove its temporary folders. Idempotent."""
+        if self._process.poll() is None:
+            self._cancelled = True
+            kill_process_tree(self._process)
+            self._process.wait()
+        self.discardWork()
+
+    def discardWork(self) -> None:
+        """Remove the temporary folders this job owns (the patient images written for it). Idempotent."""
+        for folder in self.workDirs:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.workDirs = []
 
     @property
     def error(self) -> str:

@@ -1,20 +1,26 @@
 """Segment names, colours and SNOMED CT terminology per disease tag.
 
-The terminology string is Slicer's ``TerminologyEntry`` tag format: context ~ category ~ type ~ type modifier ~
-anatomic context ~ region ~ region modifier, each coded as ``scheme^value^meaning``. Codes are SNOMED CT:
-49755003 Morphologically altered structure (category); 108369006 Neoplasm; 14799000 Neoplasm, metastatic;
-55641003 Infarct; 52988006 Lesion; 6574001 Necrosis; 79654002 Edema.
-"""
+The codes live in the module's own terminology context, ``Resources/Terminology/BrainLesionCL.term.json``
+("BrainLesionCL brain lesions"), which the logic loads into Slicer's Terminologies module: Slicer's "General Anatomy
+list" has no Neoplasm, Infarct, Demyelination or Lesion type, so a segment tagged with that context would carry codes
+that do not exist there. The tag string is Slicer's ``TerminologyEntry`` format: context ~ category ~ type ~ type
+modifier ~ anatomic context ~ region ~ region modifier, each coded as ``scheme^value^meaning``. SNOMED CT codes:
+49755003 Morphologically abnormal structure (category); 108369006 Neoplasm; 14799000 Neoplasm, metastatic; 55641003
+Infarct; 32693004 Demyelination; 52988006 Lesion; 6574001 Necrosis; 79654002 Edema; region 12738006 Brain."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["METASTASIS_CLASSES", "SegmentStyle", "style_for"]
+__all__ = ["CONTEXT_NAME", "METASTASIS_CLASSES", "TERMINOLOGY_FILE", "SegmentStyle", "load_terminology", "style_for"]
 
-_CATEGORY = "SCT^49755003^Morphologically Altered Structure"
-_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+TERMINOLOGY_FILE = Path(__file__).resolve().parents[1] / "Resources" / "Terminology" / "BrainLesionCL.term.json"
+CONTEXT_NAME = json.loads(TERMINOLOGY_FILE.read_text(encoding="utf-8"))["SegmentationCategoryTypeContextName"]
+_CATEGORY = "SCT^49755003^Morphologically Abnormal Structure"
 _ANATOMY = "Anatomic codes - DICOM master list"
+_BRAIN = "SCT^12738006^Brain"
 
 
 @dataclass(frozen=True)
@@ -25,14 +31,14 @@ class SegmentStyle:
 
     @property
     def terminology(self) -> str:
-        return f"{_CONTEXT}~{_CATEGORY}~{self.type_code}~^^~{_ANATOMY}~^^~^^"
+        return f"{CONTEXT_NAME}~{_CATEGORY}~{self.type_code}~^^~{_ANATOMY}~{_BRAIN}~^^"
 
 
 _STYLES = {
     "tumour": SegmentStyle("Tumour", (0.86, 0.24, 0.20), "SCT^108369006^Neoplasm"),
     "metastasis": SegmentStyle("Metastasis", (1.00, 0.50, 0.10), "SCT^14799000^Neoplasm, metastatic"),
     "stroke": SegmentStyle("Stroke lesion", (0.95, 0.80, 0.15), "SCT^55641003^Infarct"),
-    "MS": SegmentStyle("MS lesion", (0.20, 0.60, 1.00), "SCT^52988006^Lesion"),
+    "MS": SegmentStyle("MS lesion", (0.20, 0.60, 1.00), "SCT^32693004^Demyelination"),
     "WMH": SegmentStyle("White matter hyperintensity", (0.62, 0.35, 0.90), "SCT^52988006^Lesion"),
     "unknown": SegmentStyle("Lesion", (0.95, 0.90, 0.25), "SCT^52988006^Lesion"),
 }
@@ -43,6 +49,26 @@ def style_for(disease: str) -> SegmentStyle:
     from brainlesioncl.modalities import resolve_disease
 
     return _STYLES[resolve_disease(disease).value]
+
+
+def load_terminology(slicer_module) -> bool:
+    """Load the module's terminology context into Slicer's Terminologies module (once); False when that module is
+    not there (headless core)."""
+    modules = getattr(slicer_module, "modules", None)
+    terminologies = getattr(modules, "terminologies", None)
+    if terminologies is None:
+        return False
+    logic = terminologies.logic()
+    names = []
+    if hasattr(logic, "GetLoadedTerminologyNames"):
+        import vtk
+
+        loaded = vtk.vtkStringArray()
+        logic.GetLoadedTerminologyNames(loaded)
+        names = [loaded.GetValue(i) for i in range(loaded.GetNumberOfValues())]
+    if CONTEXT_NAME not in names:
+        logic.LoadTerminologyFromFile(str(TERMINOLOGY_FILE))
+    return True
 
 
 #: The two-stage metastasis model's label values -> segments (enhancing first: what a clinician looks at first).

@@ -296,3 +296,42 @@ def test_modality_study_on_the_loaded_case(slicer_core, mrml_scene, registry, ti
     labelled = logic.modalityStudy({"FLAIR": flair, "T1": t1}, "tumour", annotation)
     scores = {s.modalities: s.dice for s in labelled.scores}
     assert labelled.against == "annotation" and scores[("FLAIR",)] > 0.8 and scores[("T1",)] == 0.0
+
+
+def test_segments_land_in_place_under_a_rotated_and_translated_transform(slicer_core, mrml_scene, registry,
+                                                                          tiny_version) -> None:
+    """Defect 5: the segmentation was put under the reference's transform only after import (21 mm off here)."""
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    centre_lps = (8.0, -6.0, 4.0)
+    flair = _node_from_image(slicer, sphere_case(grid, centre=centre_lps, radius=9.0), "flair")
+    transform = mrml_scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    angle = np.deg2rad(25.0)
+    matrix = np.eye(4)
+    matrix[:3, :3] = [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    matrix[:3, 3] = (7.0, -5.0, 3.0)
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(matrix))
+    flair.SetAndObserveTransformNodeID(transform.GetID())
+    outcome = _logic(registry).segment({"FLAIR": flair}, disease="tumour")
+    centre_world = np.array(outcome.segmentationNode.GetSegmentCenterRAS(outcome.segmentId))
+    expected = (matrix @ np.array([-centre_lps[0], -centre_lps[1], centre_lps[2], 1.0]))[:3]
+    assert np.linalg.norm(centre_world - expected) < 2.0
+    assert outcome.segmentationNode.GetTransformNodeID() == transform.GetID()
+
+
+def test_lesion_rows_and_table_node(slicer_core, mrml_scene, registry, tiny_version) -> None:
+    slicer = slicer_core.slicer
+    grid = make_grid((48, 48, 40), (2.0, 2.0, 2.0), origin=(-48.0, -48.0, -40.0))
+    centre_lps, radius = (10.0, -8.0, 4.0), 10.0
+    flair = _node_from_image(slicer, sphere_case(grid, centre=centre_lps, radius=radius), "flair")
+    logic = _logic(registry)
+    outcome = logic.segment({"FLAIR": flair}, disease="tumour")
+    assert len(outcome.lesions) == outcome.lesionCount == 1
+    lesion = outcome.lesions[0]
+    assert lesion.volume_ml == pytest.approx(4 / 3 * np.pi * radius**3 / 1000, rel=0.2)
+    assert lesion.largest_diameter_mm == pytest.approx(2 * radius, abs=3.0)
+    assert np.allclose(lesion.centroid_ras, (-centre_lps[0], -centre_lps[1], centre_lps[2]), atol=1.5)
+    assert 0.5 < lesion.mean_probability <= 1.0
+    table = logic.lesionTableNode(outcome)
+    assert table.GetNumberOfRows() == 1 and table.GetColumnName(2) == "Largest diameter (mm)"
+    assert float(table.GetCellText(0, 1)) == pytest.approx(lesion.volume_ml, rel=1e-3)

@@ -1,0 +1,406 @@
+"""The BrainLesionCL panel's own code, run in pytest: ``setup()``, Auto-map, Segment -> progress -> finish, Cancel,
+Train, the modality study, the model table and scene close, with small stand-ins for Qt/CTK widgets
+(``slicer_widget_harness``) over the real MRML scene of slicer-core, the real logic, engine and child process.
+
+Each numbered defect of the Slicer review has a test here that failed before its fix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicer_widget_harness as harness
+
+from brainlesioncl.synthetic import make_grid
+
+from conftest import REPO, TINY_CHANNELS, sphere_case, tiny_metadata
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _node(slicer, image: sitk.Image, name: str):
+    from BrainLesionCLLib.mrml_io import ijk_to_ras_of_image
+
+    return slicer.util.addVolumeFromArray(sitk.GetArrayFromImage(image), ijkToRAS=ijk_to_ras_of_image(image),
+                                          name=name)
+
+
+def _case(slicer) -> dict:
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    other = make_grid((36, 36, 30), (2.2, 2.2, 2.1), origin=(-39.0, -39.0, -31.0))
+    return {"flair": _node(slicer, sphere_case(grid, centre=(6.0, -4.0, 3.0), radius=9.0), "AX T2 FLAIR"),
+            "t1": _node(slicer, sphere_case(other, centre=(6.0, -4.0, 3.0), radius=9.0), "T1 MPRAGE")}
+
+
+def _work_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("BrainLesionCL-*")}
+
+
+class Panel(types.SimpleNamespace):
+    def wait(self, timeout: float = 120.0) -> None:
+        """Let the widget's timer run until its job ends."""
+        deadline = time.perf_counter() + timeout
+        while self.widget._job is not None:
+            assert time.perf_counter() < deadline, "the job did not finish"
+            self.widget._onPoll()
+            time.sleep(0.05)
+
+    def map_case(self) -> dict:
+        nodes = _case(self.slicer)
+        self.ui.autoMapButton.click()
+        return nodes
+
+
+def _load_module(monkeypatch):
+    spec = importlib.util.spec_from_file_location("BrainLesionCL", REPO / "BrainLesionCL" / "BrainLesionCL.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "BrainLesionCL", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def make_panel(slicer_core, mrml_scene, monkeypatch, registry, tiny_version):
+    """A function that opens the panel (runs ``setup()``) over a test registry holding a tiny model."""
+    slicer = slicer_core.slicer
+    dialogs = harness.install(monkeypatch, slicer)
+    module = _load_module(monkeypatch)
+    from BrainLesionCLLib import BrainLesionCLLogic
+
+    monkeypatch.setattr(module.BrainLesionCLWidget, "engineFactory",
+                        staticmethod(lambda: BrainLesionCLLogic(registry=registry)))
+    opened = []
+
+    def open_panel() -> Panel:
+        widget = module.BrainLesionCLWidget()
+        widget.setup()
+        opened.append(widget)
+        return Panel(widget=widget, ui=widget.ui, module=module, dialogs=dialogs, slicer=slicer, scene=mrml_scene,
+                     registry=registry, version=tiny_version)
+
+    yield open_panel
+    for widget in opened:
+        widget.cleanup()
+
+
+@pytest.fixture
+def panel(make_panel) -> Panel:
+    return make_panel()
+
+
+# -- opening the panel ------------------------------------------------------------------------------------------------
+def test_setup_binds_every_parameter_and_tags_the_parameter_node(panel) -> None:
+    """Defect 1 (a str parameter on a ctkPathLineEdit made connectGui raise) and defect 13 (the parameter node was
+    tagged 'ScriptedLoadableModule')."""
+    node = panel.widget._parameterNode.parameterNode
+    assert node.GetAttribute("ModuleName") == "BrainLesionCL" and node.GetSingletonTag() == "BrainLesionCL"
+    assert list(panel.widget._selectors) == ["DWI", "FLAIR", "PD", "T1", "T1c", "T2"]
+    assert panel.ui.modelNameLabel.text == panel.version
+    assert "Model folder" in panel.ui.environmentLabel.text and "torch" in panel.ui.environmentLabel.text
+    assert panel.ui.strategyComboBox.itemText(0) == "ours" and panel.ui.strategyComboBox.findText("joint") < 0
+
+
+def test_the_parameter_node_has_a_volume_per_engine_modality(panel) -> None:
+    from brainlesioncl.modalities import Modality
+
+    assert panel.widget._parameterChannels() == [m.value for m in Modality]
+
+
+def test_validation_runs_at_the_end_of_setup(make_panel, mrml_scene, slicer_core) -> None:
+    """Defect 3: volumes saved in the scene's parameter node are mapped on opening, and Segment is enabled at once."""
+    first = make_panel()
+    nodes = _case(first.slicer)
+    first.widget._parameterNode.inputFLAIR = nodes["flair"]
+    first.widget.cleanup()
+    reopened = make_panel()
+    assert reopened.widget._selectors["FLAIR"].currentNode() is nodes["flair"]
+    assert reopened.ui.applyButton.enabled
+
+
+def test_an_old_slicer_is_told_so(make_panel, monkeypatch) -> None:
+    """Defect 4: on Python < 3.10 (Slicer 5.8) the panel says which Slicer is needed and enables nothing."""
+    monkeypatch.setattr(sys, "version_info", (3, 9, 18, "final", 0))
+    panel = make_panel()
+    assert "5.10" in panel.ui.validationLabel.text and not panel.ui.applyButton.enabled
+    assert not panel.ui.autoMapButton.enabled and not panel.widget.logic.engineReady
+
+
+# -- mapping ----------------------------------------------------------------------------------------------------------
+def test_reference_offers_only_mapped_channels(panel) -> None:
+    """Defect 2: the reference combo offered every channel and defaulted to DWI, which then raised KeyError."""
+    panel.map_case()
+    combo = panel.ui.referenceComboBox
+    assert [combo.itemText(i) for i in range(combo.count)] == ["FLAIR", "T1"]
+    assert combo.currentText == "FLAIR" and panel.ui.applyButton.enabled
+    panel.widget._selectors["T1"].choose(None)
+    assert [combo.itemText(i) for i in range(combo.count)] == ["FLAIR"]
+    from brainlesioncl.errors import ChannelMappingError
+
+    with pytest.raises(ChannelMappingError, match="reference channel DWI has no volume"):
+        panel.widget.logic.engine.startSegmentation(panel.widget._inputs(), "tumour", referenceChannel="DWI")
+    assert panel.widget.logic.engine.geometryNote(panel.widget._inputs(), "DWI") is None
+
+
+def test_labelmaps_and_probability_volumes_are_never_inputs(panel) -> None:
+    nodes = panel.map_case()
+    label = panel.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "FLAIR label")
+    probability = panel.slicer.util.addVolumeFromArray(np.zeros((4, 4, 4), np.float32), name="AX FLAIR probability")
+    probability.SetAttribute("BrainLesionCL.Role", "probability")
+    panel.widget._hideOwnVolumes()
+    offered = panel.widget._selectors["FLAIR"].nodes()
+    assert nodes["flair"] in offered and label not in offered and probability not in offered
+    mapping = panel.widget.logic.engine.autoMapChannels([probability, label], ["FLAIR"])
+    assert mapping == {}
+
+
+def test_auto_map_never_replaces_a_hand_made_choice(panel) -> None:
+    nodes = _case(panel.slicer)
+    panel.widget._selectors["T1"].choose(nodes["flair"])  # the user's own (odd) choice
+    panel.ui.autoMapButton.click()
+    assert panel.widget._selectors["T1"].currentNode() is nodes["flair"]
+    assert panel.widget._selectors["FLAIR"].currentNode() is None  # the volume is already used by hand
+
+
+def test_saved_choices_survive_refilling_the_combos(panel) -> None:
+    """Defect 12: refilling the combos (model change, scene reload) overwrote the saved disease/device/reference."""
+    panel.map_case()
+    node = panel.widget._parameterNode
+    node.disease, node.device, node.referenceChannel, node.strategy = "MS", "cpu", "T1", "lwf"
+    panel.widget._buildModelControls()
+    assert panel.ui.diseaseComboBox.currentData == "MS" and panel.ui.deviceComboBox.currentData == "cpu"
+    assert panel.ui.referenceComboBox.currentText == "T1" and panel.ui.strategyComboBox.currentData == "lwf"
+    assert (node.disease, node.device, node.referenceChannel) == ("MS", "cpu", "T1")
+
+
+# -- Segment ----------------------------------------------------------------------------------------------------------
+def test_segment_keeps_the_output_chosen_at_start(panel) -> None:
+    """Defect 7: the output node and the overwrite answer were read at finish; changing the selector mid-run wiped
+    another segmentation without asking."""
+    panel.map_case()
+    mine = panel.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result here")
+    theirs = panel.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "colleague's work")
+    theirs.GetSegmentation().AddEmptySegment("", "hand drawn", (0.1, 0.9, 0.1))
+    panel.ui.outputSegmentationSelector.setCurrentNode(mine)
+    panel.ui.applyButton.click()
+    assert panel.widget._job is not None and panel.ui.applyButton.text == "Cancel"
+    panel.ui.outputSegmentationSelector.setCurrentNode(theirs)  # mid-run
+    panel.wait()
+    assert [theirs.GetSegmentation().GetNthSegment(i).GetName()
+            for i in range(theirs.GetSegmentation().GetNumberOfSegments())] == ["hand drawn"]
+    assert mine.GetSegmentation().GetNumberOfSegments() == 1
+    assert panel.ui.outputSegmentationSelector.currentNode() is mine
+    assert not panel.dialogs.shown, panel.dialogs.shown
+    assert panel.ui.applyButton.text == "Segment" and "lesion(s)" in panel.ui.statusLabel.text
+    count = int(panel.ui.statusLabel.text.split(" in ")[-1].split(" lesion")[0])
+    assert panel.ui.lesionTable.rowCount == count
+
+
+def test_segment_and_train_never_run_together(panel, tmp_path) -> None:
+    """Defect 8: both shared one process slot, and pressing one silently cancelled the other."""
+    panel.map_case()
+    panel.ui.applyButton.click()
+    job = panel.widget._job
+    assert not panel.ui.trainButton.enabled and not panel.ui.modalityStudyButton.enabled
+    panel.ui.trainButton.click()  # disabled: nothing happens
+    assert panel.widget._job is job and job.process.returncode is None
+    panel.ui.applyButton.click()  # Cancel
+    assert panel.widget._job is None and panel.ui.trainButton.enabled
+
+
+def test_cancel_and_a_failed_start_leave_no_patient_images(panel, monkeypatch) -> None:
+    """Defect 10: the work folder survived a cancel, a failed start or a scene close."""
+    panel.map_case()
+    before = _work_dirs()
+    panel.ui.applyButton.click()
+    work = panel.widget._job.process.workDirs[0]
+    assert work.is_dir() and any(work.iterdir())
+    panel.ui.applyButton.click()
+    assert not work.exists() and _work_dirs() == before
+
+    from BrainLesionCLLib import process as process_module
+
+    def cannot_start(self):
+        raise OSError("PythonSlicer not found")
+
+    monkeypatch.setattr(process_module.EngineProcess, "start", cannot_start)
+    panel.ui.applyButton.click()
+    assert panel.widget._job is None and "PythonSlicer not found" in panel.dialogs.errors()[-1]
+    assert _work_dirs() == before
+
+
+def test_scene_close_cancels_the_job_and_removes_its_files(panel) -> None:
+    panel.map_case()
+    panel.ui.applyButton.click()
+    process = panel.widget._job.process
+    work = process.workDirs[0]
+    panel.scene.Clear(0)
+    assert panel.widget._job is None and process.returncode is not None and not work.exists()
+
+
+# -- Train and the modality study -------------------------------------------------------------------------------------
+def test_episode_from_the_current_case_cleans_up_on_cancel(panel) -> None:
+    nodes = panel.map_case()
+    annotation = panel.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "annotation")
+    annotation.CreateDefaultDisplayNodes()
+    segment = annotation.GetSegmentation().AddEmptySegment("", "lesion", (1, 0, 0))
+    mask = (panel.slicer.util.arrayFromVolume(nodes["flair"]) > 0.6).astype(np.uint8)
+    panel.slicer.util.updateSegmentBinaryLabelmapFromArray(mask, annotation, segment, nodes["flair"])
+    panel.ui.outputSegmentationSelector.setCurrentNode(annotation)
+    panel.ui.useCurrentCaseCheckBox.checked = True
+    panel.ui.diseaseComboBox.currentIndex = panel.ui.diseaseComboBox.findData("stroke")
+    before = _work_dirs()
+
+    panel.ui.casesDirectoryButton.directory = str(Path(tempfile.gettempdir()))  # both sources: refused first
+    panel.ui.trainButton.click()
+    assert panel.widget._job is None and "not both" in panel.dialogs.errors()[-1] and _work_dirs() == before
+
+    panel.ui.casesDirectoryButton.directory = ""
+    panel.ui.trainButton.click()
+    job = panel.widget._job
+    assert job is not None and job.kind == "episode" and not panel.ui.applyButton.enabled
+    cases = job.process.workDirs[0]
+    assert (cases / "case000" / "label.nrrd").is_file()
+    panel.ui.trainButton.click()  # Cancel training
+    assert not cases.exists() and _work_dirs() == before
+
+
+def test_modality_study_first_thing_runs_in_the_child_process(panel) -> None:
+    """Defect 11: pressing it before anything else raised ModuleNotFoundError; it also ran on the GUI thread."""
+    panel.map_case()
+    before = _work_dirs()
+    panel.ui.modalityStudyButton.click()
+    job = panel.widget._job
+    assert job is not None and job.kind == "study" and job.process.returncode is None  # a child process
+    assert panel.ui.modalityStudyButton.text == "Cancel study"
+    panel.wait()
+    log = panel.ui.logTextEdit.toPlainText()
+    assert "Dice against the full-input segmentation" in log and "FLAIR+T1" in log
+    assert _work_dirs() == before and not panel.dialogs.errors()
+
+
+# -- models -----------------------------------------------------------------------------------------------------------
+def test_model_table_activate_and_roll_back(panel) -> None:
+    from brainlesioncl.models import MoEUNet, MoEUNetConfig
+
+    other = panel.registry.add(tiny_metadata("other"), {"network": MoEUNet(MoEUNetConfig(channels=TINY_CHANNELS))
+                                                        .state_dict()})
+    panel.widget._refreshModelTable()
+    rows = [row[0] for row in panel.ui.modelTable.texts()]
+    panel.ui.modelTable.selectRow(rows.index(other))
+    panel.ui.activateButton.click()
+    assert panel.ui.modelNameLabel.text == other
+    assert f"{other} (active)" in [row[0] for row in panel.ui.modelTable.texts()]
+    panel.ui.rollbackButton.click()
+    assert panel.ui.modelNameLabel.text == panel.version and "Rolled back" in panel.ui.statusLabel.text
+
+
+def test_lesion_rows_centre_the_views(panel, monkeypatch) -> None:
+    from brainlesioncl.lesion_report import LesionRow
+
+    jumps = []
+    markups = types.SimpleNamespace(logic=lambda: types.SimpleNamespace(
+        JumpSlicesToLocation=lambda r, a, s, centred: jumps.append((r, a, s, centred))))
+    monkeypatch.setattr(panel.slicer.modules, "markups", markups, raising=False)
+    panel.widget._lesions = [LesionRow(1, 2.0, 20.0, (1.0, 2.0, 3.0), 2000, 0.9)]
+    panel.ui.lesionTable.setRowCount(1)
+    panel.ui.lesionTable.selectRow(0)
+    assert jumps == [(1.0, 2.0, 3.0, True)]
+
+
+def test_reload_reloads_the_logic_package(panel, monkeypatch) -> None:
+    reloaded = []
+    monkeypatch.setattr(importlib, "reload", lambda module: reloaded.append(module.__name__))
+    panel.widget.onReload()
+    assert "BrainLesionCLLib.logic" in reloaded and "BrainLesionCLLib" in reloaded
+
+
+# -- first-use installation ------------------------------------------------------------------------------------------
+def test_first_use_asks_once_and_a_decline_is_handled(make_panel, monkeypatch) -> None:
+    """Defect 6: slicer.packaging was never imported, a decline raised, several prompts in a row, testing mode."""
+    panel = make_panel()
+    module = panel.module
+    missing = {"names": ["monai"]}
+    monkeypatch.setattr(module, "missingPackages", lambda: list(missing["names"]))
+    monkeypatch.setattr(module.slicer.app, "testingEnabled", lambda: False)
+    asked = []
+
+    def pip_ensure(requirements, requester):
+        asked.append((requirements, requester))
+        raise RuntimeError("the user declined")
+
+    packaging = types.ModuleType("slicer.packaging")
+    packaging.pip_ensure = pip_ensure
+    monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
+    assert module.ensureDependencies() is False
+    assert asked == [(["monai>=1.3"], "BrainLesionCL")] and "declined" in panel.dialogs.errors()[-1]
+
+    installed = []
+    missing["names"] = ["torch", "monai"]
+    torch_logic = types.SimpleNamespace(installTorch=lambda askConfirmation, torchVersionRequirement: installed.append(
+        ("torch", askConfirmation)) or "2.5")
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=lambda: torch_logic))
+
+    def pip_install(text):
+        installed.append(text)
+        missing["names"] = []
+
+    monkeypatch.setattr(module.slicer.util, "pip_install", pip_install, raising=False)
+    panel.dialogs.answers = [True]
+    assert module.ensureDependencies() is True
+    assert [kind for kind, _text in panel.dialogs.shown].count("ok-cancel") == 1  # one prompt for everything
+    assert installed == [("torch", False), "monai>=1.3"]
+
+    missing["names"] = ["monai"]
+    monkeypatch.setattr(module.slicer.app, "testingEnabled", lambda: True)
+    assert module.ensureDependencies() is False  # a test run never installs (the self-test skips)
+
+
+def test_terminology_codes_exist_in_the_shipped_context() -> None:
+    """Defect 14: the codes were tagged with Slicer's General Anatomy context, which has none of them."""
+    import json
+
+    from BrainLesionCLLib.terminology import _STYLES, CONTEXT_NAME, METASTASIS_CLASSES, TERMINOLOGY_FILE
+
+    document = json.loads(TERMINOLOGY_FILE.read_text())
+    assert document["SegmentationCategoryTypeContextName"] == CONTEXT_NAME == "BrainLesionCL brain lesions"
+    category = document["SegmentationCodes"]["Category"][0]
+    codes = {f"{t['CodingSchemeDesignator']}^{t['CodeValue']}^{t['CodeMeaning']}" for t in category["Type"]}
+    for style in [*_STYLES.values(), *(s for _v, s in METASTASIS_CLASSES)]:
+        fields = style.terminology.split("~")
+        assert len(fields) == 7 and fields[0] == CONTEXT_NAME
+        assert fields[1] == f"SCT^{category['CodeValue']}^{category['CodeMeaning']}" and fields[2] in codes
+
+
+def test_child_output_is_utf8_and_the_last_line_is_never_lost(monkeypatch) -> None:
+    """Defect 9: the reader decoded with the locale, and the summary could be missed when the process ended first."""
+    from BrainLesionCLLib import process as process_module
+
+    script = "import sys; sys.stdout.buffer.write('Läsion ✓\\n{\"model\": \"m\"}\\n'.encode('utf-8'))"
+    monkeypatch.setattr(process_module, "engine_command", lambda arguments: [sys.executable, "-c", script])
+    engine = process_module.EngineProcess([]).start()
+    engine._process.wait()
+    assert engine.poll() is process_module.ProcessState.SUCCEEDED
+    assert engine.summary == {"model": "m"} and engine.log == ["Läsion ✓"]
+
+
+def test_sample_data_entry_makes_a_phantom_case_locally(panel, monkeypatch) -> None:
+    registered = {}
+    sample_data = types.SimpleNamespace(SampleDataLogic=types.SimpleNamespace(
+        registerCustomSampleDataSource=lambda **kwargs: registered.update(kwargs)))
+    monkeypatch.setitem(sys.modules, "SampleData", sample_data)
+    panel.module.registerSampleData()
+    assert registered["sampleName"] == "BrainLesionCL phantom" and registered["uris"] is None  # nothing downloaded
+    assert Path(registered["thumbnailFileName"]).is_file()
+    nodes = registered["customDownloader"](None)
+    assert sorted(nodes) == ["FLAIR", "T1", "T1c", "T2"]
+    panel.ui.autoMapButton.click()
+    assert [panel.ui.referenceComboBox.itemText(i) for i in range(panel.ui.referenceComboBox.count)] == [
+        "FLAIR", "T1", "T1c", "T2"]
