@@ -2,13 +2,16 @@
 
 Phantom metastasis cases (several small enhancing lesions with oedema, some only a few millimetres) are generated
 with FLAIR, T1c and T1; both approaches train from scratch for the same wall-clock budget on the same cases and are
-scored on held-out phantoms with the BraTS-METS lesion-wise metrics (whole tumour for the single-pass model, which
-predicts one lesion class; WT/TC/ET for the two-stage model), plus detection sensitivity for lesions under 10 mm.
+scored on held-out phantoms with the BraTS 2023 lesion-wise metrics, BraTS-MET variant (whole tumour for the
+single-pass model, which predicts one lesion class; WT/TC/ET for the two-stage model), plus detection sensitivity for
+lesions under 10 mm, and panoptica's instance scores when panoptica is installed. The held-out predictions are saved
+(``predictions.npz``), so ``--score-only DIR`` re-scores them without training again (e.g. after a metric change).
 Optionally segments the unlabelled real metastasis case of ../shared/data and saves a PNG overlay for a visual check.
 
 Usage (from the repository root)::
 
     python benchmarks/metastasis_two_stage.py --budget-min 10 --train 8 --test 4
+    python benchmarks/metastasis_two_stage.py --score-only metastasis_benchmark     # re-score saved predictions
 
 ``--recipe cpu`` (default) trains the segmentor with lesion-balanced crops, 48^3 windows and batch Dice
 (``MetTrainConfig.cpu``); ``--recipe reference`` keeps the reference's per-crop Dice on whole 64^3 crops.
@@ -30,6 +33,58 @@ SPACING = 1.5
 SIZE = (104, 120, 96)
 
 
+def score(saved, small: dict, training: str) -> tuple[str, dict]:
+    """The results table of saved predictions: BraTS 2023 lesion-wise (MET variant) and, when installed, panoptica."""
+    from brainlesioncl.lesion_metrics import lesion_scores, lesion_wise_metrics
+
+    spacing = (SPACING,) * 3
+    count = len([k for k in saved.files if k.startswith("truth_")])
+    rows: dict[str, list] = {"two-stage": [], "single-pass": []}
+    instance: dict[str, list] = {"two-stage": [], "single-pass": []}
+    try:
+        import panoptica  # noqa: F401
+
+        from brainlesioncl.lesion_metrics import panoptica_scores
+    except ImportError:
+        panoptica_scores = None
+    for index in range(count):
+        truth = saved[f"truth_{index}"]
+        rows["two-stage"].append(lesion_wise_metrics(saved[f"two-stage_{index}"], truth, spacing, variant="MET"))
+        rows["single-pass"].append({"WT": lesion_scores(saved[f"single-pass_{index}"] > 0, truth > 0, spacing,
+                                                        variant="MET")})
+        if panoptica_scores is not None:
+            instance["two-stage"].append(panoptica_scores(saved[f"two-stage_{index}"], truth, spacing))
+            instance["single-pass"].append(panoptica_scores(saved[f"single-pass_{index}"], truth > 0, spacing,
+                                                            {"WT": (1, 2, 3)}))
+    summary = {}
+    lines = ["| approach | region | lesion-wise Dice | lesion-wise HD95 mm | lesion sensitivity | FP / case | "
+             "volume Dice |" + (" panoptica PQ | panoptica RQ |" if panoptica_scores else ""),
+             "|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if panoptica_scores else "")]
+    for name, per_case in rows.items():
+        for region in per_case[0]:
+            values = [c[region] for c in per_case]
+
+            def mean(attr: str, values=values) -> float:
+                finite = [getattr(v, attr) for v in values if np.isfinite(getattr(v, attr))]
+                return float(np.mean(finite)) if finite else float("nan")
+
+            s = {k: mean(k) for k in ("lesion_dice", "lesion_hd95_mm", "lesion_sensitivity", "false_positives",
+                                      "volume_dice")}
+            line = (f"| {name} | {region} | {s['lesion_dice']:.3f} | {s['lesion_hd95_mm']:.1f} | "
+                    f"{s['lesion_sensitivity']:.3f} | {s['false_positives']:.2f} | {s['volume_dice']:.3f} |")
+            if panoptica_scores is not None:
+                s["panoptica_pq"] = float(np.nanmean([c[region]["pq"] for c in instance[name]]))
+                s["panoptica_rq"] = float(np.nanmean([c[region]["rq"] for c in instance[name]]))
+                line += f" {s['panoptica_pq']:.3f} | {s['panoptica_rq']:.3f} |"
+            summary[f"{name} {region}"] = s
+            lines.append(line)
+    for name, (total, found) in small.items():
+        lines.append(f"\n{name}: lesions < 10 mm detected {found}/{total}"
+                     + (f" ({found / total:.2f})" if total else ""))
+    lines.append(f"\n{training}")
+    return "\n".join(lines), summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-min", type=float, default=10.0, help="training minutes per approach")
@@ -39,12 +94,21 @@ def main() -> int:
     parser.add_argument("--output-dir", default="metastasis_benchmark")
     parser.add_argument("--recipe", choices=("cpu", "reference"), default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--score-only", metavar="DIR", help="re-score the predictions.npz saved in DIR; no training")
     args = parser.parse_args()
+    if args.score_only:
+        out = Path(args.score_only)
+        saved = np.load(out / "predictions.npz")
+        meta = json.loads((out / "results.json").read_text())
+        table, summary = score(saved, meta["small_lesions"], meta.get("training", ""))
+        print(table)
+        (out / "results.md").write_text(table + "\n")
+        (out / "results.json").write_text(json.dumps({**meta, "summary": summary}, indent=2))
+        return 0
 
     import SimpleITK as sitk
     import torch
 
-    from brainlesioncl.lesion_metrics import lesion_scores, lesion_wise_metrics
     from brainlesioncl.metastasis import (
         DetectorConfig,
         MetastasisPipeline,
@@ -129,53 +193,35 @@ def main() -> int:
     from brainlesioncl.metastasis.labels import regions_to_classes
 
     predictor = Predictor(moe, device="cpu", config=InferenceConfig(precision="fp32"))
-    spacing = (SPACING,) * 3
-    rows = {"two-stage": [], "single-pass": []}
     small = {"two-stage": [0, 0], "single-pass": [0, 0]}
     from scipy import ndimage
 
-    for case in test_cases:
+    saved: dict[str, np.ndarray] = {}
+    for index, case in enumerate(test_cases):
         regions, _ = pipeline.predict_regions(case.image)
         two_stage = regions_to_classes(regions >= 0.5)
         moe_case = as_moe_case(case)
         single = predictor.predict(moe_case.image, build_context(moe_case.present, "metastasis", slots)) >= 0.5
-        rows["two-stage"].append(lesion_wise_metrics(two_stage, case.classes, spacing))
-        rows["single-pass"].append({"WT": lesion_scores(single, case.classes > 0, spacing)})
+        saved[f"truth_{index}"] = case.classes.astype(np.uint8)
+        saved[f"two-stage_{index}"] = two_stage.astype(np.uint8)
+        saved[f"single-pass_{index}"] = single.astype(np.uint8)
         labels, count = ndimage.label(case.classes > 0, structure=np.ones((3, 3, 3)))
-        for index in range(1, count + 1):
-            lesion = labels == index
+        for lesion_index in range(1, count + 1):
+            lesion = labels == lesion_index
             diameter = 2 * (3 * lesion.sum() * SPACING**3 / (4 * np.pi)) ** (1 / 3)
             if diameter < 10:
                 for name, prediction in (("two-stage", two_stage > 0), ("single-pass", single)):
                     small[name][0] += 1
                     small[name][1] += int(np.logical_and(prediction, ndimage.binary_dilation(lesion)).any())
-
-    summary = {}
-    lines = ["| approach | region | lesion-wise Dice | lesion-wise HD95 mm | lesion sensitivity | FP / case | "
-             "volume Dice |", "|---|---|---:|---:|---:|---:|---:|"]
-    for name, per_case in rows.items():
-        for region in per_case[0]:
-            values = [c[region] for c in per_case]
-
-            def mean(attr: str, values=values) -> float:
-                finite = [getattr(v, attr) for v in values if np.isfinite(getattr(v, attr))]
-                return float(np.mean(finite)) if finite else float("nan")
-
-            summary[f"{name} {region}"] = {k: mean(k) for k in ("lesion_dice", "lesion_hd95_mm", "lesion_sensitivity",
-                                                                "false_positives", "volume_dice")}
-            s = summary[f"{name} {region}"]
-            lines.append(f"| {name} | {region} | {s['lesion_dice']:.3f} | {s['lesion_hd95_mm']:.1f} | "
-                         f"{s['lesion_sensitivity']:.3f} | {s['false_positives']:.2f} | {s['volume_dice']:.3f} |")
-    for name, (total, found) in small.items():
-        lines.append(f"\n{name}: lesions < 10 mm detected {found}/{total}"
-                     + (f" ({found / total:.2f})" if total else ""))
-    lines.append(f"\nTraining: two-stage {two_stage_minutes:.1f} min ({args.recipe} recipe; detector "
-                 f"{len(det.losses)}, segmentor {len(seg.losses)} epochs), single-pass {single_minutes:.1f} min "
-                 f"({epochs} epochs); {args.train} training / {args.test} test phantoms at {SPACING} mm.")
-    table = "\n".join(lines)
+    np.savez_compressed(out / "predictions.npz", **saved)
+    training = (f"Training: two-stage {two_stage_minutes:.1f} min ({args.recipe} recipe; detector {len(det.losses)}, "
+                f"segmentor {len(seg.losses)} epochs), single-pass {single_minutes:.1f} min ({epochs} epochs); "
+                f"{args.train} training / {args.test} test phantoms at {SPACING} mm.")
+    table, summary = score(np.load(out / "predictions.npz"), small, training)
     print(table)
     (out / "results.md").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps({"summary": summary, "small_lesions": small}, indent=2))
+    (out / "results.json").write_text(json.dumps({"summary": summary, "small_lesions": small, "training": training},
+                                                 indent=2))
 
     if DATA.is_dir():
         images = {m: sitk.ReadImage(str(DATA / f"{m.lower()}.nii.gz")) for m in modalities}
