@@ -495,20 +495,28 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         volumes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
         manual = self._inputs()  # a mapping the user made by hand is never replaced
-        mapping = self.logic.engine.autoMapChannels([v for v in volumes if v not in manual.values()],
-                                                    [c for c in self._selectors if c not in manual])
+        mapping, notes, leftOut = self.logic.engine.autoMap(volumes, list(self._selectors), manual=manual)
         self._filling = True
         try:
             for channel, node in mapping.items():
+                if channel in manual:
+                    continue
                 self._selectors[channel].setCurrentNode(node)
                 if self._parameterNode is not None:
                     setattr(self._parameterNode, f"input{channel}", node)
         finally:
             self._filling = False
+        for channel, selector in self._selectors.items():  # the evidence, next to each selector
+            note = notes.get(channel, "") if channel not in manual else _("chosen by hand")
+            selector.setToolTip(note or _("Volume for the {channel} channel (leave empty if you do not have it)."
+                                          ).format(channel=channel))
         self._fillReferenceChoices()
         self._updateValidation()
         self._log(_("Auto-map: {mapping}").format(
-            mapping=", ".join(f"{c} = {n.GetName()}" for c, n in mapping.items()) or _("no volume recognised")))
+            mapping="; ".join(f"{c} = {n.GetName()} ({notes.get(c, '')})" for c, n in mapping.items()
+                              if c not in manual) or _("no volume recognised")))
+        for node, why in leftOut:
+            self._log(_("Auto-map left out {name}: {why}").format(name=node.GetName(), why=why))
 
     def onApplyButton(self) -> None:
         if self._job is not None:

@@ -36,7 +36,7 @@ from brainlesioncl.errors import BrainLesionCLError, ChannelMappingError, Output
 from brainlesioncl.inference import Segmenter, resolve_disease_model
 from brainlesioncl.inference.segmenter import label_statistics
 from brainlesioncl.lesion_report import lesion_rows
-from brainlesioncl.modalities import guess_modality, map_channels, resolve_disease, resolve_modality
+from brainlesioncl.modalities import map_channels, resolve_disease, resolve_modality
 from brainlesioncl.preprocessing.geometry import same_geometry
 from brainlesioncl.registry import ModelRegistry
 
@@ -179,36 +179,66 @@ class BrainLesionCLLogic:
 
     # ----------------------------------------------------------------------------------------------- channels
     @staticmethod
-    def describeVolume(node) -> str:
-        """The text channel guessing reads: the node name, and the DICOM series description when there is one."""
-        texts = [node.GetName() or ""]
-        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
-        if sh is not None:
-            item = sh.GetItemByDataNode(node)
-            if item:
-                description = sh.GetItemAttribute(item, "DICOM.SeriesDescription")
-                if description:
-                    texts.append(description)
-        return " ".join(t for t in texts if t)
-
-    @staticmethod
     def isInputCandidate(node) -> bool:
         """Whether a volume may be an input: not a labelmap, not one of this module's own probability volumes."""
         return (node is not None and not node.IsA("vtkMRMLLabelMapVolumeNode")
                 and node.GetAttribute(ROLE_ATTRIBUTE) != PROBABILITY_ROLE)
 
+    @staticmethod
+    def seriesDescription(node) -> str:
+        """The DICOM series description the subject hierarchy holds for a volume ('' when not from DICOM)."""
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+        if sh is None:
+            return ""
+        item = sh.GetItemByDataNode(node)
+        return (sh.GetItemAttribute(item, "DICOM.SeriesDescription") or "") if item else ""
+
+    def describeVolume(self, node) -> str:
+        """The text channel guessing reads: the DICOM series description when there is one, else the node name."""
+        return self.seriesDescription(node) or node.GetName() or ""
+
+    @staticmethod
+    def dicomTags(node) -> dict[str, str]:
+        """The DICOM tags of a volume loaded from DICOM (its first instance, through Slicer's DICOM database)."""
+        from brainlesioncl.identification import read_dicom_tags
+
+        uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        if not uids or database is None:
+            return {}
+        try:
+            path = database.fileForInstance(uids[0])
+        except Exception:  # noqa: BLE001 - a database without the instance: no tags
+            return {}
+        return read_dicom_tags(path) if path else {}
+
+    def identifyVolume(self, node):
+        """Which contrast a volume is: DICOM tags, then the series description, then the node name."""
+        from brainlesioncl.identification import identify, identify_name
+
+        tags = self.dicomTags(node)
+        names = [n for n in (self.seriesDescription(node), node.GetName()) if n]
+        name = next((n for n in names if identify_name(n).modality is not None or identify_name(n).refused),
+                    names[0] if names else None)
+        return identify(name=name, tags=tags or None)
+
+    def autoMap(self, volumeNodes: Iterable, channels: Sequence[str], manual: Mapping[str, object] | None = None):
+        """``({channel: node}, {channel: evidence note}, [(node, why it was left out)])``: never a channel filled
+        twice or with another contrast, never a refused series (localizer, perfusion, derived map, T2*...), and the
+        user's own choices (``manual``) kept. Labelmaps and this module's probability volumes are not candidates."""
+        from brainlesioncl.identification import auto_map
+
+        candidates = [(node, self.identifyVolume(node)) for node in volumeNodes if self.isInputCandidate(node)]
+        mapping, left_out = auto_map(candidates, channels, manual=manual)
+        notes = {}
+        for channel, mapped in mapping.items():
+            found = mapped.identification
+            notes[channel] = f"{found.label}: {found.reason}" + "".join(f" Note: {n}" for n in found.notes)
+        return {c: m.volume for c, m in mapping.items()}, notes, left_out
+
     def autoMapChannels(self, volumeNodes: Iterable, channels: Sequence[str]) -> dict[str, object]:
-        """Guess ``{channel: volume}`` from names/series descriptions (first match wins; ambiguous names skipped).
-        Labelmaps and this module's probability volumes are never candidates."""
-        wanted = {resolve_modality(c) for c in channels}
-        mapping: dict[str, object] = {}
-        for node in volumeNodes:
-            if not self.isInputCandidate(node):
-                continue
-            modality = guess_modality(self.describeVolume(node))
-            if modality in wanted and modality.value not in mapping:
-                mapping[modality.value] = node
-        return {m.value: mapping[m.value] for m in (resolve_modality(c) for c in channels) if m.value in mapping}
+        """``{channel: volume}`` guessed from DICOM tags, series descriptions and names (see :meth:`autoMap`)."""
+        return self.autoMap(volumeNodes, channels)[0]
 
     def validateInputs(self, inputs: Mapping[str, object | None], version: str | None = None) -> list[str]:
         """Problems that stop a segmentation, as sentences for the GUI (empty list: ready)."""

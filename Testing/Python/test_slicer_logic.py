@@ -335,3 +335,31 @@ def test_lesion_rows_and_table_node(slicer_core, mrml_scene, registry, tiny_vers
     table = logic.lesionTableNode(outcome)
     assert table.GetNumberOfRows() == 1 and table.GetColumnName(2) == "Largest diameter (mm)"
     assert float(table.GetCellText(0, 1)) == pytest.approx(lesion.volume_ml, rel=1e-3)
+
+
+def test_auto_map_reads_dicom_tags_through_the_dicom_database(slicer_core, mrml_scene, registry, tiny_version,
+                                                              monkeypatch, tmp_path) -> None:
+    """A volume named like DWI whose DICOM Image Type says ADC is never mapped into the DWI channel."""
+    import types
+
+    slicer = slicer_core.slicer
+    grid = make_grid((20, 20, 8), (2.0, 2.0, 4.0), origin=(-20.0, -20.0, -16.0))
+    adc = _node_from_image(slicer, sphere_case(grid), "ep2d_diff_3scan_trace_p2")
+    flair = _node_from_image(slicer, sphere_case(grid), "AX T2 FLAIR")
+    dcm = tmp_path / "adc.dcm"
+    slice_ = sitk.GetImageFromArray(np.ones((8, 8), np.int16))
+    for key, value in {"0008|0060": "MR", "0008|0008": "DERIVED\\PRIMARY\\DIFFUSION\\ADC",
+                       "0008|103e": "ep2d_diff_3scan_trace_p2"}.items():
+        slice_.SetMetaData(key, value)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(dcm))
+    writer.Execute(slice_)
+    adc.SetAttribute("DICOM.instanceUIDs", "1.2.3.4.5")
+    monkeypatch.setattr(slicer, "dicomDatabase", types.SimpleNamespace(
+        fileForInstance=lambda uid: str(dcm) if uid == "1.2.3.4.5" else ""), raising=False)
+    logic = _logic(registry)
+    mapping, notes, left_out = logic.autoMap([adc, flair], logic.modelChannels())
+    assert mapping == {"FLAIR": flair}
+    assert any(node is adc and "no ADC channel" in why for node, why in left_out)
+    assert "name" in notes["FLAIR"]

@@ -140,6 +140,7 @@ def test_reference_offers_only_mapped_channels(panel) -> None:
     combo = panel.ui.referenceComboBox
     assert [combo.itemText(i) for i in range(combo.count)] == ["FLAIR", "T1"]
     assert combo.currentText == "FLAIR" and panel.ui.applyButton.enabled
+    assert "FLAIR (name, 90%)" in panel.widget._selectors["FLAIR"].toolTip  # the evidence, next to the selector
     panel.widget._selectors["T1"].choose(None)
     assert [combo.itemText(i) for i in range(combo.count)] == ["FLAIR"]
     from brainlesioncl.errors import ChannelMappingError

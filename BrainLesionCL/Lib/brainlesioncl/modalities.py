@@ -126,39 +126,21 @@ def resolve_modality(name: str | Modality) -> Modality:
     )
 
 
-_TOKEN_SPLIT = re.compile(r"[\s_\-./\\()\[\],;:]+")
-_NOT_IMAGE_WORDS = {"label", "labels", "seg", "segmentation", "mask", "brainmask", "prediction", "pred", "roi"}
-
-
 def guess_modality(description: str) -> Modality | None:
     """Guess the modality from a file name, volume name or DICOM series description.
 
-    Used by auto-mapping; it never raises. Word pairs are tried before single words so that ``"T1 post Gd"`` is
-    T1c rather than T1 and ``"AX T2 FLAIR"`` is FLAIR rather than T2. Returns None when nothing matches, when the
-    name looks like a label or mask, or when two different modalities match equally well.
+    Used by case folders and auto-mapping; it never raises. The rules live in
+    :func:`brainlesioncl.identification.identify_name` (vendor series descriptions, contrast markers, series that must
+    never be mapped); this returns its answer when it is confident enough, else None.
 
     Example:
         >>> guess_modality("BraTS-GLI-00001-000-t2f.nii.gz")
         <Modality.FLAIR: 'FLAIR'>
     """
-    stem = re.sub(r"\.(nii(\.gz)?|nrrd|nhdr|mha|mhd|dcm)$", "", description.strip(), flags=re.IGNORECASE)
-    tokens = [_norm(t) for t in _TOKEN_SPLIT.split(stem) if _norm(t)]
-    if not tokens or any(t in _NOT_IMAGE_WORDS or t.startswith("prediction") for t in tokens):
-        return None
-    for width in (3, 2, 1):
-        found = {
-            _ALIAS_TO_MODALITY["".join(tokens[i : i + width])]
-            for i in range(len(tokens) - width + 1)
-            if "".join(tokens[i : i + width]) in _ALIAS_TO_MODALITY
-        }
-        # "gd"/"ce" alone next to a T1 word means contrast: T1c beats T1 at the same width.
-        if {Modality.T1, Modality.T1C} <= found:
-            found.discard(Modality.T1)
-        if len(found) == 1:
-            return found.pop()
-        if len(found) > 1:
-            return None
-    return None
+    from .identification.names import identify_name
+
+    found = identify_name(description)
+    return found.modality if found.confidence >= 0.6 else None
 
 
 class Disease(str, Enum):

@@ -3,7 +3,8 @@
 Sub-commands: ``segment`` (one case, or a batch from a folder/CSV), ``models list|info|import|activate|rollback|
 export``, ``phantoms`` (synthetic cases with known truth), ``demo`` (the main job on phantoms), ``train-default``
 (the recipe of the shipped model), ``episode`` (continual learning on local cases; data-parallel under ``torchrun``),
-``report`` (continual-learning plots). Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant.
+``report`` (continual-learning plots), ``identify`` (which contrast each file is), ``adapt``, ``modality-study``.
+Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant.
 
 Exit codes: 0 success; 1 unexpected error (a bug: please report it); 2 bad input; 3 model/registry problem;
 4 some cases of a batch failed; 130 cancelled.
@@ -59,10 +60,63 @@ def _parse_inputs(pairs: Sequence[str]) -> dict[str, str]:
                 f"--input {pair!r} must look like MODALITY=FILE, e.g. --input FLAIR=flair.nii.gz"
             )
         name, path = pair.split("=", 1)
+        if name.strip().lower() == "auto":  # several files to identify: auto, auto2, auto3, ...
+            name = f"auto{sum(k.startswith('auto') for k in inputs) + 1}"
         if name in inputs:
             raise BrainLesionCLError(f"--input {name} is given twice; give each modality once.")
         inputs[name.strip()] = path.strip()
     return inputs
+
+
+def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
+    """``--input auto=FILE`` (repeatable as auto, auto2, ...): identify each file's contrast from its DICOM tags, BIDS
+    sidecar or name, and put it in its channel; print the evidence. Never fills a channel twice or with another
+    contrast, and never replaces a channel given by name."""
+    auto = [path for name, path in inputs.items() if name.lower().startswith("auto")]
+    if not auto:
+        return inputs
+    from ..identification import auto_map, identify_file
+    from ..modalities import resolve_modality
+
+    explicit = {resolve_modality(n).value: p for n, p in inputs.items() if not n.lower().startswith("auto")}
+    registry = _registry(args)
+    from ..inference import resolve_disease_model
+
+    channels = registry.get(resolve_disease_model(registry, args.disease, args.model)).metadata.channels
+    found = [(path, identify_file(path, use_image=False)) for path in auto]
+    mapping, left_out = auto_map(found, channels, manual=explicit)
+    for channel, mapped in mapping.items():
+        if mapped.identification.evidence != "hand":
+            print(f"auto: {mapped.volume} -> {channel} ({mapped.identification.label}: "
+                  f"{mapped.identification.reason})", file=sys.stderr)
+            for note in mapped.identification.notes:
+                print(f"auto: note: {note}", file=sys.stderr)
+    for path, why in left_out:
+        print(f"auto: {path} left out: {why}", file=sys.stderr)
+    result = {channel: str(mapped.volume) for channel, mapped in mapping.items()}
+    if not result:
+        raise BrainLesionCLError("None of the --input auto= files could be identified; give them as MODALITY=FILE.")
+    return result
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from ..identification import identify_file
+
+    rows = []
+    for path in args.files:
+        found = identify_file(path, use_image=not args.no_image)
+        rows.append({"file": path, "modality": found.modality.value if found.modality else None,
+                     "refused": found.refused, "evidence": found.evidence,
+                     "confidence": round(found.confidence, 3), "reason": found.reason, "notes": list(found.notes)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            what = row["modality"] or ("refused" if row["refused"] else "-")
+            print(f"{row['file']}: {what} ({row['evidence']}, {row['confidence']:.0%}) {row['reason']}")
+            for note in row["notes"]:
+                print(f"    note: {note}")
+    return 0
 
 
 def _registry(args: argparse.Namespace):
@@ -96,7 +150,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise BrainLesionCLError("Give the output labelmap path with -o/--output (e.g. -o seg.nii.gz).")
     from ..io import check_output_path
 
-    inputs = _parse_inputs(args.input)
+    inputs = _resolve_auto_inputs(_parse_inputs(args.input), args)
     # Check outputs before any heavy work, so a typo costs nothing.
     check_output_path(args.output, overwrite=args.overwrite)
     if args.probabilities:
@@ -385,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     seg = sub.add_parser("segment", help="segment one case, or a batch of cases")
     seg.add_argument("--input", "-i", action="append", metavar="MODALITY=FILE",
-                     help="one input volume (repeat per modality): FLAIR, T1, T1c, T2, PD, DWI, SWI, ADC or aliases")
+                     help="one input volume (repeat per modality): FLAIR, T1, T1c, T2, PD, DWI, SWI, ADC or aliases; "
+                          "auto=FILE identifies the contrast from DICOM tags, a BIDS sidecar or the name")
     seg.add_argument("--disease", "-d", default="unknown",
                      help="tumour, stroke, MS, WMH, metastasis or unknown (default)")
     seg.add_argument("--output", "-o", help="output labelmap (.nii.gz, .nii, .nrrd, .mha)")
@@ -500,6 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--name", help="model name of the new version (default: the parent's)")
     ad.add_argument("--activate", action="store_true")
     ad.set_defaults(func=cmd_adapt)
+
+    ident = sub.add_parser("identify", help="which contrast each file is (DICOM tags, BIDS sidecar, name, image)")
+    ident.add_argument("files", nargs="+", help="image files or DICOM series folders")
+    ident.add_argument("--no-image", action="store_true", help="do not read the voxels (tags and names only)")
+    ident.add_argument("--json", action="store_true", help="one JSON list instead of lines")
+    ident.set_defaults(func=cmd_identify)
 
     rp = sub.add_parser("report", help="heatmaps of R and a radar of Acc/ILM/BWT/FWT from a results JSON")
     rp.add_argument("results", help="JSON with datasets and one R matrix per strategy (the benchmark writes it)")

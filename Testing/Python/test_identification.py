@@ -1,0 +1,226 @@
+"""Sequence identification: a table of real-world series descriptions, DICOM tag rules, the image classifier,
+and auto-mapping that never puts a sequence into a channel of another contrast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from brainlesioncl.identification import Identification, auto_map, identify, identify_file, identify_name, identify_tags
+from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER, Modality
+
+FLAIR, T1, T1C, T2, PD, DWI, SWI, ADC = (Modality.FLAIR, Modality.T1, Modality.T1C, Modality.T2, Modality.PD,
+                                         Modality.DWI, Modality.SWI, Modality.ADC)
+NONE = None
+
+#: (series description or file name, expected modality; None = left out). Vendors: Siemens, GE, Philips, Canon,
+#: research file names (BraTS, BIDS, ISLES, MSSEG).
+DESCRIPTIONS = [
+    # -- the rows of the issue
+    ("ep2d_diff_3scan_trace_p2_ADC", ADC), ("T1W_SE+C", T1C), ("T2*_GRE", NONE), ("dADC", ADC), ("eADC", ADC),
+    ("Perfusion", NONE), ("localizer", NONE),
+    # -- Siemens
+    ("t1_mprage_sag_p2_iso", T1), ("t1_mprage_sag_p2_iso_KM", T1C), ("t1_mprage_tra_p2_iso_post", T1C),
+    ("t1_mprage_sag_p2_iso_Gd", T1C), ("t1_se_tra", T1), ("t1_se_tra_KM", T1C), ("t1_se_tra_fs_post", T1C),
+    ("t1_fl2d_tra", T1), ("t1_vibe_tra_fs_post", T1C), ("t1_space_sag_p2_iso", T1), ("t1_tse_tra", T1),
+    ("t1_tse_cor_KM", T1C), ("t2_tse_tra_512", T2), ("t2_tse_cor", T2), ("t2_tse_sag_p2", T2),
+    ("t2_blade_tra", T2), ("t2_space_sag_p2_iso", T2), ("t2_tirm_tra_dark-fluid", FLAIR),
+    ("t2_space_dark-fluid_sag_p3_iso", FLAIR), ("t2_tse_dark-fluid_tra", FLAIR), ("t2_flair_tra", FLAIR),
+    ("ep2d_diff_3scan_trace_p2", DWI), ("ep2d_diff_3scan_trace_p2_TRACEW", DWI), ("ep2d_diff_b1000", DWI),
+    ("ep2d_resolve_b1000", DWI), ("ep2d_diff_mddw_20_p2_ADC", ADC), ("ep2d_diff_mddw_20_p2_FA", NONE),
+    ("ep2d_diff_mddw_20_p2_ColFA", NONE), ("ep2d_diff_mddw_20_p2_TENSOR", NONE), ("t2_swi_tra_p2_1.5mm", SWI),
+    ("t2_swi_tra_p2_1.5mm_SWI", SWI), ("t2_swi_tra_p2_1.5mm_mIP_Tra", NONE), ("t2_swi_tra_p2_1.5mm_Pha", NONE),
+    ("t2_fl2d_tra_hemo", NONE), ("pd_tse_tra", PD), ("pd+t2_tse_tra", NONE), ("AAHead_Scout_64ch-head-coil", NONE),
+    ("AAHead_Scout_64ch-head-coil_MPR_sag", NONE), ("t1_mprage_sag_p2_iso_MPR_Tra", NONE),
+    ("t1_mprage_sag_p2_iso_MPR_Cor", NONE), ("ep2d_perf", NONE), ("ep2d_pasl", NONE), ("tgse_pcasl", NONE),
+    ("localizer_3plane", NONE), ("t1_mp2rage_sag_p3_UNI", T1), ("t2_haste_tra", T2), ("T1_MPRAGE_SAG_PRE", T1),
+    ("T1_MPRAGE_SAG_POST", T1C), ("t1_fl3d_tra_KM", T1C), ("ep2d_diff_tra_b0", NONE),
+    # -- GE
+    ("Ax T2 FLAIR", FLAIR), ("AX T2 FLAIR FS", FLAIR), ("Sag T2 FLAIR CUBE", FLAIR), ("Sag CUBE FLAIR", FLAIR),
+    ("AX T1 SE", T1), ("Ax T1 SE +C", T1C), ("AX T1 SE + C", T1C), ("SAG T1 BRAVO", T1), ("Sag 3D T1 BRAVO +C", T1C),
+    ("SAG T1 FLAIR", T1), ("Ax T1 FLAIR +C", T1C), ("AX T1 FSPGR 3D", T1), ("Ax 3D FSPGR C+", T1C),
+    ("AX DWI 1000b", DWI), ("Ax DWI ASSET", DWI), ("AX DIFFUSION", DWI), ("ADC (10^-6 mm^2/s)", ADC),
+    ("Apparent Diffusion Coefficient (mm2/s)", ADC), ("Exponential Apparent Diffusion Coefficient", ADC),
+    ("AX SWAN", SWI), ("Ax SWAN MinIP", NONE), ("AX T2 FSE", T2), ("Ax T2 FRFSE", T2), ("AX PD FSE", PD),
+    ("AX T2* GRE", NONE), ("Ax T2 * GRE", NONE), ("3-Plane Loc", NONE), ("3 Plane Loc", NONE),
+    ("Ax 3D PCASL", NONE), ("AX DSC PERFUSION", NONE), ("AX DCE", NONE), ("Ax T2 PROPELLER", T2),
+    ("Sag T1 CUBE +C", T1C), ("Cal Head 24", NONE), ("ASSET calibration", NONE), ("AX T1 POST", T1C),
+    ("Ax T1 PRE", T1), ("COR T2", T2), ("FA (DTI)", NONE), ("DTI 30 directions", NONE),
+    # -- Philips
+    ("T1W_SE", T1), ("T1W_SE+C", T1C), ("T2W_TSE", T2), ("T2W_FLAIR", FLAIR), ("T2W_FLAIR_SENSE", FLAIR),
+    ("DWI_SENSE", DWI), ("DWI_b1000_SENSE", DWI), ("T1W_3D_TFE", T1), ("T1W_3D_TFE+C", T1C), ("sT1W_3D_TFE", T1),
+    ("T1W_3D_TFE_GD", T1C), ("SWIp", SWI), ("SWIp_mIP", NONE), ("T2*_FFE", NONE), ("T2W_FFE", NONE), ("Survey", NONE),
+    ("SmartBrain", NONE), ("PD_TSE", PD), ("PDW_TSE", PD), ("T1W_FFE", T1), ("3D_FLAIR_SENSE", FLAIR),
+    ("VISTA_FLAIR", FLAIR), ("T2W_DRIVE", T2), ("Reg - DWI", DWI), ("dReg - dADC", ADC), ("T1W_IR", T1),
+    ("pCASL", NONE), ("DTI_high_iso", NONE), ("sT1W_3D_TFE_post", T1C), ("T2W_TSE_Clear", T2),
+    # -- Canon / Toshiba
+    ("FLAIR_AX", FLAIR), ("T2_AX", T2), ("T1_AX", T1), ("T1_AX_CE", T1C), ("T1_SAG_CE", T1C), ("DWI_b1000", DWI),
+    ("ADC", ADC), ("T2*_AX", NONE), ("FSBB", SWI), ("Locator", NONE), ("MPR_AX", NONE), ("PD_AX", PD),
+    ("3D_T1_MPRAGE_CE", T1C), ("FLAIR_SAG_3D", FLAIR), ("DWI", DWI),
+    # -- research file names
+    ("BraTS-GLI-00001-000-t2f.nii.gz", FLAIR), ("BraTS-GLI-00001-000-t1c.nii.gz", T1C),
+    ("BraTS-GLI-00001-000-t1n.nii.gz", T1), ("BraTS-GLI-00001-000-t2w.nii.gz", T2),
+    ("BraTS20_Training_001_flair.nii.gz", FLAIR), ("BraTS20_Training_001_t1ce.nii.gz", T1C),
+    ("BraTS20_Training_001_t1.nii.gz", T1), ("BraTS20_Training_001_t2.nii.gz", T2),
+    ("BraTS20_Training_001_seg.nii.gz", NONE), ("sub-01_ses-1_T1w.nii.gz", T1), ("sub-01_ses-1_T2w.nii.gz", T2),
+    ("sub-01_ses-1_FLAIR.nii.gz", FLAIR), ("sub-01_ses-1_ce-gadolinium_T1w.nii.gz", T1C), ("sub-01_dwi.nii.gz", DWI),
+    ("sub-strokecase0001_ses-0001_adc.nii.gz", ADC), ("sub-strokecase0001_ses-0001_dwi.nii.gz", DWI),
+    ("sub-strokecase0001_ses-0001_msk.nii.gz", NONE), ("flair.nii.gz", FLAIR), ("t1.nii.gz", T1),
+    ("t1c.nii.gz", T1C), ("t2.nii.gz", T2), ("dwi.nii.gz", DWI), ("adc.nii.gz", ADC), ("pd.nii.gz", PD),
+    ("swi.nii.gz", SWI), ("label.nii.gz", NONE), ("brainmask.nii.gz", NONE), ("prediction_vbnet.nii.gz", NONE),
+    ("classes.nii.gz", NONE), ("FLAIR_preprocessed.nii.gz", FLAIR), ("T1_preprocessed.nii.gz", T1),
+    ("DP_preprocessed.nii.gz", PD), ("GADO_preprocessed.nii.gz", T1C), ("T2_preprocessed.nii.gz", T2),
+    ("Consensus.nii.gz", NONE), ("wmh.nii.gz", NONE), ("img1.nii.gz", NONE), ("T1 and T2 composite", NONE),
+    ("sag 3D MPRAGE", T1), ("T1 post Gd", T1C), ("AX T2 FLAIR", FLAIR), ("ep2d_diff_b1000", DWI), ("dwi_adc", ADC),
+]
+
+
+def test_the_table_is_large_enough_and_covers_every_contrast() -> None:
+    assert len(DESCRIPTIONS) >= 150
+    assert {expected for _d, expected in DESCRIPTIONS} >= {*Modality, None}
+
+
+@pytest.mark.parametrize(("description", "expected"), DESCRIPTIONS)
+def test_series_descriptions(description: str, expected: Modality | None) -> None:
+    found = identify_name(description)
+    assert found.modality is expected, found.reason
+    if expected is None:
+        assert found.modality is None
+
+
+def test_refusals_say_why() -> None:
+    assert "T2*" in identify_name("T2*_GRE").reason and identify_name("T2*_GRE").refused
+    assert "localizer" in identify_name("3-Plane Loc").reason
+    assert "perfusion" in identify_name("ep2d_perf").reason
+    assert "reformatted" in identify_name("t1_mprage_sag_p2_iso_MPR_Tra").reason
+
+
+# -- DICOM tags -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"ImageType": "DERIVED\\PRIMARY\\DIFFUSION\\ADC", "DiffusionBValue": "0"}, ADC),
+        ({"ImageType": "ORIGINAL\\PRIMARY\\ADC_UNSPECIFIED\\ADC\\UNSPECIFIED", "DiffusionBValue": "0.0"}, ADC),
+        ({"ImageType": "DERIVED\\PRIMARY\\DIFFUSION\\TRACEW\\ND"}, DWI),
+        ({"ImageType": "ORIGINAL\\PRIMARY\\M\\ND", "0019|100c": "1000", "ScanningSequence": "EP"}, DWI),
+        ({"ImageType": "ORIGINAL\\PRIMARY", "0043|1039": "1000001000\\8\\0\\0", "ScanningSequence": "EP"}, DWI),
+        ({"ImageType": "ORIGINAL\\PRIMARY\\M", "DiffusionBValue": "0", "ScanningSequence": "EP"}, None),
+        ({"ImageType": "DERIVED\\PRIMARY\\FA"}, None),
+        ({"ImageType": "ORIGINAL\\PRIMARY\\LOCALIZER"}, None),
+        ({"ImageType": "DERIVED\\PRIMARY\\MPR"}, None),
+        ({"ImageType": "ORIGINAL\\PRIMARY\\P\\ND"}, None),
+        ({"ImageType": "ORIGINAL\\PRIMARY\\M\\SWI"}, SWI),
+        ({"ScanningSequence": "SE\\IR", "RepetitionTime": "9000", "EchoTime": "125", "InversionTime": "2500"}, FLAIR),
+        ({"ScanningSequence": "GR\\IR", "RepetitionTime": "2300", "EchoTime": "2.3", "InversionTime": "900"}, T1),
+        ({"ScanningSequence": "GR\\IR", "RepetitionTime": "2300", "EchoTime": "2.3", "InversionTime": "900",
+          "ContrastBolusAgent": "Gadovist"}, T1C),
+        ({"ScanningSequence": "SE", "RepetitionTime": "550", "EchoTime": "12"}, T1),
+        ({"ScanningSequence": "SE", "RepetitionTime": "550", "EchoTime": "12", "ContrastBolusAgent": "10ML DOTAREM"},
+         T1C),
+        ({"ScanningSequence": "SE", "RepetitionTime": "4500", "EchoTime": "100"}, T2),
+        ({"ScanningSequence": "SE", "RepetitionTime": "3000", "EchoTime": "12"}, PD),
+        ({"ScanningSequence": "GR", "RepetitionTime": "650", "EchoTime": "20"}, None),  # T2* GRE
+        ({"SeriesDescription": "whatever"}, None),
+    ],
+)
+def test_dicom_tag_rules(tags: dict, expected: Modality | None) -> None:
+    assert identify_tags(tags).modality is expected
+
+
+def test_tags_outrank_the_name_and_the_disagreement_is_shown() -> None:
+    found = identify(name="ep2d_diff_3scan_trace_p2", tags={"ImageType": "DERIVED\\PRIMARY\\DIFFUSION\\ADC"})
+    assert found.modality is ADC and found.evidence == "dicom" and "the tags were used" in found.notes[0]
+    agree = identify(name="Ax T2 FLAIR", tags={"ScanningSequence": "SE\\IR", "RepetitionTime": "9000",
+                                               "EchoTime": "120", "InversionTime": "2500"})
+    assert agree.modality is FLAIR and not agree.notes
+
+
+def test_dicom_series_on_disk_and_bids_sidecar(tmp_path: Path) -> None:
+    folder = tmp_path / "series"
+    folder.mkdir()
+    image = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 500, (3, 16, 16)).astype(np.int16))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for z in range(3):
+        slice_ = image[:, :, z]
+        for key, value in {"0008|0060": "MR", "0008|103e": "ep2d_diff_3scan_trace_p2",
+                           "0008|0008": "DERIVED\\PRIMARY\\DIFFUSION\\ADC", "0020|000e": "1.2.3.4",
+                           "0020|0032": f"0\\0\\{z}", "0020|0013": str(z)}.items():
+            slice_.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"{z}.dcm"))
+        writer.Execute(slice_)
+    found = identify_file(folder, use_image=False)
+    assert found.modality is ADC and found.evidence == "dicom"
+    nifti = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(image, str(nifti))
+    (tmp_path / "scan.json").write_text(json.dumps({"ImageType": ["ORIGINAL", "PRIMARY", "ADC"],
+                                                    "RepetitionTime": 5.2, "EchoTime": 0.09}))
+    assert identify_file(nifti, use_image=False).modality is ADC
+
+
+# -- auto-mapping -----------------------------------------------------------------------------------------------------
+def _id(modality, confidence=0.9, refused=False) -> Identification:
+    return Identification(modality, confidence, "name", "test", refused=refused)
+
+
+def test_auto_map_never_fills_a_channel_twice_nor_with_another_contrast() -> None:
+    volumes = [("flair-a", _id(FLAIR, 0.9)), ("flair-b", _id(FLAIR, 0.95)), ("adc", _id(ADC)),
+               ("loc", _id(None, 0.9, refused=True)), ("weak-t2", _id(T2, 0.4)), ("t1", _id(T1))]
+    mapping, left_out = auto_map(volumes, BRAINCL_CHANNEL_ORDER)
+    assert {c: m.volume for c, m in mapping.items()} == {"FLAIR": "flair-b", "T1": "t1"}
+    reasons = dict(left_out)
+    assert "no ADC channel" in reasons["adc"] and "already filled" in reasons["flair-a"]
+    assert "only 40% sure" in reasons["weak-t2"] and "loc" in reasons
+
+
+def test_a_hand_made_mapping_is_never_replaced() -> None:
+    mapping, _ = auto_map([("auto-flair", _id(FLAIR, 0.99)), ("my-t1", _id(T1))], BRAINCL_CHANNEL_ORDER,
+                          manual={"FLAIR": "my-flair", "T1": "my-t1"})
+    assert mapping["FLAIR"].volume == "my-flair" and mapping["FLAIR"].identification.evidence == "hand"
+    assert mapping["T1"].volume == "my-t1"
+
+
+# -- the image itself --------------------------------------------------------------------------------------------------
+def test_image_features_are_scale_free_and_the_phantom_classifier_separates_t2_from_flair() -> None:
+    from brainlesioncl.identification.image import identify_image, image_features
+    from brainlesioncl.phantoms import PhantomConfig, generate_case
+
+    case = generate_case(PhantomConfig(disease="MS", modalities=("FLAIR", "T2"), size=(88, 104, 80), spacing=1.8,
+                                       seed=123456))
+    flair = case.images["FLAIR"]
+    assert np.allclose(image_features(flair), image_features(flair * 37.0), rtol=1e-4, atol=1e-6)
+    for name, image in case.images.items():
+        found = identify_image(image, min_confidence=0.0, trusted=True)
+        assert found.modality is Modality(name), found.reason
+
+
+def test_image_answers_are_hints_until_trusted() -> None:
+    """Image-only identification is not reliable on real scans yet: it never fills a channel by default."""
+    from brainlesioncl.identification.image import IMAGE_ANSWERS_TRUSTED
+    from brainlesioncl.phantoms import PhantomConfig, generate_case
+
+    assert IMAGE_ANSWERS_TRUSTED is False
+    image = generate_case(PhantomConfig(disease="none", modalities=("T2",), size=(88, 104, 80), spacing=1.8,
+                                        seed=5)).images["T2"]
+    found = identify(name="img1.nii.gz", image=image)
+    assert found.modality is None and found.evidence == "image" and "by hand" in found.reason
+
+
+# -- the command line -------------------------------------------------------------------------------------------------
+def test_identify_command_and_auto_inputs(capsys, registry, tiny_version, flair_t1_files, tmp_path: Path) -> None:
+    from brainlesioncl.cli.main import main
+
+    adc = tmp_path / "ep2d_diff_3scan_trace_p2_ADC.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(flair_t1_files["t1"])), str(adc))
+    assert main(["identify", "--json", "--no-image", str(flair_t1_files["flair"]), str(adc)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["modality"] for r in rows] == ["FLAIR", "ADC"] and rows[1]["evidence"] == "name"
+    code = main(["--registry", str(registry.root), "segment", "--input", f"auto={flair_t1_files['flair']}",
+                 "--input", f"auto={adc}", "-o", str(tmp_path / "seg.nii.gz"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 0 and "-> FLAIR" in err and "left out: ADC: the model has no ADC channel" in err
+    assert (tmp_path / "seg.nii.gz").is_file()
