@@ -189,6 +189,7 @@ class BrainLesionCLParameterNode:
     referenceChannel: str = ""
     disease: str = "unknown"
     device: str = "auto"
+    prepare: str = "auto"
     probabilityVolume: bool = False
     show3D: bool = True
     strategy: str = "ours"
@@ -543,7 +544,8 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             process = self.logic.engine.startSegmentation(
                 inputs, self.ui.diseaseComboBox.currentData or "unknown", referenceChannel=reference,
                 device=self.ui.deviceComboBox.currentData or "auto",
-                probabilityVolume=self.ui.probabilityCheckBox.checked)
+                probabilityVolume=self.ui.probabilityCheckBox.checked,
+                prepare=self.ui.prepareComboBox.currentText or "auto")
             self._startJob(Job("segment", process, self.ui.applyButton, self.ui.applyButton.text, outputNode=output,
                                overwrite=overwrite, referenceNode=inputs.get(reference) if reference else None),
                            _("Cancel"))
@@ -656,6 +658,8 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 outcome.segmentationNode.CreateClosedSurfaceRepresentation()
             self._showLesions(outcome)
             self._hideOwnVolumes()
+            for line in outcome.qualityLines:
+                self._log(_("Preparation: {line}").format(line=line))
             self._status(_("Done in {s:.1f} s with {model}: {ml:.2f} mL in {n} lesion(s).").format(
                 s=outcome.seconds, model=outcome.modelVersion, ml=outcome.lesionVolumeMl, n=outcome.lesionCount))
 

@@ -67,6 +67,14 @@ class SegmentOutcome:
     probabilityNode: object | None = None
     #: One row per lesion, largest first (brainlesioncl.lesion_report.LesionRow).
     lesions: list = field(default_factory=list)
+    #: What the raw-exam preparation decided and measured (brain extraction, registration, brain volume, warnings).
+    quality: dict = field(default_factory=dict)
+
+    @property
+    def qualityLines(self) -> list[str]:
+        from brainlesioncl.preparation import Preparation
+
+        return Preparation(qc=self.quality or {}).lines()
 
 
 @dataclass
@@ -366,6 +374,7 @@ class BrainLesionCLLogic:
         probabilityVolume: bool = False,
         progress: ProgressCallback | None = None,
         cancel: Callable[[], bool] | None = None,
+        prepare: str = "auto",
     ) -> SegmentOutcome:
         """Segment in this process and return the new (or refilled) segmentation node.
 
@@ -387,13 +396,14 @@ class BrainLesionCLLogic:
             self._prepareOutput(outputSegmentation, reference, overwrite)  # raises before the heavy work
         images = {m: volume_to_image(node) for m, node in mapped.items()}
         segmenter = self._segmenterFactory(self.registry, version, device)
-        result = segmenter.segment(images, disease, reference=reference_key, progress=progress, cancel=cancel)
+        result = segmenter.segment(images, disease, reference=reference_key, progress=progress, cancel=cancel,
+                                   prepare=prepare)
         segmentation, segment_id, probability_node = self._import(
             result.label, result.probability if probabilityVolume else None, reference, disease, outputSegmentation,
             overwrite)
         return SegmentOutcome(segmentation, segment_id, result.lesion_volume_ml, result.lesion_count,
                               result.model_version, time.perf_counter() - start, probability_node,
-                              lesion_rows(result.label, result.probability))
+                              lesion_rows(result.label, result.probability), result.quality)
 
     def startSegmentation(
         self,
@@ -405,6 +415,7 @@ class BrainLesionCLLogic:
         device: str = "auto",
         probabilityVolume: bool = False,
         workDir: str | None = None,
+        prepare: str = "auto",
     ) -> EngineProcess:
         """Start the engine in a child process (the widget's path). Finish with :meth:`finishSegmentation`."""
         chosen = {k: v for k, v in inputs.items() if v is not None}
@@ -415,7 +426,7 @@ class BrainLesionCLLogic:
         try:
             arguments = ["--registry", str(self.registry.root), "segment", "--disease",
                          resolve_disease(disease).value, "--model", version, "--device", device, "--progress", "json",
-                         "--output", str(work / "label.nrrd")]
+                         "--prepare", prepare, "--output", str(work / "label.nrrd")]
             ordered = [reference_key, *[m for m in mapped if m is not reference_key]]
             for modality in ordered:
                 path = work / f"{modality.value}.nrrd"
@@ -446,7 +457,8 @@ class BrainLesionCLLogic:
             volume, count = label_statistics(label)
             version = (process.summary or {}).get("model", "")
             return SegmentOutcome(segmentation, segment_id, volume, count, version, process.elapsed,
-                                  probability_node, lesion_rows(label, probability))
+                                  probability_node, lesion_rows(label, probability),
+                                  (process.summary or {}).get("quality") or {})
         finally:
             process.discardWork()
 

@@ -567,6 +567,9 @@ def load_ui(path: str) -> QWidget:
                 obj._value = value
             else:
                 setattr(obj, prop.get("name"), value)
+        if isinstance(obj, QComboBox):  # Designer's fixed items (e.g. auto / on / off)
+            for item in element.findall("item"):
+                obj.addItem(item.findtext("property/string") or "")
         for child in element:
             if child.tag in ("widget", "layout"):
                 build(child)

@@ -99,6 +99,34 @@ def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> di
     return result
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Only the preparation stage: co-registered, brain-extracted sequences on the reference grid, and the QC."""
+    from ..inference.segmenter import inputs_order, read_inputs
+    from ..modalities import map_channels, resolve_modality
+    from ..preparation import Preparation, prepare_inputs
+    from ..preparation.export import write_prepared
+
+    inputs = _parse_inputs(args.input or [])
+    if not inputs:
+        raise BrainLesionCLError("Give the exam with --input MODALITY=FILE (repeatable).")
+    mapped = map_channels(inputs, [m.value for m in resolve_all(inputs)])
+    images = read_inputs(mapped)
+    ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
+    reference = resolve_modality(args.reference) if args.reference else next(iter(ordered))
+    preparation = prepare_inputs(ordered, reference, mode=args.prepare, register=not args.no_register)
+    files = write_prepared(ordered, reference, preparation, args.output_dir, overwrite=args.overwrite)
+    for line in Preparation(qc=preparation.qc).lines():
+        print(f"prepare: {line}")
+    print(f"Wrote {len(files)} file(s) to {args.output_dir}.")
+    return 0
+
+
+def resolve_all(inputs: dict[str, str]):
+    from ..modalities import resolve_modality
+
+    return [resolve_modality(name) for name in inputs]
+
+
 def cmd_identify(args: argparse.Namespace) -> int:
     from ..identification import identify_file
 
@@ -155,12 +183,19 @@ def cmd_segment(args: argparse.Namespace) -> int:
     check_output_path(args.output, overwrite=args.overwrite)
     if args.probabilities:
         check_output_path(args.probabilities, overwrite=args.overwrite)
+    if args.write_prepared:
+        from ..io.atomic import check_writable_folder
+
+        check_writable_folder(args.write_prepared, "--write-prepared folder")
     segmenter = _make_segmenter(args, args.disease)
     logger.info("model %s on %s", segmenter.metadata.version, segmenter.device)
     start = time.perf_counter()
     result = segmenter.segment(
-        inputs, args.disease, reference=args.reference, progress=_progress_printer(args.progress)
+        inputs, args.disease, reference=args.reference, progress=_progress_printer(args.progress),
+        prepare=args.prepare, register=not args.no_register,
     )
+    if args.write_prepared:
+        _write_prepared_from_result(inputs, result, args)
     result.write(args.output, probabilities=args.probabilities, overwrite=args.overwrite)
     summary = {
         "output": str(args.output),
@@ -171,12 +206,33 @@ def cmd_segment(args: argparse.Namespace) -> int:
         "lesion_count": result.lesion_count,
         "seconds": round(time.perf_counter() - start, 2),
         "device": str(segmenter.device),
+        "quality": result.quality,
     }
     print(json.dumps(summary) if args.progress == "json" else _human_summary(summary))
     return 0
 
 
+def _write_prepared_from_result(inputs: dict[str, str], result, args: argparse.Namespace) -> None:
+    """``segment --write-prepared``: the stage's transforms and mask applied to the inputs (read again), written."""
+    from ..inference.segmenter import inputs_order, read_inputs
+    from ..modalities import map_channels, resolve_modality
+    from ..preparation.export import write_prepared
+
+    mapped = map_channels(inputs, [resolve_modality(n).value for n in inputs])
+    images = read_inputs(mapped)
+    ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
+    reference = resolve_modality(args.reference) if args.reference else next(iter(ordered))
+    write_prepared(ordered, reference, result.preparation, args.write_prepared, overwrite=args.overwrite)
+
+
 def _human_summary(summary: dict) -> str:
+    from ..preparation import Preparation
+
+    quality = Preparation(qc=summary.get("quality") or {}).lines()
+    return "\n".join([f"prepare: {line}" for line in quality] + [_result_line(summary)])
+
+
+def _result_line(summary: dict) -> str:
     return (
         f"Wrote {summary['output']}: {summary['lesion_count']} lesion(s), {summary['lesion_volume_ml']:.2f} mL "
         f"({summary['disease']}, model {summary['model']}, channels {'+'.join(summary['channels'])}, "
@@ -451,6 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--mode", default="fast", choices=["fast", "reference"],
                      help="fast single pass on the brain box (default) or the published sliding-window protocol")
     seg.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    seg.add_argument("--prepare", choices=["auto", "on", "off"], default="auto",
+                     help="raw exams (skull on, sequences not co-registered) are brain-extracted and co-registered "
+                          "first: auto (default: only when needed), on, off")
+    seg.add_argument("--write-prepared", metavar="DIR",
+                     help="also write the prepared sequences, brain mask and QC to this existing folder")
+    seg.add_argument("--no-register", action="store_true",
+                     help="the sequences are already aligned: skip co-registration")
     seg.add_argument("--min-lesion-mm3", type=float, default=0.0,
                      help="remove connected lesions smaller than this volume (default 0: keep all)")
     seg.add_argument("--cases", help="batch: a folder of case folders, or a CSV manifest")
@@ -555,6 +618,15 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--name", help="model name of the new version (default: the parent's)")
     ad.add_argument("--activate", action="store_true")
     ad.set_defaults(func=cmd_adapt)
+
+    prep = sub.add_parser("prepare", help="only prepare a raw exam: co-register, extract the brain, write QC")
+    prep.add_argument("--input", "-i", action="append", metavar="MODALITY=FILE", help="one sequence (repeatable)")
+    prep.add_argument("--reference", help="the sequence whose grid the others take (default: the first --input)")
+    prep.add_argument("--output-dir", required=True, help="existing folder for the prepared sequences and QC")
+    prep.add_argument("--prepare", choices=["auto", "on"], default="on", help="on (default) or auto")
+    prep.add_argument("--no-register", action="store_true", help="the sequences are already aligned")
+    prep.add_argument("--overwrite", action="store_true")
+    prep.set_defaults(func=cmd_prepare)
 
     ident = sub.add_parser("identify", help="which contrast each file is (DICOM tags, BIDS sidecar, name, image)")
     ident.add_argument("files", nargs="+", help="image files or DICOM series folders")

@@ -25,6 +25,7 @@ from ..io.atomic import StagedOutputs
 from ..io.image_io import check_output_path, read_image, squeeze_to_3d, stage_image, validate_image
 from ..modalities import Disease, Modality, map_channels, resolve_disease, resolve_modality
 from ..models.factory import ModelKind
+from ..preparation import prepare_inputs
 from ..preprocessing.pipeline import PreprocessConfig, prepare_case
 from ..registry.bundle import ModelBundle, ModelMetadata
 from ..registry.registry import ModelRegistry
@@ -50,6 +51,10 @@ class SegmentationResult:
     lesion_volume_ml: float
     lesion_count: int
     timings: dict[str, float] = field(default_factory=dict)
+    #: What the preparation stage decided and measured (brain extraction, registration, brain volume, warnings).
+    quality: dict = field(default_factory=dict)
+    #: The stage's transforms and brain mask (brainlesioncl.preparation.Preparation), e.g. to write them out.
+    preparation: object = None
 
     def write(
         self,
@@ -122,6 +127,8 @@ class Segmenter:
         if self.inference.mode is InferenceMode.REFERENCE:
             # The published protocol slides windows over the whole grid, without a foreground crop.
             self.preprocessing = PreprocessConfig.from_dict({**self.preprocessing.to_dict(), "crop_foreground": False})
+        #: Brain extraction for raw exams (default: deepbet); tests inject a known mask function.
+        self.extract_brain = None
         self.predictor = Predictor(
             network,
             activation=metadata.output.get("activation", "softmax"),
@@ -163,6 +170,8 @@ class Segmenter:
         reference: str | Modality | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
+        prepare: str = "auto",
+        register: bool = True,
     ) -> SegmentationResult:
         """Segment one case.
 
@@ -172,6 +181,9 @@ class Segmenter:
             reference: the input whose grid the outputs take; default: the first input.
             progress: called with (fraction 0..1, stage text).
             cancel: polled between steps; return True to stop with :class:`CancelledError`.
+            prepare: ``auto`` (raw exams are co-registered and brain-extracted, curated inputs used as given), ``on``
+                or ``off``; see :mod:`brainlesioncl.preparation`.
+            register: False skips co-registration (sequences known to be aligned).
 
         Raises:
             ChannelMappingError, InvalidImageError, GeometryError, DiseaseNotSupportedError, CancelledError.
@@ -196,11 +208,20 @@ class Segmenter:
         timings["read"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        report(0.05, "resampling and normalising")
+        report(0.03, "checking whether the exam needs preparation (skull, co-registration)")
         check_cancel()
         ordered_inputs = {m: images[m] for m in inputs_order(inputs, mapped)}
+        reference_modality = resolve_modality(reference) if reference is not None else next(iter(ordered_inputs))
+        preparation = prepare_inputs(ordered_inputs, reference_modality, mode=prepare, register=register,
+                                     extract_brain=self.extract_brain)
+        timings["prepare"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report(0.05, "resampling and normalising")
+        check_cancel()
         prepared = prepare_case(
-            ordered_inputs, self.metadata.channels, reference=reference, config=self.preprocessing
+            ordered_inputs, self.metadata.channels, reference=reference, config=self.preprocessing,
+            transforms=preparation.transforms, brain_mask=preparation.brain_mask,
+            mask_transform=preparation.transforms.get(preparation.mask_source) if preparation.mask_source else None,
         )
         context = build_context(prepared.present, tag, self.metadata.disease_slots)
         timings["preprocess"] = time.perf_counter() - t0
@@ -214,6 +235,8 @@ class Segmenter:
         probability = self.predictor.predict(
             prepared.array, context, progress=inference_progress, cancel=cancel
         )
+        if prepared.brain is not None:  # nothing outside the (dilated) brain of a raw exam
+            probability = probability * prepared.brain
         timings["inference"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -237,6 +260,8 @@ class Segmenter:
             lesion_volume_ml=volume_ml,
             lesion_count=count,
             timings=timings,
+            quality=preparation.qc,
+            preparation=preparation,
         )
 
 

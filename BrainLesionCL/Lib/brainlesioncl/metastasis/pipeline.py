@@ -88,7 +88,12 @@ class MetastasisPipeline:
         return probabilities, {"patches": len(starts), "accepted": len(accepted)}
 
     def segment(self, inputs: Mapping, disease: Disease | str = Disease.METASTASIS, *, reference=None,
-                progress=None, cancel=None) -> SegmentationResult:
+                progress=None, cancel=None, prepare: str = "auto", register: bool = True) -> SegmentationResult:
+        """Segment one case; ``prepare``/``register`` run the raw-exam preparation stage as for
+        :meth:`brainlesioncl.inference.Segmenter.segment`."""
+        from ..modalities import resolve_modality
+        from ..preparation import prepare_inputs
+
         report = progress or (lambda _f, _s: None)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -96,11 +101,18 @@ class MetastasisPipeline:
         report(0.0, "reading images")
         images = read_inputs(mapped)
         ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
-        prepared = prepare_case(ordered, self.metadata.channels, reference=reference, config=self.preprocessing)
+        reference_modality = resolve_modality(reference) if reference is not None else next(iter(ordered))
+        preparation = prepare_inputs(ordered, reference_modality, mode=prepare, register=register)
+        prepared = prepare_case(
+            ordered, self.metadata.channels, reference=reference, config=self.preprocessing,
+            transforms=preparation.transforms, brain_mask=preparation.brain_mask,
+            mask_transform=preparation.transforms.get(preparation.mask_source) if preparation.mask_source else None)
         timings["preprocess"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         regions, counts = self.predict_regions(
             prepared.array, progress=lambda f, s: report(0.1 + 0.8 * f, s), cancel=cancel)
+        if prepared.brain is not None:
+            regions = regions * prepared.brain[None]
         timings["inference"] = time.perf_counter() - t0
         report(0.9, "mapping back to the reference grid")
         restored = [sitk.GetArrayFromImage(prepared.restore(regions[i])) >= 0.5 for i in range(3)]
@@ -114,4 +126,5 @@ class MetastasisPipeline:
             label=label, probability=probability, model_version=self.metadata.version or self.metadata.name,
             disease=Disease.METASTASIS.value, channels_used=[m.value for m in mapped], context=[],
             lesion_volume_ml=volume_ml, lesion_count=count, timings={**timings, **counts},
+            quality=preparation.qc, preparation=preparation,
         )

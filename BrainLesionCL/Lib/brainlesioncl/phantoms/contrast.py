@@ -13,7 +13,7 @@ from .anatomy import Anatomy
 from .fields import smooth_noise
 from .lesions import Lesions
 
-__all__ = ["TISSUE_SIGNAL", "LESION_SIGNAL", "MODALITIES", "render"]
+__all__ = ["HEAD_SIGNAL", "TISSUE_SIGNAL", "LESION_SIGNAL", "MODALITIES", "render"]
 
 MODALITIES = ("FLAIR", "T1", "T1c", "T2", "PD", "DWI", "SWI", "ADC")
 
@@ -27,6 +27,12 @@ TISSUE_SIGNAL: dict[str, tuple[float, float, float, float]] = {
     "DWI": (0.18, 0.58, 0.50, 0.30),
     "SWI": (0.85, 0.62, 0.72, 0.12),
     "ADC": (1.00, 0.28, 0.24, 0.50),
+}
+
+#: sequence -> (skull, scalp) signal for raw, skull-on phantoms
+HEAD_SIGNAL: dict[str, tuple[float, float]] = {
+    "T1": (0.08, 1.05), "T1c": (0.08, 1.08), "T2": (0.06, 0.75), "FLAIR": (0.06, 0.85), "PD": (0.10, 0.80),
+    "DWI": (0.04, 0.15), "SWI": (0.05, 0.60), "ADC": (0.05, 0.25),
 }
 
 _ORDER = ("T1", "T1c", "T2", "FLAIR", "PD", "DWI", "SWI", "ADC")
@@ -59,8 +65,10 @@ def render(
     texture: np.ndarray | None = None,
     noise: float = 0.03,
     bias: float = 0.15,
+    head: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One skull-stripped image of ``modality`` (float32, background exactly 0).
+    """One image of ``modality`` (float32): skull-stripped (background exactly 0), or, with ``head`` (0 brain and
+    air, 1 skull, 2 scalp), a raw exam with skull, scalp and a noisy air background, as a scanner delivers it.
 
     ``texture`` is a unit-variance field shared by all sequences of a case (the tissue is the same tissue).
     """
@@ -72,6 +80,11 @@ def render(
     image = anatomy.csf * csf + anatomy.gm * gm + anatomy.wm * wm
     vessel_weight = anatomy.vessels
     image = image * (1 - vessel_weight) + vessel_weight * vessel * anatomy.intracranial
+    if head is not None:  # compact bone gives almost no signal; scalp fat is bright on T1, moderate elsewhere
+        skull_signal, scalp_signal = HEAD_SIGNAL[modality]
+        outside = anatomy.intracranial < 0.5
+        image = np.where(outside & (head == 1), jitter(skull_signal), image)
+        image = np.where(outside & (head == 2), jitter(scalp_signal), image)
     for compartment in lesions.compartments:
         value = jitter(LESION_SIGNAL[compartment.kind][modality])
         m = compartment.membership
@@ -84,5 +97,6 @@ def render(
     imaginary = rng.normal(0.0, sigma, size).astype(np.float32)
     image = np.sqrt(real**2 + imaginary**2)  # Rician magnitude noise
     image *= float(rng.uniform(200.0, 1200.0))  # arbitrary scanner units
-    image[anatomy.intracranial < 0.5] = 0.0  # skull-stripped
+    if head is None:
+        image[anatomy.intracranial < 0.5] = 0.0  # skull-stripped
     return image.astype(np.float32)

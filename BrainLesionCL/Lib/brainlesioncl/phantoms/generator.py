@@ -58,6 +58,11 @@ class PhantomConfig:
         noise: Rician noise level relative to white matter.
         bias: bias-field strength (log-amplitude).
         elastic_mm: amplitude of the random elastic deformation.
+        skull: render a raw exam: skull, scalp and a noisy air background (``brain_mask`` is the true brain).
+        misalign: ``(mm, degrees)``: every sequence after the first is moved by a random rigid motion of that size
+            (the head moved between acquisitions); the exact motion is in ``info["misalignment"]``.
+        slice_thickness: every sequence after the first is acquired with axial slices this thick (mm), as clinical
+            2D sequences are; the first keeps the isotropic grid.
     """
 
     disease: str = "tumour"
@@ -69,6 +74,9 @@ class PhantomConfig:
     noise: float = 0.03
     bias: float = 0.15
     elastic_mm: float = 4.0
+    skull: bool = False
+    misalign: tuple[float, float] | None = None
+    slice_thickness: float | None = None
 
     def __post_init__(self) -> None:
         disease = "none" if self.disease == "none" else (
@@ -97,6 +105,7 @@ class PhantomCase:
     classes: sitk.Image
     tissue: sitk.Image
     info: dict = field(default_factory=dict)
+    brain_mask: sitk.Image | None = None
 
 
 def _grid_image(array: np.ndarray, spacing: float) -> sitk.Image:
@@ -137,10 +146,18 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
     tissue[(anatomy.vessels > 0.75) & (tissue > 0)] = 4  # mostly-vessel voxels
 
     texture = smooth_noise(config.size, rng, 2.0 * config.spacing, config.spacing)
+    head = _head_layers(anatomy, config.spacing) if config.skull else None
     images = {}
-    for modality in config.modalities:
-        array = render(modality, anatomy, lesions, rng, texture=texture, noise=config.noise, bias=config.bias)
-        images[modality] = _grid_image(array, config.spacing)
+    motion: dict[str, dict] = {}
+    for index, modality in enumerate(config.modalities):
+        array = render(modality, anatomy, lesions, rng, texture=texture, noise=config.noise, bias=config.bias,
+                       head=head)
+        image = _grid_image(array, config.spacing)
+        if index > 0 and config.slice_thickness:
+            image = _thick_slices(image, config.slice_thickness)
+        if index > 0 and config.misalign:
+            image, motion[modality] = _move(image, *config.misalign, rng)
+        images[modality] = image
     voxel_ml = config.spacing**3 / 1000.0
     info = {
         "disease": config.disease,
@@ -152,6 +169,8 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
                           "3": "enhancing"},
         **{k: v for k, v in lesions.notes.items()},
     }
+    if motion:
+        info["misalignment"] = motion
     return PhantomCase(
         config=config,
         images=images,
@@ -159,7 +178,60 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
         classes=_grid_image(classes, config.spacing),
         tissue=_grid_image(tissue, config.spacing),
         info=info,
+        brain_mask=_grid_image((anatomy.intracranial >= 0.5).astype(np.uint8), config.spacing),
     )
+
+
+def _head_layers(anatomy, spacing: float) -> np.ndarray:
+    """0 inside the skull and in the air, 1 skull (the first ~6 mm outside the intracranial volume), 2 scalp (the
+    next ~5 mm)."""
+    from scipy import ndimage
+
+    distance = ndimage.distance_transform_edt(anatomy.intracranial < 0.5) * spacing
+    head = np.zeros(distance.shape, np.uint8)
+    head[(distance > 0) & (distance <= 6.0)] = 1
+    head[(distance > 6.0) & (distance <= 11.0)] = 2
+    return head
+
+
+def _thick_slices(image: sitk.Image, thickness: float) -> sitk.Image:
+    """The same anatomy acquired with thick axial slices: each slice averages its slab (partial volume)."""
+    spacing = image.GetSpacing()
+    smoothed = sitk.SmoothingRecursiveGaussian(image, (1e-3, 1e-3, thickness / 2.355))
+    size = list(image.GetSize())
+    size[2] = max(2, int(round(size[2] * spacing[2] / thickness)))
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    new_spacing = np.array([spacing[0], spacing[1], thickness])
+    grid.SetSpacing(tuple(new_spacing))
+    grid.SetDirection(image.GetDirection())
+    centre = np.array(image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in image.GetSize()]))
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    grid.SetOrigin(tuple(centre - direction @ ((np.array(size) - 1) / 2 * new_spacing)))
+    return sitk.Resample(smoothed, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def _move(image: sitk.Image, mm: float, degrees: float, rng: np.random.Generator) -> tuple[sitk.Image, dict]:
+    """The head moved by a rigid motion of about ``mm`` and ``degrees``: the voxels stay, the grid moves in space.
+
+    Returns the moved image and the motion as the 4x4 matrix that maps a physical point of the reference space to
+    where the same anatomy now lies (LPS, mm)."""
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(degrees)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotation = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+    direction_of_translation = rng.normal(size=3)
+    translation = mm * direction_of_translation / np.linalg.norm(direction_of_translation)
+    centre = np.array(image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in image.GetSize()]))
+    moved = sitk.Image(image)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    moved.SetDirection(tuple((rotation @ direction).flatten()))
+    origin = np.array(image.GetOrigin())
+    moved.SetOrigin(tuple(rotation @ (origin - centre) + centre + translation))
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation
+    matrix[:3, 3] = centre + translation - rotation @ centre
+    return moved, {"translation_mm": float(mm), "rotation_deg": float(degrees), "matrix": matrix.tolist()}
 
 
 def write_case(case: PhantomCase, folder: str | os.PathLike) -> Path:

@@ -99,6 +99,8 @@ class PreparedCase:
     grid: sitk.Image
     box: tuple[tuple[int, int, int], tuple[int, int, int]]
     pad: tuple[tuple[int, int], ...]
+    #: The (dilated) brain mask on the prepared array's voxels when a raw exam was brain-extracted, else None.
+    brain: np.ndarray | None = None
 
     def restore(self, probability: np.ndarray) -> sitk.Image:
         """Map a lesion probability (X, Y, Z) on the padded crop back onto the reference's original grid.
@@ -133,6 +135,9 @@ def prepare_case(
     *,
     reference: Modality | str | None = None,
     config: PreprocessConfig | None = None,
+    transforms: Mapping[Modality, sitk.Transform] | None = None,
+    brain_mask: sitk.Image | None = None,
+    mask_transform: sitk.Transform | None = None,
 ) -> PreparedCase:
     """Resample, normalise and crop mapped volumes into one network input.
 
@@ -142,6 +147,10 @@ def prepare_case(
         channel_order: the model's channel order.
         reference: which input defines the output geometry; defaults to the first entry of ``images``.
         config: preprocessing settings.
+        transforms: per modality, the rigid transform from the reference into that sequence (co-registration);
+            composed with the resampling onto the working grid, so each sequence is interpolated once.
+        brain_mask: a brain mask (on its own grid, reached through ``mask_transform``): channels are zeroed outside
+            it (dilated by 3 mm) and :attr:`PreparedCase.brain` keeps it for the output.
 
     Raises:
         GeometryError: a channel does not overlap the reference in physical space.
@@ -167,6 +176,12 @@ def prepare_case(
         grid = sitk.Image(reference_image.GetSize(), sitk.sitkUInt8)
         grid.CopyInformation(reference_image)
 
+    brain = None
+    if brain_mask is not None:
+        on_grid = sitk.Resample(sitk.Cast(brain_mask > 0, sitk.sitkUInt8), grid,
+                                mask_transform or sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        radius = max(1, int(round(3.0 / config.spacing))) if config.grid is GridMode.RAS_1MM else 2
+        brain = to_xyz(sitk.BinaryDilate(on_grid, (radius,) * 3)).astype(bool)
     channels = np.zeros((len(order), *grid.GetSize()), dtype=np.float32)
     foreground = np.zeros(grid.GetSize(), dtype=bool)
     present = [False] * len(order)
@@ -184,7 +199,11 @@ def prepare_case(
         if background is not None:
             logger.info("%s: background is the constant %g; treating it as 0", modality.value, background)
             image = sitk.Mask(image, sitk.Cast(image != background, sitk.sitkUInt8))
-        resampled = to_xyz(resample_onto(image, grid, interpolator=sitk.sitkLinear))
+        transform = (transforms or {}).get(modality)
+        resampled = to_xyz(resample_onto(image, grid, interpolator=sitk.sitkLinear) if transform is None else
+                           sitk.Resample(image, grid, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+        if brain is not None:
+            resampled = resampled * brain
         if not np.any(resampled):
             raise GeometryError(
                 f"{modality.value} has no signal inside the reference volume's field of view after resampling. "
@@ -199,6 +218,9 @@ def prepare_case(
     cropped = channels[:, start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]]
     pad = tuple(_pad_amounts(n, config.divisible, config.min_size) for n in cropped.shape[1:])
     padded = np.pad(cropped, ((0, 0), *pad)) if any(sum(p) for p in pad) else cropped
+    brain_box = None
+    if brain is not None:
+        brain_box = np.pad(brain[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]], pad)
     return PreparedCase(
         array=np.ascontiguousarray(padded, dtype=np.float32),
         present=present,
@@ -206,6 +228,7 @@ def prepare_case(
         grid=grid,
         box=(tuple(start), tuple(stop)),
         pad=pad,
+        brain=brain_box,
     )
 
 

@@ -1,0 +1,44 @@
+"""Write what the preparation stage made, so a site can inspect it and reuse it for episodes: every sequence on the
+reference grid (co-registered, interpolated once, zero outside the brain of a raw exam), the brain mask, and the
+quality-control record."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from ..io.atomic import StagedOutputs, check_writable_folder
+from ..io.image_io import stage_image
+from ..modalities import Modality
+from .stage import Preparation
+
+__all__ = ["write_prepared"]
+
+
+def write_prepared(images: Mapping[Modality, sitk.Image], reference: Modality, preparation: Preparation,
+                   folder: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
+    """``<modality>.nii.gz`` per sequence, ``brain_mask.nii.gz`` (raw exams) and ``quality.json`` in ``folder``,
+    all-or-nothing."""
+    folder = check_writable_folder(folder, "--write-prepared folder")
+    grid = images[reference]
+    mask = None
+    if preparation.brain_mask is not None:
+        mask = sitk.Resample(sitk.Cast(preparation.brain_mask > 0, sitk.sitkUInt8), grid,
+                             preparation.transforms.get(preparation.mask_source, sitk.Transform()),
+                             sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    text = json.dumps(preparation.qc, indent=2) + "\n"
+    with StagedOutputs() as outputs:
+        for modality, image in images.items():
+            transform = preparation.transforms.get(modality, sitk.Transform())
+            on_grid = sitk.Resample(image, grid, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            if mask is not None:
+                on_grid = sitk.Mask(on_grid, mask)
+            stage_image(outputs, on_grid, folder / f"{modality.value.lower()}.nii.gz", overwrite=overwrite)
+        if mask is not None:
+            stage_image(outputs, mask, folder / "brain_mask.nii.gz", overwrite=overwrite)
+        outputs.add(folder / "quality.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return sorted(folder.iterdir())

@@ -1,0 +1,155 @@
+"""The preparation stage between reading and the network: raw clinical exams in, what the models were trained on out.
+
+Curated challenge data is skull-stripped and co-registered; a PACS exam is not (skull on, each sequence on its own
+grid, head motion between sequences, thick slices). The stage:
+
+1. **detects** per input whether it is already brain-extracted (a background of one exact value over most of the
+   border, as skull stripping leaves; a raw exam's air is noise) and records the decision;
+2. **co-registers** every other sequence to the reference, rigidly (:mod:`.registration`), when the exam is raw (or
+   ``mode="on"``); curated inputs are taken as aligned, as they are. Only transforms are kept: the pipeline composes
+   them with the one resampling onto the model's grid, so nothing is interpolated twice;
+3. **extracts the brain** of a raw exam with deepbet (:mod:`.brain_mask`) on the most T1-like sequence with thin
+   slices (deepbet was trained on T1) and carries the mask to the others through the registration; the network then
+   sees only the brain and the output is zero outside the (dilated) mask;
+4. records **quality control**: per sequence the decision, slice thickness and registration metric/motion; the brain
+   volume (warned outside 800-2200 mL for adults).
+
+``mode``: ``auto`` (default: prepare raw exams, leave curated inputs untouched), ``on`` (always register; extract the
+brain of raw inputs), ``off`` (the inputs are used as given).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import SettingsError
+from ..modalities import Modality
+from .registration import register_rigid
+
+__all__ = ["PREPARE_MODES", "Preparation", "is_brain_extracted", "prepare_inputs"]
+
+PREPARE_MODES = ("auto", "on", "off")
+#: Adult brain volumes outside this range (mL) are flagged: a failed extraction or a child's scan.
+BRAIN_VOLUME_RANGE_ML = (800.0, 2200.0)
+#: Slices thicker than this (mm) are reported: the model sees them resampled.
+THICK_SLICE_MM = 3.0
+#: Preference for running brain extraction (deepbet was trained on T1-weighted images).
+_EXTRACTION_ORDER = (Modality.T1, Modality.T1C, Modality.FLAIR, Modality.T2, Modality.PD, Modality.SWI, Modality.DWI,
+                     Modality.ADC)
+
+
+@dataclass
+class Preparation:
+    """What the stage decided and measured; ``transforms`` map reference points into each sequence."""
+
+    transforms: dict[Modality, sitk.Transform] = field(default_factory=dict)
+    brain_mask: sitk.Image | None = None  # on the grid of ``mask_source``
+    mask_source: Modality | None = None
+    qc: dict = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.transforms) or self.brain_mask is not None
+
+    def lines(self) -> list[str]:
+        """The QC as sentences, for the CLI and the Slicer panel."""
+        out = []
+        for name, entry in self.qc.get("inputs", {}).items():
+            text = f"{name}: {'brain-extracted' if entry['brain_extracted'] else 'raw (skull on)'}, slices " \
+                   f"{entry['slice_thickness_mm']:.1f} mm"
+            if entry.get("registration"):
+                r = entry["registration"]
+                text += (f", registered (moved {r['translation_mm']:.1f} mm / {r['rotation_deg']:.1f}°, "
+                         f"MI {r['metric']:.2f})")
+            out.append(text)
+        if self.qc.get("brain_volume_ml") is not None:
+            out.append(f"brain volume {self.qc['brain_volume_ml']:.0f} mL")
+        return out + [f"warning: {w}" for w in self.qc.get("warnings", [])]
+
+
+def is_brain_extracted(image: sitk.Image) -> tuple[bool, str]:
+    """Whether an image is already skull-stripped: most of its border is one exact value (0, or a constant left by
+    an intensity normalisation), where a raw exam's air is noise."""
+    array = sitk.GetArrayViewFromImage(image)
+    faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
+    border = np.concatenate([f.ravel() for f in faces])
+    values, counts = np.unique(border, return_counts=True)
+    share = float(counts.max()) / border.size
+    background = float(values[int(np.argmax(counts))])
+    if share >= 0.9:
+        inside = float((array == background).mean())
+        return True, f"{share:.0%} of the border and {inside:.0%} of the volume is exactly {background:g}"
+    return False, f"the border is noise (its most common value covers {share:.0%})"
+
+
+def prepare_inputs(images: Mapping[Modality, sitk.Image], reference: Modality, *, mode: str = "auto",
+                   register: bool = True, extract_brain=None) -> Preparation:
+    """Run the stage (see the module docstring) on validated images keyed by modality.
+
+    Args:
+        extract_brain: ``image -> binary mask`` (default: deepbet, see :mod:`.brain_mask`); injectable for tests.
+
+    Raises:
+        SettingsError: unknown mode; GeometryError: a registration failed (names the sequence and the fix);
+        InvalidImageError: brain extraction found no brain.
+    """
+    if mode not in PREPARE_MODES:
+        raise SettingsError(f"--prepare {mode!r}: use one of {', '.join(PREPARE_MODES)}.")
+    preparation = Preparation(qc={"mode": mode, "inputs": {}, "warnings": [], "seconds": {}})
+    if mode == "off":
+        return preparation
+    start = time.perf_counter()
+    raw = {}
+    for modality, image in images.items():
+        extracted, reason = is_brain_extracted(image)
+        raw[modality] = not extracted
+        thickness = float(max(image.GetSpacing()))
+        preparation.qc["inputs"][modality.value] = {
+            "brain_extracted": extracted, "decision": reason, "slice_thickness_mm": round(thickness, 2),
+            "thick_slices": thickness > THICK_SLICE_MM, "resampled_from_thick_slices": thickness > THICK_SLICE_MM,
+        }
+    preparation.qc["seconds"]["detect"] = round(time.perf_counter() - start, 2)
+    exam_is_raw = any(raw.values())
+    if mode == "auto" and not exam_is_raw:
+        preparation.qc["decision"] = "curated inputs (brain-extracted): used as given"
+        return preparation
+
+    start = time.perf_counter()
+    if register:
+        for modality, image in images.items():
+            if modality is reference:
+                continue
+            result = register_rigid(images[reference], image, name=modality.value)
+            preparation.transforms[modality] = result.transform
+            preparation.qc["inputs"][modality.value]["registration"] = result.to_dict()
+    preparation.qc["seconds"]["register"] = round(time.perf_counter() - start, 2)
+
+    if exam_is_raw:
+        start = time.perf_counter()
+        if extract_brain is None:
+            from .brain_mask import deepbet_brain_mask as extract_brain
+        # The most T1-like sequence among those with thin slices (a 5 mm mask carried to a 1 mm grid is coarse).
+        source = min((m for m in _EXTRACTION_ORDER if m in images),
+                     key=lambda m: (max(images[m].GetSpacing()) > THICK_SLICE_MM, _EXTRACTION_ORDER.index(m)))
+        mask = extract_brain(images[source])
+        voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
+        volume = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * voxel_ml
+        preparation.brain_mask, preparation.mask_source = mask, source
+        preparation.qc.update({"brain_extraction": {"tool": getattr(extract_brain, "__name__", "custom"),
+                                                    "sequence": source.value},
+                               "brain_volume_ml": round(volume, 1)})
+        low, high = BRAIN_VOLUME_RANGE_ML
+        if not low <= volume <= high:
+            preparation.qc["warnings"].append(
+                f"brain volume {volume:.0f} mL is outside {low:.0f}-{high:.0f} mL (adults): check the brain mask "
+                "(write it with --write-prepared) before trusting the result")
+        if source not in (Modality.T1, Modality.T1C):
+            preparation.qc["warnings"].append(
+                f"no T1-weighted sequence: the brain was extracted on {source.value}; check the mask")
+        preparation.qc["seconds"]["brain_extraction"] = round(time.perf_counter() - start, 2)
+    return preparation
