@@ -134,3 +134,22 @@ def test_no_model_installed_names_the_fix(capsys, registry, flair_t1_files, tmp_
                         f"FLAIR={flair_t1_files['flair']}", "-o", str(tmp_path / "s.nii.gz"))
     assert code == 3 and "brainlesioncl models import" in err
     assert not (tmp_path / "s.nii.gz").exists()
+
+
+def test_segment_writes_a_per_lesion_report(capsys, registry, tiny_version, flair_t1_files, tmp_path: Path) -> None:
+    import csv
+
+    code, _out, _err = _run(capsys, "--registry", str(registry.root), "segment", "--input",
+                            f"FLAIR={flair_t1_files['flair']}", "-o", str(tmp_path / "seg.nii.gz"), "--device", "cpu",
+                            "--report", str(tmp_path / "lesions.csv"))
+    assert code == 0
+    rows = list(csv.DictReader(open(tmp_path / "lesions.csv")))
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "seg.nii.gz")))
+    voxel_ml = float(np.prod(sitk.ReadImage(str(tmp_path / "seg.nii.gz")).GetSpacing())) / 1000
+    assert rows[-1]["lesion"] == "total"
+    assert float(rows[-1]["volume_ml"]) == pytest.approx(label.sum() * voxel_ml, rel=1e-3)
+    assert len(rows) - 1 == sum(1 for r in rows if r["lesion"] != "total")
+    code, _out, err = _run(capsys, "--registry", str(registry.root), "segment", "--input",
+                           f"FLAIR={flair_t1_files['flair']}", "-o", str(tmp_path / "seg2.nii.gz"), "--device", "cpu",
+                           "--report", str(tmp_path / "lesions.txt"))
+    assert code == 2 and ".csv or .json" in err

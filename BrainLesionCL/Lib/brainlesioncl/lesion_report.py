@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["LesionRow", "lesion_rows"]
+__all__ = ["LesionRow", "lesion_rows", "write_lesion_report"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +53,37 @@ def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None) -> lis
             mean_probability=float(intensity.GetMean(value)) if intensity is not None else None,
         ))
     return rows
+
+
+def write_lesion_report(rows: list[LesionRow], path, *, overwrite: bool = False) -> None:
+    """The rows as CSV (``.csv``: one line per lesion and a total line) or JSON (``.json``), written atomically."""
+    import csv
+    import io
+    import json
+    from pathlib import Path
+
+    from .errors import OutputPathError
+    from .io.atomic import StagedOutputs, check_writable_folder
+
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".json"):
+        raise OutputPathError(f"--report {path}: give a .csv or .json file name.")
+    check_writable_folder(path.parent)
+    if path.exists() and not overwrite:
+        raise OutputPathError(f"{path} exists already; choose another name or pass --overwrite.")
+    total = {"lesions": len(rows), "volume_ml": round(sum(r.volume_ml for r in rows), 4)}
+    if path.suffix.lower() == ".json":
+        text = json.dumps({"lesions": [r.to_dict() for r in rows], "total": total}, indent=2) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["lesion", "volume_ml", "largest_diameter_mm", "centroid_r", "centroid_a", "centroid_s",
+                         "voxels", "mean_probability"])
+        for r in rows:
+            writer.writerow([r.index, f"{r.volume_ml:.4f}", f"{r.largest_diameter_mm:.2f}",
+                             *(f"{v:.2f}" for v in r.centroid_ras), r.voxels,
+                             "" if r.mean_probability is None else f"{r.mean_probability:.3f}"])
+        writer.writerow(["total", f"{total['volume_ml']:.4f}", "", "", "", "", sum(r.voxels for r in rows), ""])
+        text = buffer.getvalue()
+    with StagedOutputs() as outputs:
+        outputs.add(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -176,6 +176,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise BrainLesionCLError("Give the case with --input MODALITY=FILE (repeatable), or a batch with --cases.")
     if not args.output:
         raise BrainLesionCLError("Give the output labelmap path with -o/--output (e.g. -o seg.nii.gz).")
+    from ..errors import OutputPathError
     from ..io import check_output_path
 
     inputs = _resolve_auto_inputs(_parse_inputs(args.input), args)
@@ -187,6 +188,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         from ..io.atomic import check_writable_folder
 
         check_writable_folder(args.write_prepared, "--write-prepared folder")
+    if args.report and Path(args.report).suffix.lower() not in (".csv", ".json"):
+        raise OutputPathError(f"--report {args.report}: give a .csv or .json file name.")
     segmenter = _make_segmenter(args, args.disease)
     logger.info("model %s on %s", segmenter.metadata.version, segmenter.device)
     start = time.perf_counter()
@@ -196,6 +199,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     if args.write_prepared:
         _write_prepared_from_result(inputs, result, args)
+    if args.report:
+        from ..lesion_report import lesion_rows, write_lesion_report
+
+        write_lesion_report(lesion_rows(sitk_binary(result.label), result.probability), args.report,
+                            overwrite=args.overwrite)
     result.write(args.output, probabilities=args.probabilities, overwrite=args.overwrite)
     summary = {
         "output": str(args.output),
@@ -210,6 +218,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary) if args.progress == "json" else _human_summary(summary))
     return 0
+
+
+def sitk_binary(label):
+    """Any lesion class as lesion (the metastasis model's labels 1-3 included)."""
+    import SimpleITK as sitk
+
+    return sitk.Cast(label > 0, sitk.sitkUInt8)
 
 
 def _write_prepared_from_result(inputs: dict[str, str], result, args: argparse.Namespace) -> None:
@@ -510,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--prepare", choices=["auto", "on", "off"], default="auto",
                      help="raw exams (skull on, sequences not co-registered) are brain-extracted and co-registered "
                           "first: auto (default: only when needed), on, off")
+    seg.add_argument("--report", metavar="FILE",
+                     help="per-lesion report (.csv or .json): volume, largest diameter, RAS centroid, mean probability")
     seg.add_argument("--write-prepared", metavar="DIR",
                      help="also write the prepared sequences, brain mask and QC to this existing folder")
     seg.add_argument("--no-register", action="store_true",
