@@ -68,6 +68,7 @@ def test_strategy_names_and_options() -> None:
 
 
 # -- episodes --------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["naive", "lwf", "ewc", "si", "braincl-dd", "ours"])
 def test_every_strategy_writes_a_child_version(tumour_parent, strategy: str) -> None:
     registry, parent = tumour_parent
@@ -92,6 +93,7 @@ def test_every_strategy_writes_a_child_version(tumour_parent, strategy: str) -> 
         assert meta.training["strategy"]["alpha"] == pytest.approx((1 - d) * 0.6e-5, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_ours_forgets_less_than_naive_fine_tuning(tumour_parent) -> None:
     """Stroke here teaches 'a bright sphere is background', the opposite of tumour: naive fine-tuning forgets."""
     registry, parent = tumour_parent
@@ -110,6 +112,7 @@ def test_ours_forgets_less_than_naive_fine_tuning(tumour_parent) -> None:
     assert outcomes["ours"][1] > max(0.4, stroke_before + 0.2)  # and the new disease's Dice rises
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["naive", "lwf", "ewc", "si", "braincl-dd", "ours"])
 def test_cancel_writes_nothing_and_resume_matches_an_uninterrupted_run(tumour_parent, strategy: str) -> None:
     """Every strategy's running state (e.g. the path integral of SI, the route sampler of ours) goes into the epoch

@@ -94,6 +94,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_data_parallel_episode_two_cpu_processes(tmp_path, registry, tiny_version) -> None:
     out = tmp_path / "ranks"
     out.mkdir()

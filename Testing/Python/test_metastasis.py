@@ -137,6 +137,7 @@ def tiny_pair():
     return detector, segmentor, detector_result, segmentor_result
 
 
+@pytest.mark.slow
 def test_both_stages_train(tiny_pair) -> None:
     _, _, detector_result, segmentor_result = tiny_pair
     assert detector_result.losses[-1] < detector_result.losses[0]

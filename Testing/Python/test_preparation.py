@@ -46,6 +46,7 @@ def test_skull_detection(raw_exam) -> None:
     assert is_brain_extracted(raw_exam.images["FLAIR"])[0] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["T1", "T2", "DWI"])
 def test_registration_error_on_misaligned_thick_slices(raw_exam, modality: str) -> None:
     """Target: mean error over the brain <= 1.5 mm (from ~7.5 mm of motion)."""
@@ -65,6 +66,7 @@ def test_an_implausible_motion_is_refused_with_the_sequence_named() -> None:
         register_rigid(case.images["FLAIR"], case.images["T2"], name="T2")
 
 
+@pytest.mark.slow
 def test_brain_extraction_on_a_skull_phantom() -> None:
     pytest.importorskip("deepbet", reason="brain extraction is optional: pip install 'brainlesioncl[clinical]'")
     from brainlesioncl.preparation.brain_mask import deepbet_brain_mask
@@ -109,6 +111,7 @@ def _truth_mask(case):
     return extract
 
 
+@pytest.mark.slow
 def test_segment_a_raw_exam_only_inside_the_brain(raw_exam) -> None:
     """The known predictor labels the brightest structure of FLAIR: on a raw exam that is the scalp. Prepared, the
     network sees only the brain, and nothing is labelled outside it; unprepared, the scalp is 'lesion'."""
@@ -153,6 +156,7 @@ def test_quality_control_warns_about_an_implausible_brain(raw_exam) -> None:
         prepare_inputs({Modality.FLAIR: raw_exam.images["FLAIR"]}, Modality.FLAIR, mode="maybe")
 
 
+@pytest.mark.slow
 def test_prepare_command_writes_the_prepared_exam(tmp_path, raw_exam) -> None:
     pytest.importorskip("deepbet", reason="brain extraction is optional: pip install 'brainlesioncl[clinical]'")
     import json

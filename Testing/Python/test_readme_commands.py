@@ -81,6 +81,7 @@ def run(fresh_install, command: str, *, expect: int = 0) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_readme_flow_on_the_shipped_model(fresh_install) -> None:
     work, _env = fresh_install
     run(fresh_install, "brainlesioncl phantoms cases --preset ISLES --count 3 --size 64 64 48 --spacing 2 --seed 3 "

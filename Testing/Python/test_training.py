@@ -66,6 +66,7 @@ def test_batch_context_reflects_dropped_modalities() -> None:
         assert context[6:].tolist() == [1, 0, 0, 0]
 
 
+@pytest.mark.slow
 def test_tiny_training_learns() -> None:
     torch.manual_seed(0)
     network = MoEUNet(MoEUNetConfig(channels=(8, 8, 16, 16, 32)))
@@ -136,6 +137,7 @@ def _single_modality(cases: list, channel: int) -> list:
     return cases
 
 
+@pytest.mark.slow
 def test_joint_training_learns_both_databases() -> None:
     """One loss over a batch from each database: a FLAIR-only and a T1-only database both end up segmented."""
     from brainlesioncl.training import JointBatchPlan
