@@ -153,3 +153,18 @@ def test_segment_writes_a_per_lesion_report(capsys, registry, tiny_version, flai
                            f"FLAIR={flair_t1_files['flair']}", "-o", str(tmp_path / "seg2.nii.gz"), "--device", "cpu",
                            "--report", str(tmp_path / "lesions.txt"))
     assert code == 2 and ".csv or .json" in err
+
+
+def test_segment_writes_uncertainty_and_flags_lesions(capsys, registry, tiny_version, flair_t1_files,
+                                                      tmp_path: Path) -> None:
+    import csv
+
+    code, _out, err = _run(capsys, "--registry", str(registry.root), "segment", "--input",
+                           f"FLAIR={flair_t1_files['flair']}", "-o", str(tmp_path / "seg.nii.gz"), "--device", "cpu",
+                           "--uncertainty", str(tmp_path / "unc.nii.gz"), "--report", str(tmp_path / "lesions.csv"))
+    assert code == 0, err
+    uncertainty = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "unc.nii.gz")))
+    assert uncertainty.shape == sitk.GetArrayFromImage(sitk.ReadImage(str(flair_t1_files["flair"]))).shape
+    assert 0.0 <= uncertainty.min() and uncertainty.max() <= 1.0 + 1e-6
+    header = next(csv.reader(open(tmp_path / "lesions.csv")))
+    assert "mean_uncertainty" in header and "unsure" in header

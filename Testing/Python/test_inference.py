@@ -153,3 +153,28 @@ def test_small_lesion_removal_keeps_real_lesions() -> None:
     assert label_statistics(remove_small_lesions(label, 3.9))[1] == 2
     with pytest.raises(ValueError, match="min_lesion_mm3"):
         InferenceConfig(min_lesion_mm3=-1)
+
+
+class _LeftHalfNet(torch.nn.Module):
+    """Calls everything in the left half of the volume lesion: flipping left-right moves its answer, so the four
+    views disagree exactly there (a known, maximal uncertainty)."""
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        lesion = torch.full_like(x[:, :1], -20.0)
+        lesion[:, :, : x.shape[2] // 2] = 20.0
+        return torch.cat([torch.zeros_like(lesion), lesion], dim=1)
+
+
+def test_test_time_flips_give_mean_probability_and_entropy() -> None:
+    from brainlesioncl.inference import Predictor
+
+    array = np.random.default_rng(0).random((2, 32, 32, 32)).astype(np.float32)
+    context = torch.zeros(1, 6)
+    predictor = Predictor(_LeftHalfNet(), device="cpu")
+    mean, entropy = predictor.predict_with_uncertainty(array, context)
+    assert mean.shape == entropy.shape == (32, 32, 32)
+    # identity + y + z flips agree with the left half; the x flip says right half: mean 0.75 left, 0.25 right
+    assert np.allclose(mean[:16], 0.75, atol=1e-4) and np.allclose(mean[16:], 0.25, atol=1e-4)
+    assert np.allclose(entropy, -(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25)), atol=1e-3)
+    certain, certain_entropy = predictor.predict_with_uncertainty(array, context, flips=((), (1,)))
+    assert np.allclose(certain[:16], 1.0, atol=1e-4) and certain_entropy.max() < 1e-3

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["LesionRow", "lesion_rows", "write_lesion_report"]
+__all__ = ["UNSURE_LESION_BITS", "LesionRow", "lesion_rows", "write_lesion_report"]
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,21 @@ class LesionRow:
     centroid_ras: tuple[float, float, float]
     voxels: int
     mean_probability: float | None
+    #: Mean predictive entropy inside the lesion (bits, 0..1) when the uncertainty was computed, else None.
+    mean_uncertainty: float | None = None
+    #: True when the model is unsure of this lesion (mean uncertainty above :data:`UNSURE_LESION_BITS`).
+    unsure: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None) -> list[LesionRow]:
+#: A lesion whose mean voxel uncertainty exceeds this many bits is flagged for the clinician to check.
+UNSURE_LESION_BITS = 0.5
+
+
+def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None,
+                uncertainty: sitk.Image | None = None) -> list[LesionRow]:
     """The lesions of a 0/1 labelmap, largest first (see the module docstring)."""
     components = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.Cast(label > 0, sitk.sitkUInt8), True))
     shapes = sitk.LabelShapeStatisticsImageFilter()
@@ -39,6 +48,10 @@ def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None) -> lis
     if probability is not None:
         intensity = sitk.LabelStatisticsImageFilter()
         intensity.Execute(sitk.Cast(probability, sitk.sitkFloat32), components)
+    unsure = None
+    if uncertainty is not None:
+        unsure = sitk.LabelStatisticsImageFilter()
+        unsure.Execute(sitk.Cast(uncertainty, sitk.sitkFloat32), components)
     voxel_ml = float(np.prod(label.GetSpacing())) / 1000.0
     rows = []
     for value in sorted(shapes.GetLabels()):
@@ -51,6 +64,8 @@ def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None) -> lis
             centroid_ras=(-float(x), -float(y), float(z)),
             voxels=voxels,
             mean_probability=float(intensity.GetMean(value)) if intensity is not None else None,
+            mean_uncertainty=float(unsure.GetMean(value)) if unsure is not None else None,
+            unsure=bool(unsure.GetMean(value) > UNSURE_LESION_BITS) if unsure is not None else None,
         ))
     return rows
 
@@ -78,12 +93,15 @@ def write_lesion_report(rows: list[LesionRow], path, *, overwrite: bool = False)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["lesion", "volume_ml", "largest_diameter_mm", "centroid_r", "centroid_a", "centroid_s",
-                         "voxels", "mean_probability"])
+                         "voxels", "mean_probability", "mean_uncertainty", "unsure"])
         for r in rows:
             writer.writerow([r.index, f"{r.volume_ml:.4f}", f"{r.largest_diameter_mm:.2f}",
                              *(f"{v:.2f}" for v in r.centroid_ras), r.voxels,
-                             "" if r.mean_probability is None else f"{r.mean_probability:.3f}"])
-        writer.writerow(["total", f"{total['volume_ml']:.4f}", "", "", "", "", sum(r.voxels for r in rows), ""])
+                             "" if r.mean_probability is None else f"{r.mean_probability:.3f}",
+                             "" if r.mean_uncertainty is None else f"{r.mean_uncertainty:.3f}",
+                             "" if r.unsure is None else ("yes" if r.unsure else "no")])
+        writer.writerow(["total", f"{total['volume_ml']:.4f}", "", "", "", "", sum(r.voxels for r in rows), "", "",
+                         sum(1 for r in rows if r.unsure)])
         text = buffer.getvalue()
     with StagedOutputs() as outputs:
         outputs.add(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

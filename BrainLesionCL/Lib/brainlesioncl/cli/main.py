@@ -184,6 +184,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     check_output_path(args.output, overwrite=args.overwrite)
     if args.probabilities:
         check_output_path(args.probabilities, overwrite=args.overwrite)
+    if args.uncertainty:
+        check_output_path(args.uncertainty, overwrite=args.overwrite)
     if args.write_prepared:
         from ..io.atomic import check_writable_folder
 
@@ -195,16 +197,17 @@ def cmd_segment(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = segmenter.segment(
         inputs, args.disease, reference=args.reference, progress=_progress_printer(args.progress),
-        prepare=args.prepare, register=not args.no_register,
+        prepare=args.prepare, register=not args.no_register, uncertainty=bool(args.uncertainty),
     )
     if args.write_prepared:
         _write_prepared_from_result(inputs, result, args)
     if args.report:
         from ..lesion_report import lesion_rows, write_lesion_report
 
-        write_lesion_report(lesion_rows(sitk_binary(result.label), result.probability), args.report,
-                            overwrite=args.overwrite)
-    result.write(args.output, probabilities=args.probabilities, overwrite=args.overwrite)
+        write_lesion_report(lesion_rows(sitk_binary(result.label), result.probability, result.uncertainty),
+                            args.report, overwrite=args.overwrite)
+    result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
+                 overwrite=args.overwrite)
     summary = {
         "output": str(args.output),
         "model": result.model_version,
@@ -525,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--prepare", choices=["auto", "on", "off"], default="auto",
                      help="raw exams (skull on, sequences not co-registered) are brain-extracted and co-registered "
                           "first: auto (default: only when needed), on, off")
+    seg.add_argument("--uncertainty", metavar="FILE",
+                     help="also write a voxel-wise uncertainty map (predictive entropy of 4 flipped views, 0..1 bits)")
     seg.add_argument("--report", metavar="FILE",
                      help="per-lesion report (.csv or .json): volume, largest diameter, RAS centroid, mean probability")
     seg.add_argument("--write-prepared", metavar="DIR",

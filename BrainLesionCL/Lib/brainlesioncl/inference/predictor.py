@@ -263,6 +263,37 @@ class Predictor:
                 logits = self._sliding(x, ctx, cfg.fast_roi_size, 0.25, 1, "gaussian", progress, cancel)
         return self._probability(logits)[0].cpu().numpy().astype(np.float32, copy=False)
 
+    def predict_with_uncertainty(
+        self,
+        array: np.ndarray,
+        context: torch.Tensor,
+        *,
+        flips: Sequence[tuple[int, ...]] = ((), (0,), (1,), (2,)),
+        progress: ProgressCallback | None = None,
+        cancel: CancelCheck | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Test-time augmentation with mirror flips: the mean lesion probability and its predictive entropy (bits,
+        0 = certain, 1 = a coin toss), both (X, Y, Z) float32.
+
+        Why flips: the brain is nearly left-right symmetric and the network was trained with flips, so a flipped input
+        is as valid as the original; where the predictions of the flipped copies disagree, or all hover near 0.5, the
+        model is unsure. Each flip costs one more network pass (default: the identity and three flips).
+        """
+        samples = []
+        for index, axes in enumerate(flips):
+            def step(fraction: float, stage: str, index=index) -> None:
+                if progress is not None:
+                    progress((index + fraction) / len(flips), f"{stage} (view {index + 1}/{len(flips)})")
+
+            dims = [a + 1 for a in axes]  # (C, X, Y, Z): spatial axes are 1..3
+            flipped = np.flip(array, axis=dims) if dims else array
+            probability = self.predict(np.ascontiguousarray(flipped), context, progress=step, cancel=cancel)
+            samples.append(np.flip(probability, axis=list(axes)) if axes else probability)
+        mean = np.mean(samples, axis=0).astype(np.float32)
+        clipped = np.clip(mean, 1e-6, 1 - 1e-6)
+        entropy = -(clipped * np.log2(clipped) + (1 - clipped) * np.log2(1 - clipped))
+        return mean, entropy.astype(np.float32)
+
     def _sliding(
         self,
         x: torch.Tensor,

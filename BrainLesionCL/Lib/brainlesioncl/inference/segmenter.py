@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from torch import nn
 
-from ..errors import CancelledError, InvalidImageError, ModelError
+from ..errors import CancelledError, InvalidImageError, ModelError, OutputPathError
 from ..io.atomic import StagedOutputs
 from ..io.image_io import check_output_path, read_image, squeeze_to_3d, stage_image, validate_image
 from ..modalities import Disease, Modality, map_channels, resolve_disease, resolve_modality
@@ -55,12 +55,15 @@ class SegmentationResult:
     quality: dict = field(default_factory=dict)
     #: The stage's transforms and brain mask (brainlesioncl.preparation.Preparation), e.g. to write them out.
     preparation: object = None
+    #: Voxel-wise predictive entropy (bits, 0..1) from test-time flips, on the reference grid; None unless asked.
+    uncertainty: sitk.Image | None = None
 
     def write(
         self,
         label_path: str | os.PathLike,
         *,
         probabilities: str | os.PathLike | None = None,
+        uncertainty: str | os.PathLike | None = None,
         overwrite: bool = False,
     ) -> None:
         """Write the labelmap (uint8: 0 background, 1 lesion) and optionally the probability map, all-or-nothing.
@@ -71,10 +74,16 @@ class SegmentationResult:
         check_output_path(label_path, overwrite=overwrite)
         if probabilities is not None:
             check_output_path(probabilities, overwrite=overwrite)
+        if uncertainty is not None:
+            if self.uncertainty is None:
+                raise OutputPathError("No uncertainty was computed for this result: segment with uncertainty=True.")
+            check_output_path(uncertainty, overwrite=overwrite)
         with StagedOutputs() as outputs:
             stage_image(outputs, self.label, label_path, overwrite=overwrite)
             if probabilities is not None:
                 stage_image(outputs, self.probability, probabilities, overwrite=overwrite)
+            if uncertainty is not None:
+                stage_image(outputs, self.uncertainty, uncertainty, overwrite=overwrite)
 
 
 def remove_small_lesions(label: sitk.Image, min_mm3: float) -> sitk.Image:
@@ -172,6 +181,7 @@ class Segmenter:
         cancel: CancelCheck | None = None,
         prepare: str = "auto",
         register: bool = True,
+        uncertainty: bool = False,
     ) -> SegmentationResult:
         """Segment one case.
 
@@ -184,6 +194,8 @@ class Segmenter:
             prepare: ``auto`` (raw exams are co-registered and brain-extracted, curated inputs used as given), ``on``
                 or ``off``; see :mod:`brainlesioncl.preparation`.
             register: False skips co-registration (sequences known to be aligned).
+            uncertainty: also compute the voxel-wise uncertainty from test-time flips (4 network passes instead of 1;
+                the probability is then their mean).
 
         Raises:
             ChannelMappingError, InvalidImageError, GeometryError, DiseaseNotSupportedError, CancelledError.
@@ -232,17 +244,22 @@ class Segmenter:
             report(0.15 + 0.75 * fraction, stage)
 
         check_cancel()
-        probability = self.predictor.predict(
-            prepared.array, context, progress=inference_progress, cancel=cancel
-        )
+        entropy = None
+        if uncertainty:
+            probability, entropy = self.predictor.predict_with_uncertainty(
+                prepared.array, context, progress=inference_progress, cancel=cancel)
+        else:
+            probability = self.predictor.predict(prepared.array, context, progress=inference_progress, cancel=cancel)
         if prepared.brain is not None:  # nothing outside the (dilated) brain of a raw exam
             probability = probability * prepared.brain
+            entropy = entropy * prepared.brain if entropy is not None else None
         timings["inference"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         report(0.9, "mapping back to the reference grid")
         check_cancel()
         probability_image = prepared.restore(probability)
+        uncertainty_image = prepared.restore(entropy) if entropy is not None else None
         label = sitk.Cast(probability_image >= self.inference.threshold, sitk.sitkUInt8)
         label.CopyInformation(probability_image)
         if self.inference.min_lesion_mm3 > 0:
@@ -262,6 +279,7 @@ class Segmenter:
             timings=timings,
             quality=preparation.qc,
             preparation=preparation,
+            uncertainty=uncertainty_image,
         )
 
 

@@ -88,12 +88,17 @@ class MetastasisPipeline:
         return probabilities, {"patches": len(starts), "accepted": len(accepted)}
 
     def segment(self, inputs: Mapping, disease: Disease | str = Disease.METASTASIS, *, reference=None,
-                progress=None, cancel=None, prepare: str = "auto", register: bool = True) -> SegmentationResult:
+                progress=None, cancel=None, prepare: str = "auto", register: bool = True,
+                uncertainty: bool = False) -> SegmentationResult:
         """Segment one case; ``prepare``/``register`` run the raw-exam preparation stage as for
         :meth:`brainlesioncl.inference.Segmenter.segment`."""
+        from ..errors import SettingsError
         from ..modalities import resolve_modality
         from ..preparation import prepare_inputs
 
+        if uncertainty:
+            raise SettingsError("The uncertainty map is not available for the two-stage metastasis model yet; "
+                                "segment without --uncertainty.")
         report = progress or (lambda _f, _s: None)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
