@@ -191,6 +191,7 @@ class BrainLesionCLParameterNode:
     device: str = "auto"
     prepare: str = "auto"
     probabilityVolume: bool = False
+    uncertaintyVolume: bool = False
     show3D: bool = True
     strategy: str = "ours"
     epochs: Annotated[int, WithinRange(1, 2000)] = 20
@@ -285,9 +286,9 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                       _("Validation Dice")])
         self.ui.modelTable.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
         self.ui.modelTable.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
-        self.ui.lesionTable.setColumnCount(5)
+        self.ui.lesionTable.setColumnCount(6)
         self.ui.lesionTable.setHorizontalHeaderLabels([_("Lesion"), _("Volume (mL)"), _("Largest diameter (mm)"),
-                                                       _("Centre (RAS)"), _("Mean probability")])
+                                                       _("Centre (RAS)"), _("Mean probability"), _("Unsure?")])
         self.ui.lesionTable.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
         self.ui.lesionTable.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
 
@@ -545,7 +546,8 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 inputs, self.ui.diseaseComboBox.currentData or "unknown", referenceChannel=reference,
                 device=self.ui.deviceComboBox.currentData or "auto",
                 probabilityVolume=self.ui.probabilityCheckBox.checked,
-                prepare=self.ui.prepareComboBox.currentText or "auto")
+                prepare=self.ui.prepareComboBox.currentText or "auto",
+                uncertainty=self.ui.uncertaintyCheckBox.checked)
             self._startJob(Job("segment", process, self.ui.applyButton, self.ui.applyButton.text, outputNode=output,
                                overwrite=overwrite, referenceNode=inputs.get(reference) if reference else None),
                            _("Cancel"))
@@ -669,8 +671,9 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.lesionTable.setRowCount(len(self._lesions))
         for row, lesion in enumerate(self._lesions):
             probability = "" if lesion.mean_probability is None else f"{lesion.mean_probability:.2f}"
+            unsure = "" if lesion.unsure is None else (_("check") if lesion.unsure else _("no"))
             values = [str(lesion.index), f"{lesion.volume_ml:.3f}", f"{lesion.largest_diameter_mm:.1f}",
-                      ", ".join(f"{v:.1f}" for v in lesion.centroid_ras), probability]
+                      ", ".join(f"{v:.1f}" for v in lesion.centroid_ras), probability, unsure]
             for column, value in enumerate(values):
                 self.ui.lesionTable.setItem(row, column, qt.QTableWidgetItem(value))
         self.ui.lesionTable.resizeColumnsToContents()

@@ -52,6 +52,8 @@ ProgressCallback = Callable[[float, str], None]
 #: Node attribute marking volumes this module created (never offered as inputs).
 ROLE_ATTRIBUTE = "BrainLesionCL.Role"
 PROBABILITY_ROLE = "probability"
+#: Slicer's PET heat colour table: dark where the model is sure, bright where it is not.
+HEAT_COLOR_NODE_ID = "vtkMRMLPETProceduralColorNodePET-Heat"
 
 
 @dataclass
@@ -69,6 +71,8 @@ class SegmentOutcome:
     lesions: list = field(default_factory=list)
     #: What the raw-exam preparation decided and measured (brain extraction, registration, brain volume, warnings).
     quality: dict = field(default_factory=dict)
+    #: The uncertainty volume (a heat overlay), when asked for.
+    uncertaintyNode: object | None = None
 
     @property
     def qualityLines(self) -> list[str]:
@@ -353,6 +357,23 @@ class BrainLesionCLLogic:
             self._placeWithStudy(probability_node, reference)
         return segmentation, segment_id, probability_node
 
+    def heatVolume(self, image: sitk.Image, reference, what: str):
+        """A float volume on the reference's grid shown with a heat colour table (not a grey volume), placed with
+        the reference, and marked so it is never offered as an input."""
+        node = slicer.util.addVolumeFromArray(
+            sitk.GetArrayFromImage(image).astype(np.float32), ijkToRAS=self._localIJKToRAS(reference),
+            name=slicer.mrmlScene.GenerateUniqueName(f"{reference.GetName()} lesion {what}"))
+        node.SetAttribute(ROLE_ATTRIBUTE, PROBABILITY_ROLE)
+        node.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
+        node.CreateDefaultDisplayNodes()
+        display = node.GetDisplayNode()
+        if display is not None and slicer.mrmlScene.GetNodeByID(HEAT_COLOR_NODE_ID) is not None:
+            display.SetAndObserveColorNodeID(HEAT_COLOR_NODE_ID)
+            display.AutoWindowLevelOff()
+            display.SetWindowLevelMinMax(0.0, 1.0)
+        self._placeWithStudy(node, reference)
+        return node
+
     @staticmethod
     def _localIJKToRAS(reference) -> np.ndarray:
         import vtk
@@ -416,6 +437,7 @@ class BrainLesionCLLogic:
         probabilityVolume: bool = False,
         workDir: str | None = None,
         prepare: str = "auto",
+        uncertainty: bool = False,
     ) -> EngineProcess:
         """Start the engine in a child process (the widget's path). Finish with :meth:`finishSegmentation`."""
         chosen = {k: v for k, v in inputs.items() if v is not None}
@@ -433,12 +455,14 @@ class BrainLesionCLLogic:
                 sitk.WriteImage(volume_to_image(mapped[modality]), str(path), True)
                 arguments += ["--input", f"{modality.value}={path}"]
             arguments += ["--reference", reference_key.value, "--probabilities", str(work / "probability.nrrd")]
+            if uncertainty:
+                arguments += ["--uncertainty", str(work / "uncertainty.nrrd")]
             process = EngineProcess(arguments, workDirs=[work]).start()
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # patient images never stay behind a failed start
             raise
         process.context = {"work": work, "reference": mapped[reference_key], "disease": disease,  # type: ignore
-                           "probability": probabilityVolume}
+                           "probability": probabilityVolume, "uncertainty": uncertainty}
         return process
 
     def finishSegmentation(self, process: EngineProcess, outputSegmentation=None, *,
@@ -456,9 +480,13 @@ class BrainLesionCLLogic:
                 outputSegmentation, overwrite)
             volume, count = label_statistics(label)
             version = (process.summary or {}).get("model", "")
-            return SegmentOutcome(segmentation, segment_id, volume, count, version, process.elapsed,
-                                  probability_node, lesion_rows(label, probability),
-                                  (process.summary or {}).get("quality") or {})
+            uncertainty = sitk.ReadImage(str(work / "uncertainty.nrrd")) if context.get("uncertainty") else None
+            outcome = SegmentOutcome(segmentation, segment_id, volume, count, version, process.elapsed,
+                                     probability_node, lesion_rows(label, probability, uncertainty),
+                                     (process.summary or {}).get("quality") or {})
+            if uncertainty is not None:
+                outcome.uncertaintyNode = self.heatVolume(uncertainty, context["reference"], "uncertainty")
+            return outcome
         finally:
             process.discardWork()
 

@@ -164,14 +164,19 @@ def test_child_process_segmentation_with_the_real_engine(slicer_core, mrml_scene
     grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
     flair = _node_from_image(slicer, sphere_case(grid), "flair")
     logic = BrainLesionCLLogic(registry=registry)
-    process = logic.startSegmentation({"FLAIR": flair}, disease="WMH", device="cpu")
+    process = logic.startSegmentation({"FLAIR": flair}, disease="WMH", device="cpu", uncertainty=True)
     fractions = []
     while process.poll() is ProcessState.RUNNING:
         fractions.append(process.fraction)
         time.sleep(0.05)
     assert process.state is ProcessState.SUCCEEDED, process.log[-10:]
     assert process.summary["model"] == tiny_version
+    assert fractions == sorted(fractions) and 0.0 < max(fractions) <= 1.0  # progress moved forward only
     outcome = logic.finishSegmentation(process)
+    heat = outcome.uncertaintyNode
+    assert heat is not None and heat.GetDisplayNode().GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat"
+    assert heat.GetAttribute("BrainLesionCL.Role") == "probability" and not logic.isInputCandidate(heat)
+    assert all(row.unsure is not None for row in outcome.lesions)
     assert not process.context["work"].exists()  # temporary files removed
     assert outcome.segmentationNode.GetSegmentation().GetNthSegment(0).GetName() == "White matter hyperintensity"
     mask = slicer.util.arrayFromSegmentBinaryLabelmap(outcome.segmentationNode, outcome.segmentId, flair)
