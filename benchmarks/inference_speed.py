@@ -26,8 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
+
+from brainlesioncl.metrics import dice
 
 
 def make_case(folder: Path, seed: int = 0) -> dict[str, str]:
@@ -82,11 +83,6 @@ def run_one(args: argparse.Namespace) -> None:
     print(json.dumps({"seconds": seconds, "peak_rss_gb": peak_gb, "timings": result.timings,
                       "width": list(network.config.channels)}))
 
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
 
 
 def main() -> None:

@@ -40,8 +40,9 @@ def _oblique_origin(grid_kwargs: dict) -> dict:
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+    from brainlesioncl.metrics import dice
+
+    return dice(a, b)
 
 
 def _segment(images: dict, reference: str, grid_mode: GridMode) -> sitk.Image:

@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import CancelledError, CorruptModelError, SettingsError
 from ..inference.predictor import InferenceConfig, Predictor, build_context, cpu_has_native_bf16, select_device
 from ..io.atomic import storage_error
+from ..metrics import dice
 from .data import TrainingCase, make_batch
 
 __all__ = [
@@ -100,11 +101,8 @@ def segmentation_loss(activation: str = "softmax") -> nn.Module:
     return DiceCELoss(softmax=True, to_onehot_y=True, include_background=False, smooth_nr=0.0)
 
 
-def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Binary Dice; 1.0 when both are empty."""
-    p, t = prediction > 0, truth > 0
-    total = p.sum() + t.sum()
-    return 1.0 if total == 0 else float(2.0 * np.logical_and(p, t).sum() / total)
+#: Binary Dice (1.0 when both are empty): the one implementation, in :mod:`brainlesioncl.metrics`.
+dice_score = dice
 
 
 def evaluate(
