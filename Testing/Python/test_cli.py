@@ -168,3 +168,20 @@ def test_segment_writes_uncertainty_and_flags_lesions(capsys, registry, tiny_ver
     assert 0.0 <= uncertainty.min() and uncertainty.max() <= 1.0 + 1e-6
     header = next(csv.reader(open(tmp_path / "lesions.csv")))
     assert "mean_uncertainty" in header and "unsure" in header
+
+
+def test_an_ascii_terminal_gets_replacement_characters_not_a_crash(tmp_path: Path) -> None:
+    """Messages carry '°' and '²'; with an ASCII-only stdout the command must still finish."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONUTF8": "0"}
+    sidecar = tmp_path / "dwi.json"
+    sidecar.write_text('{"ImageType": ["ORIGINAL", "PRIMARY", "M"], "DiffusionBValue": 1000}')
+    image = tmp_path / "dwi.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 4, 4), np.float32)), str(image))
+    done = subprocess.run([sys.executable, "-m", "brainlesioncl.cli.main", "identify", "--no-image", str(image)],
+                          env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert b"s/mm?" in done.stdout  # '²' replaced

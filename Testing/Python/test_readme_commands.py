@@ -76,7 +76,7 @@ def fresh_install(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def run(fresh_install, command: str, *, expect: int = 0) -> str:
     work, env = fresh_install
     done = subprocess.run(_cli() + shlex.split(command)[1:], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=600)
+                          encoding="utf-8", errors="replace", timeout=600)  # never the locale's codec
     assert done.returncode == expect, f"{command}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     return done.stdout + done.stderr
 

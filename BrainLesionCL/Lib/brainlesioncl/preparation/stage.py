@@ -72,19 +72,29 @@ class Preparation:
         return out + [f"warning: {w}" for w in self.qc.get("warnings", [])]
 
 
+#: Above this, what is not background is a whole head (scalp, skull, neck), not a brain.
+MAX_BRAIN_EXTRACTED_ML = 2300.0
+
+
 def is_brain_extracted(image: sitk.Image) -> tuple[bool, str]:
-    """Whether an image is already skull-stripped: most of its border is one exact value (0, or a constant left by
-    an intensity normalisation), where a raw exam's air is noise."""
+    """Whether an image is already skull-stripped: a large part of the volume is one exact value (0, or the constant
+    an intensity normalisation left) and what remains is brain-sized. A raw exam's air is noise (no exact value
+    dominates), or, where a scanner zeroed the air, what remains is a whole head (more than 2.3 L)."""
     array = sitk.GetArrayViewFromImage(image)
-    faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
-    border = np.concatenate([f.ravel() for f in faces])
-    values, counts = np.unique(border, return_counts=True)
-    share = float(counts.max()) / border.size
-    background = float(values[int(np.argmax(counts))])
-    if share >= 0.9:
-        inside = float((array == background).mean())
-        return True, f"{share:.0%} of the border and {inside:.0%} of the volume is exactly {background:g}"
-    return False, f"the border is noise (its most common value covers {share:.0%})"
+    values, counts = np.unique(array, return_counts=True)
+    mode = int(np.argmax(counts))
+    share = float(counts[mode]) / array.size
+    remaining_ml = float(array.size - counts[mode]) * float(np.prod(image.GetSpacing())) / 1000.0
+    if share < 0.2:
+        faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
+        border = float(np.median(np.concatenate([f.ravel() for f in faces])))
+        if border > 0.15 * float(np.percentile(array, 90)):  # the border is tissue: a crop inside the brain, no air
+            return True, "no background at all (the field of view lies inside the brain): used as given"
+        return False, f"the background is noise (no exact value covers more than {share:.0%} of the volume)"
+    if remaining_ml > MAX_BRAIN_EXTRACTED_ML:
+        return False, (f"{share:.0%} of the volume is exactly {float(values[mode]):g}, but the rest is "
+                       f"{remaining_ml:.0f} mL: a whole head, not a brain")
+    return True, f"{share:.0%} of the volume is exactly {float(values[mode]):g} and the rest is {remaining_ml:.0f} mL"
 
 
 def prepare_inputs(images: Mapping[Modality, sitk.Image], reference: Modality, *, mode: str = "auto",
