@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from synthetic import make_grid, two_object_image
 from torch import nn
 
 from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS
 from brainlesioncl.models import ModelKind, MoEUNet, MoEUNetConfig
 from brainlesioncl.registry import ModelMetadata, ModelRegistry
-from brainlesioncl.synthetic import make_grid, two_object_image
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"

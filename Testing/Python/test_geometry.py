@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from synthetic import ellipsoid_fraction, make_grid, rotation_direction
 
 from brainlesioncl.inference import InferenceConfig, Segmenter
 from brainlesioncl.io import to_xyz
 from brainlesioncl.preprocessing import GridMode, PreprocessConfig, prepare_case, ras_grid
-from brainlesioncl.synthetic import ellipsoid_fraction, make_grid, rotation_direction
 
 from conftest import ThresholdNet, sphere_case, tiny_metadata
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from synthetic import ellipsoid_fraction, make_grid
 
 from brainlesioncl.errors import BrainLesionCLError, CancelledError, DiseaseNotSupportedError, InvalidImageError
 from brainlesioncl.inference import (
@@ -18,7 +19,6 @@ from brainlesioncl.inference import (
 )
 from brainlesioncl.io import from_xyz, to_xyz
 from brainlesioncl.models import MoEUNet, MoEUNetConfig
-from brainlesioncl.synthetic import ellipsoid_fraction, make_grid
 
 from conftest import TINY_CHANNELS, ThresholdNet, sphere_case, tiny_metadata
 
@@ -115,8 +115,9 @@ def test_bad_requests_fail_before_heavy_work(flair_t1_files) -> None:
 
 
 def test_disjoint_volumes_are_a_geometry_error() -> None:
+    from synthetic import two_object_image
+
     from brainlesioncl.errors import GeometryError
-    from brainlesioncl.synthetic import two_object_image
 
     def case(origin: float) -> sitk.Image:
         grid = make_grid((32, 32, 32), origin=(origin,) * 3)

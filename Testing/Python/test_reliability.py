@@ -90,7 +90,7 @@ def test_a_write_that_silently_fails_is_caught(tmp_path: Path, monkeypatch: pyte
 
 def test_two_outputs_are_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     segmenter = Segmenter(ThresholdNet(1), tiny_metadata(), device="cpu")
-    from brainlesioncl.synthetic import make_grid
+    from synthetic import make_grid
 
     from conftest import sphere_case
 

@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from synthetic import ellipsoid_fraction, make_grid
 
 from brainlesioncl.errors import ChannelMappingError, DuplicateChannelError, OutputPathError
 from brainlesioncl.inference import Segmenter
-from brainlesioncl.synthetic import ellipsoid_fraction, make_grid
 
 from conftest import ThresholdNet, sphere_case, tiny_metadata
 

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer_widget_harness as harness
-
-from brainlesioncl.synthetic import make_grid
+from synthetic import make_grid
 
 from conftest import REPO, TINY_CHANNELS, sphere_case, tiny_metadata
 

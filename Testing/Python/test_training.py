@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from synthetic import ellipsoid_fraction, make_grid
 
 from brainlesioncl.errors import CancelledError, GeometryError, InvalidImageError
 from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER
 from brainlesioncl.models import MoEUNet, MoEUNetConfig
-from brainlesioncl.synthetic import ellipsoid_fraction, make_grid
 from brainlesioncl.training import (
     TrainConfig,
     case_from_arrays,
