@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from .io.image_io import from_xyz
+from brainlesioncl.io.image_io import from_xyz
 
 __all__ = ["make_grid", "rotation_direction", "physical_coordinates", "ellipsoid_fraction", "two_object_image"]
 
