@@ -2,8 +2,8 @@
 
 These are the ground truth of the geometry, inference and Slicer tests (test-only, never shipped): a sphere defined in
 millimetres is rasterised (with partial volume) onto grids with different sizes, spacings, origins and oblique
-directions, so a pipeline that mixes up index and physical space fails measurably. The realistic multi-contrast phantoms live in
-:mod:`brainlesioncl.phantoms`.
+directions, so a pipeline that mixes up index and physical space fails measurably. The realistic multi-contrast
+phantoms live in :mod:`brainlesioncl.phantoms`.
 """
 
 from __future__ import annotations
