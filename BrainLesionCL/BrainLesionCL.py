@@ -303,8 +303,9 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.importButton.connect("clicked(bool)", self.onImport)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.lesionTable.connect("cellClicked(int,int)", self.onLesionClicked)
-        self.ui.diseaseComboBox.connect("currentIndexChanged(int)", self._onDiseaseChanged)
-        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self._onDeviceChanged)
+        self.ui.diseaseComboBox.connect("currentIndexChanged(int)", self._storeChoices)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self._storeChoices)
+        self.ui.strategyComboBox.connect("currentIndexChanged(int)", self._storeChoices)
         self.ui.referenceComboBox.connect("currentIndexChanged(int)", self._onReferenceChanged)
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
                                                    self.ui.show3DButton.setSegmentationNode)
@@ -460,12 +461,6 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._filling:
             self._fillReferenceChoices()
             self._updateValidation()
-
-    def _onDiseaseChanged(self, index: int) -> None:
-        self._storeChoices()
-
-    def _onDeviceChanged(self, index: int) -> None:
-        self._storeChoices()
 
     def _onReferenceChanged(self, index: int) -> None:
         self._storeChoices()

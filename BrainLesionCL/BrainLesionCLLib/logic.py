@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,9 +77,9 @@ class SegmentOutcome:
 
     @property
     def qualityLines(self) -> list[str]:
-        from brainlesioncl.preparation import Preparation
+        from brainlesioncl.preparation import quality_lines
 
-        return Preparation(qc=self.quality or {}).lines()
+        return quality_lines(self.quality or {})
 
 
 @dataclass
@@ -98,6 +99,18 @@ class ModalityStudyOutcome:
             lines.append(f"Most important input: {name} (Dice falls by {drop:.2f} without it); "
                          + ", ".join(f"{m} {d:+.2f}" for m, d in self.importance[1:]))
         return "\n".join(lines)
+
+
+@contextmanager
+def _patientWorkFolder(prefix: str, folder: str | None = None):
+    """A temporary folder for copies of the patient's images that a child process reads; removed again when the job
+    does not start (the running job's own cleanup removes it otherwise: EngineProcess.discardWork)."""
+    work = Path(folder or tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 class BrainLesionCLLogic:
@@ -205,10 +218,6 @@ class BrainLesionCLLogic:
         item = sh.GetItemByDataNode(node)
         return (sh.GetItemAttribute(item, "DICOM.SeriesDescription") or "") if item else ""
 
-    def describeVolume(self, node) -> str:
-        """The text channel guessing reads: the DICOM series description when there is one, else the node name."""
-        return self.seriesDescription(node) or node.GetName() or ""
-
     @staticmethod
     def dicomTags(node) -> dict[str, str]:
         """The DICOM tags of a volume loaded from DICOM (its first instance, through Slicer's DICOM database)."""
@@ -226,13 +235,10 @@ class BrainLesionCLLogic:
 
     def identifyVolume(self, node):
         """Which contrast a volume is: DICOM tags, then the series description, then the node name."""
-        from brainlesioncl.identification import identify, identify_name
+        from brainlesioncl.identification import decisive_name, identify
 
         tags = self.dicomTags(node)
-        names = [n for n in (self.seriesDescription(node), node.GetName()) if n]
-        name = next((n for n in names if identify_name(n).modality is not None or identify_name(n).refused),
-                    names[0] if names else None)
-        return identify(name=name, tags=tags or None)
+        return identify(name=decisive_name([self.seriesDescription(node), node.GetName()]), tags=tags or None)
 
     def autoMap(self, volumeNodes: Iterable, channels: Sequence[str], manual: Mapping[str, object] | None = None):
         """``({channel: node}, {channel: evidence note}, [(node, why it was left out)])``: never a channel filled
@@ -347,31 +353,30 @@ class BrainLesionCLLogic:
         if display is not None:
             display.SetVisibility(True)
         self._placeWithStudy(segmentation, reference)
-        probability_node = None
-        if probability is not None:
-            probability_node = slicer.util.addVolumeFromArray(
-                sitk.GetArrayFromImage(probability).astype(np.float32), ijkToRAS=self._localIJKToRAS(reference),
-                name=slicer.mrmlScene.GenerateUniqueName(f"{reference.GetName()} lesion probability"))
-            probability_node.SetAttribute(ROLE_ATTRIBUTE, PROBABILITY_ROLE)
-            probability_node.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
-            self._placeWithStudy(probability_node, reference)
+        probability_node = self.derivedVolume(probability, reference, "probability") if probability is not None \
+            else None
         return segmentation, segment_id, probability_node
 
-    def heatVolume(self, image: sitk.Image, reference, what: str):
-        """A float volume on the reference's grid shown with a heat colour table (not a grey volume), placed with
-        the reference, and marked so it is never offered as an input."""
+    def derivedVolume(self, image: sitk.Image, reference, what: str):
+        """A float volume the module made (probability, uncertainty) on the reference's grid: placed with the
+        reference (same parent transform, same study) and marked so it is never offered as an input."""
         node = slicer.util.addVolumeFromArray(
             sitk.GetArrayFromImage(image).astype(np.float32), ijkToRAS=self._localIJKToRAS(reference),
             name=slicer.mrmlScene.GenerateUniqueName(f"{reference.GetName()} lesion {what}"))
         node.SetAttribute(ROLE_ATTRIBUTE, PROBABILITY_ROLE)
         node.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
+        self._placeWithStudy(node, reference)
+        return node
+
+    def heatVolume(self, image: sitk.Image, reference, what: str):
+        """A :meth:`derivedVolume` shown with a heat colour table (not a grey volume)."""
+        node = self.derivedVolume(image, reference, what)
         node.CreateDefaultDisplayNodes()
         display = node.GetDisplayNode()
         if display is not None and slicer.mrmlScene.GetNodeByID(HEAT_COLOR_NODE_ID) is not None:
             display.SetAndObserveColorNodeID(HEAT_COLOR_NODE_ID)
             display.AutoWindowLevelOff()
             display.SetWindowLevelMinMax(0.0, 1.0)
-        self._placeWithStudy(node, reference)
         return node
 
     @staticmethod
@@ -444,8 +449,7 @@ class BrainLesionCLLogic:
         version = resolve_disease_model(self.registry, disease, model)
         mapped = map_channels(chosen, self.modelChannels(version))
         reference_key = self.referenceFor(mapped, referenceChannel)  # before anything is written
-        work = Path(workDir or tempfile.mkdtemp(prefix="BrainLesionCL-"))
-        try:
+        with _patientWorkFolder("BrainLesionCL-", workDir) as work:
             arguments = ["--registry", str(self.registry.root), "segment", "--disease",
                          resolve_disease(disease).value, "--model", version, "--device", device, "--progress", "json",
                          "--prepare", prepare, "--output", str(work / "label.nrrd")]
@@ -458,9 +462,6 @@ class BrainLesionCLLogic:
             if uncertainty:
                 arguments += ["--uncertainty", str(work / "uncertainty.nrrd")]
             process = EngineProcess(arguments, workDirs=[work]).start()
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)  # patient images never stay behind a failed start
-            raise
         process.context = {"work": work, "reference": mapped[reference_key], "disease": disease,  # type: ignore
                            "probability": probabilityVolume, "uncertainty": uncertainty}
         return process
@@ -527,17 +528,13 @@ class BrainLesionCLLogic:
         """The modality study in a child process (the widget's path: 2^n - 1 inferences must not freeze the GUI).
         Finish with :meth:`finishModalityStudy`; the case is written to a temporary folder removed on every exit."""
         version = model or self.registry.active()
-        work = Path(tempfile.mkdtemp(prefix="BrainLesionCL-study-"))
-        try:
+        with _patientWorkFolder("BrainLesionCL-study-") as work:
             self.writeCaseFolder(inputs, annotation, work / "cases" / "case000")
             arguments = ["--registry", str(self.registry.root), "modality-study", str(work / "cases"), "--disease",
                          resolve_disease(disease).value, "--model", version, "--device", device, "--progress", "json",
                          "--output-dir", str(work / "study"),
                          "--against", "label" if annotation is not None else "full"]
             process = EngineProcess(arguments, workDirs=[work]).start()
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
         process.context = {"work": work, "version": version, "annotated": annotation is not None}  # type: ignore
         return process
 
@@ -612,20 +609,18 @@ class BrainLesionCLLogic:
             raise BrainLesionCLError("Use either the current case or a case folder/manifest in one episode, not both.")
         if not casesSource and not sceneCases:
             raise BrainLesionCLError("Choose a case folder or manifest, or include the current case.")
-        work = Path(tempfile.mkdtemp(prefix="BrainLesionCL-cases-")) if sceneCases else None
-        try:
-            if work is not None:
-                self.writeSceneCases(sceneCases, str(work))
-            arguments = ["--registry", str(self.registry.root), "episode", str(work or casesSource), "--disease",
-                         resolve_disease(disease).value, "--strategy", strategy, "--epochs", str(epochs),
-                         "--crop-size", str(cropSize), "--device", device, "--progress", "json"]
-            if parent:
-                arguments += ["--parent", parent]
-            return EngineProcess(arguments, workDirs=[work] if work is not None else []).start()
-        except BaseException:
-            if work is not None:
-                shutil.rmtree(work, ignore_errors=True)
-            raise
+
+        def arguments(source) -> list[str]:
+            return ["--registry", str(self.registry.root), "episode", str(source), "--disease",
+                    resolve_disease(disease).value, "--strategy", strategy, "--epochs", str(epochs),
+                    "--crop-size", str(cropSize), "--device", device, "--progress", "json",
+                    *(["--parent", parent] if parent else [])]
+
+        if not sceneCases:
+            return EngineProcess(arguments(casesSource)).start()
+        with _patientWorkFolder("BrainLesionCL-cases-") as work:
+            self.writeSceneCases(sceneCases, str(work))
+            return EngineProcess(arguments(work), workDirs=[work]).start()
 
     def writeSceneCases(self, cases: Sequence[tuple[Mapping[str, object], object]], folder: str) -> Path:
         """Write scene cases as a case folder the child-process episode reads (one sub-folder per case)."""

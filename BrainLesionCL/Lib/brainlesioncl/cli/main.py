@@ -103,28 +103,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     """Only the preparation stage: co-registered, brain-extracted sequences on the reference grid, and the QC."""
     from ..inference.segmenter import inputs_order, read_inputs
     from ..modalities import map_channels, resolve_modality
-    from ..preparation import Preparation, prepare_inputs
+    from ..preparation import prepare_inputs
     from ..preparation.export import write_prepared
 
     inputs = _parse_inputs(args.input or [])
     if not inputs:
         raise BrainLesionCLError("Give the exam with --input MODALITY=FILE (repeatable).")
-    mapped = map_channels(inputs, [m.value for m in resolve_all(inputs)])
+    mapped = map_channels(inputs, [resolve_modality(name).value for name in inputs])
     images = read_inputs(mapped)
     ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
     reference = resolve_modality(args.reference) if args.reference else next(iter(ordered))
     preparation = prepare_inputs(ordered, reference, mode=args.prepare, register=not args.no_register)
-    files = write_prepared(ordered, reference, preparation, args.output_dir, overwrite=args.overwrite)
-    for line in Preparation(qc=preparation.qc).lines():
+    files = write_prepared(preparation, args.output_dir, overwrite=args.overwrite)
+    for line in preparation.lines():
         print(f"prepare: {line}")
     print(f"Wrote {len(files)} file(s) to {args.output_dir}.")
     return 0
-
-
-def resolve_all(inputs: dict[str, str]):
-    from ..modalities import resolve_modality
-
-    return [resolve_modality(name) for name in inputs]
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
@@ -199,15 +193,17 @@ def cmd_segment(args: argparse.Namespace) -> int:
         inputs, args.disease, reference=args.reference, progress=_progress_printer(args.progress),
         prepare=args.prepare, register=not args.no_register, uncertainty=bool(args.uncertainty),
     )
+    result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
+                 overwrite=args.overwrite)
     if args.write_prepared:
-        _write_prepared_from_result(inputs, result, args)
+        from ..preparation.export import write_prepared
+
+        write_prepared(result.preparation, args.write_prepared, overwrite=args.overwrite)
     if args.report:
         from ..lesion_report import lesion_rows, write_lesion_report
 
-        write_lesion_report(lesion_rows(sitk_binary(result.label), result.probability, result.uncertainty),
-                            args.report, overwrite=args.overwrite)
-    result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
-                 overwrite=args.overwrite)
+        write_lesion_report(lesion_rows(result.label, result.probability, result.uncertainty), args.report,
+                            overwrite=args.overwrite)
     summary = {
         "output": str(args.output),
         "model": result.model_version,
@@ -223,30 +219,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def sitk_binary(label):
-    """Any lesion class as lesion (the metastasis model's labels 1-3 included)."""
-    import SimpleITK as sitk
-
-    return sitk.Cast(label > 0, sitk.sitkUInt8)
-
-
-def _write_prepared_from_result(inputs: dict[str, str], result, args: argparse.Namespace) -> None:
-    """``segment --write-prepared``: the stage's transforms and mask applied to the inputs (read again), written."""
-    from ..inference.segmenter import inputs_order, read_inputs
-    from ..modalities import map_channels, resolve_modality
-    from ..preparation.export import write_prepared
-
-    mapped = map_channels(inputs, [resolve_modality(n).value for n in inputs])
-    images = read_inputs(mapped)
-    ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
-    reference = resolve_modality(args.reference) if args.reference else next(iter(ordered))
-    write_prepared(ordered, reference, result.preparation, args.write_prepared, overwrite=args.overwrite)
-
-
 def _human_summary(summary: dict) -> str:
-    from ..preparation import Preparation
+    from ..preparation import quality_lines
 
-    quality = Preparation(qc=summary.get("quality") or {}).lines()
+    quality = quality_lines(summary.get("quality") or {})
     return "\n".join([f"prepare: {line}" for line in quality] + [_result_line(summary)])
 
 

@@ -22,7 +22,7 @@ from .image import identify_image
 from .names import identify_name
 from .result import Identification
 
-__all__ = ["Identification", "MappedVolume", "auto_map", "identify", "identify_file", "identify_name",
+__all__ = ["Identification", "MappedVolume", "auto_map", "decisive_name", "identify", "identify_file", "identify_name",
            "identify_tags", "identify_image"]
 
 #: Below this, a channel is left empty rather than filled.
@@ -52,6 +52,17 @@ def identify(*, name: str | None = None, tags: Mapping[str, str] | None = None, 
     return Identification(None, 0.0, "name", "; ".join(reasons) or "no evidence")
 
 
+def decisive_name(names: Sequence[str | None]) -> str | None:
+    """Of several names for one series (DICOM series description, node or file name), the first that tells the
+    contrast (or that it must never be mapped); else the first name there is."""
+    present = [n for n in names if n]
+    for name in present:
+        found = identify_name(name)
+        if found.modality is not None or found.refused:
+            return name
+    return present[0] if present else None
+
+
 def identify_file(path: str | os.PathLike, *, use_image: bool = True) -> Identification:
     """Identify an image file (or a DICOM series folder): its DICOM tags or BIDS sidecar, its series description or
     file name, then its voxels."""
@@ -60,8 +71,7 @@ def identify_file(path: str | os.PathLike, *, use_image: bool = True) -> Identif
     sidecar = path.with_name(path.name.replace(".nii.gz", ".json").replace(".nii", ".json"))
     if not tags and sidecar != path and sidecar.is_file():
         tags = tags_from_sidecar(sidecar)
-    names = [n for n in (tags.get("SeriesDescription"), path.name) if n]
-    name = next((n for n in names if identify_name(n).modality is not None or identify_name(n).refused), names[0])
+    name = decisive_name([tags.get("SeriesDescription"), path.name])
 
     def voxels():
         import SimpleITK as sitk

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import CancelledError, InvalidImageError, ModelError, OutputPathError
 from ..io.atomic import StagedOutputs
-from ..io.image_io import check_output_path, read_image, squeeze_to_3d, stage_image, validate_image
+from ..io.image_io import read_image, squeeze_to_3d, stage_image, validate_image
 from ..modalities import Disease, Modality, map_channels, resolve_disease, resolve_modality
 from ..models.factory import ModelKind
 from ..preparation import prepare_inputs
@@ -68,16 +68,11 @@ class SegmentationResult:
     ) -> None:
         """Write the labelmap (uint8: 0 background, 1 lesion) and optionally the probability map, all-or-nothing.
 
-        Both paths are checked before either file is written, each file is read back and compared before it is put
-        in place, and a failure of either (a full disk, say) leaves neither behind.
+        Every file is staged, read back and compared before any is put in place, so a bad path or a failed write
+        (a full disk, say) of one leaves none of them behind.
         """
-        check_output_path(label_path, overwrite=overwrite)
-        if probabilities is not None:
-            check_output_path(probabilities, overwrite=overwrite)
-        if uncertainty is not None:
-            if self.uncertainty is None:
-                raise OutputPathError("No uncertainty was computed for this result: segment with uncertainty=True.")
-            check_output_path(uncertainty, overwrite=overwrite)
+        if uncertainty is not None and self.uncertainty is None:
+            raise OutputPathError("No uncertainty was computed for this result: segment with uncertainty=True.")
         with StagedOutputs() as outputs:
             stage_image(outputs, self.label, label_path, overwrite=overwrite)
             if probabilities is not None:
@@ -233,7 +228,7 @@ class Segmenter:
         prepared = prepare_case(
             ordered_inputs, self.metadata.channels, reference=reference, config=self.preprocessing,
             transforms=preparation.transforms, brain_mask=preparation.brain_mask,
-            mask_transform=preparation.transforms.get(preparation.mask_source) if preparation.mask_source else None,
+            mask_transform=preparation.mask_transform,
         )
         context = build_context(prepared.present, tag, self.metadata.disease_slots)
         timings["preprocess"] = time.perf_counter() - t0

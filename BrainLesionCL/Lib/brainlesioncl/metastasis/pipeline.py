@@ -111,7 +111,7 @@ class MetastasisPipeline:
         prepared = prepare_case(
             ordered, self.metadata.channels, reference=reference, config=self.preprocessing,
             transforms=preparation.transforms, brain_mask=preparation.brain_mask,
-            mask_transform=preparation.transforms.get(preparation.mask_source) if preparation.mask_source else None)
+            mask_transform=preparation.mask_transform)
         timings["preprocess"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         regions, counts = self.predict_regions(

@@ -6,30 +6,28 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from ..io.atomic import StagedOutputs, check_writable_folder
 from ..io.image_io import stage_image
-from ..modalities import Modality
 from .stage import Preparation
 
 __all__ = ["write_prepared"]
 
 
-def write_prepared(images: Mapping[Modality, sitk.Image], reference: Modality, preparation: Preparation,
-                   folder: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
+def write_prepared(preparation: Preparation, folder: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
     """``<modality>.nii.gz`` per sequence, ``brain_mask.nii.gz`` (raw exams) and ``quality.json`` in ``folder``,
     all-or-nothing."""
     folder = check_writable_folder(folder, "--write-prepared folder")
-    grid = images[reference]
+    images = preparation.images
+    grid = images[preparation.reference]
     mask = None
     if preparation.brain_mask is not None:
         mask = sitk.Resample(sitk.Cast(preparation.brain_mask > 0, sitk.sitkUInt8), grid,
-                             preparation.transforms.get(preparation.mask_source, sitk.Transform()),
-                             sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+                             preparation.mask_transform or sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                             sitk.sitkUInt8)
     text = json.dumps(preparation.qc, indent=2) + "\n"
     with StagedOutputs() as outputs:
         for modality, image in images.items():

@@ -31,7 +31,7 @@ from ..errors import SettingsError
 from ..modalities import Modality
 from .registration import register_rigid
 
-__all__ = ["PREPARE_MODES", "Preparation", "is_brain_extracted", "prepare_inputs"]
+__all__ = ["PREPARE_MODES", "Preparation", "is_brain_extracted", "prepare_inputs", "quality_lines"]
 
 PREPARE_MODES = ("auto", "on", "off")
 #: Adult brain volumes outside this range (mL) are flagged: a failed extraction or a child's scan.
@@ -45,31 +45,40 @@ _EXTRACTION_ORDER = (Modality.T1, Modality.T1C, Modality.FLAIR, Modality.T2, Mod
 
 @dataclass
 class Preparation:
-    """What the stage decided and measured; ``transforms`` map reference points into each sequence."""
+    """What the stage decided and measured; ``transforms`` map reference points into each sequence. The prepared
+    ``images`` are kept (the same objects, no copy) so the result can be written out without reading them again."""
 
     transforms: dict[Modality, sitk.Transform] = field(default_factory=dict)
     brain_mask: sitk.Image | None = None  # on the grid of ``mask_source``
     mask_source: Modality | None = None
     qc: dict = field(default_factory=dict)
+    images: dict[Modality, sitk.Image] = field(default_factory=dict)
+    reference: Modality | None = None
 
     @property
-    def active(self) -> bool:
-        return bool(self.transforms) or self.brain_mask is not None
+    def mask_transform(self) -> sitk.Transform | None:
+        """The transform that carries the brain mask from its own sequence to the reference (None: no mask or the
+        mask was made on the reference)."""
+        return self.transforms.get(self.mask_source) if self.mask_source is not None else None
 
     def lines(self) -> list[str]:
-        """The QC as sentences, for the CLI and the Slicer panel."""
-        out = []
-        for name, entry in self.qc.get("inputs", {}).items():
-            text = f"{name}: {'brain-extracted' if entry['brain_extracted'] else 'raw (skull on)'}, slices " \
-                   f"{entry['slice_thickness_mm']:.1f} mm"
-            if entry.get("registration"):
-                r = entry["registration"]
-                text += (f", registered (moved {r['translation_mm']:.1f} mm / {r['rotation_deg']:.1f}°, "
-                         f"MI {r['metric']:.2f})")
-            out.append(text)
-        if self.qc.get("brain_volume_ml") is not None:
-            out.append(f"brain volume {self.qc['brain_volume_ml']:.0f} mL")
-        return out + [f"warning: {w}" for w in self.qc.get("warnings", [])]
+        return quality_lines(self.qc)
+
+
+def quality_lines(qc: Mapping) -> list[str]:
+    """The QC record (``Preparation.qc``, or the ``quality`` of a result or CLI summary) as sentences."""
+    out = []
+    for name, entry in qc.get("inputs", {}).items():
+        text = f"{name}: {'brain-extracted' if entry['brain_extracted'] else 'raw (skull on)'}, slices " \
+               f"{entry['slice_thickness_mm']:.1f} mm"
+        if entry.get("registration"):
+            r = entry["registration"]
+            text += (f", registered (moved {r['translation_mm']:.1f} mm / {r['rotation_deg']:.1f}°, "
+                     f"MI {r['metric']:.2f})")
+        out.append(text)
+    if qc.get("brain_volume_ml") is not None:
+        out.append(f"brain volume {qc['brain_volume_ml']:.0f} mL")
+    return out + [f"warning: {w}" for w in qc.get("warnings", [])]
 
 
 #: Above this, what is not background is a whole head (scalp, skull, neck), not a brain.
@@ -110,7 +119,8 @@ def prepare_inputs(images: Mapping[Modality, sitk.Image], reference: Modality, *
     """
     if mode not in PREPARE_MODES:
         raise SettingsError(f"--prepare {mode!r}: use one of {', '.join(PREPARE_MODES)}.")
-    preparation = Preparation(qc={"mode": mode, "inputs": {}, "warnings": [], "seconds": {}})
+    preparation = Preparation(qc={"mode": mode, "inputs": {}, "warnings": [], "seconds": {}}, images=dict(images),
+                              reference=reference)
     if mode == "off":
         return preparation
     start = time.perf_counter()
@@ -121,7 +131,7 @@ def prepare_inputs(images: Mapping[Modality, sitk.Image], reference: Modality, *
         thickness = float(max(image.GetSpacing()))
         preparation.qc["inputs"][modality.value] = {
             "brain_extracted": extracted, "decision": reason, "slice_thickness_mm": round(thickness, 2),
-            "thick_slices": thickness > THICK_SLICE_MM, "resampled_from_thick_slices": thickness > THICK_SLICE_MM,
+            "thick_slices": thickness > THICK_SLICE_MM,  # resampled onto the model's grid like every input
         }
     preparation.qc["seconds"]["detect"] = round(time.perf_counter() - start, 2)
     exam_is_raw = any(raw.values())
