@@ -93,7 +93,9 @@ def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> di
                 print(f"auto: note: {note}", file=sys.stderr)
     for path, why in left_out:
         print(f"auto: {path} left out: {why}", file=sys.stderr)
-    result = {channel: str(mapped.volume) for channel, mapped in mapping.items()}
+    given = list(inputs.values())  # keep the user's order: the first --input is the reference grid
+    result = {channel: str(mapped.volume) for channel, mapped in
+              sorted(mapping.items(), key=lambda item: given.index(str(item[1].volume)))}
     if not result:
         raise BrainLesionCLError("None of the --input auto= files could be identified; give them as MODALITY=FILE.")
     return result
