@@ -225,7 +225,8 @@ def test_identify_command_and_auto_inputs(capsys, registry, tiny_version, flair_
     assert code == 0 and "-> FLAIR" in err and "left out: ADC: the model has no ADC channel" in err
     assert (tmp_path / "seg.nii.gz").is_file()
     code = main(["--registry", str(registry.root), "segment", "--input", f"auto={flair_t1_files['t1']}",
-                 "--input", f"auto={flair_t1_files['flair']}", "-o", str(tmp_path / "seg_t1.nii.gz"), "--device", "cpu"])
+                 "--input", f"auto={flair_t1_files['flair']}", "-o", str(tmp_path / "seg_t1.nii.gz"),
+                 "--device", "cpu"])
     capsys.readouterr()
     t1 = sitk.ReadImage(str(flair_t1_files["t1"]))
     assert code == 0 and sitk.ReadImage(str(tmp_path / "seg_t1.nii.gz")).GetSize() == t1.GetSize()  # the first file
