@@ -24,8 +24,8 @@ HERE = Path(__file__).parent
 def test_episode_command_writes_a_version_and_activates_it(tmp_path, registry, tiny_version, capsys) -> None:
     cases = write_cases(tmp_path / "cases", 3)
     code = main(["--registry", str(registry.root), "episode", str(cases), "--disease", "stroke", "--strategy", "lwf",
-                 "--epochs", "1", "--crop-size", "32", "--validation-fraction", "0", "--activate",
-                 "--option", "alpha=0.5", "--progress", "json"])
+                 "--epochs", "1", "--steps-per-epoch", "3", "--schedule", "cosine", "--crop-size", "32",
+                 "--validation-fraction", "0", "--activate", "--option", "alpha=0.5", "--progress", "json"])
     assert code == 0
     out = capsys.readouterr().out
     assert "PROGRESS" in out
@@ -35,6 +35,7 @@ def test_episode_command_writes_a_version_and_activates_it(tmp_path, registry, t
     assert fresh.active() == summary["version"]
     meta = fresh.get(summary["version"]).metadata
     assert meta.training["strategy"]["hyperparameters"]["alpha"] == 0.5
+    assert meta.training["config"]["steps_per_epoch"] == 3 and meta.training["config"]["schedule"] == "cosine"
     assert fresh.rollback() == tiny_version
 
 

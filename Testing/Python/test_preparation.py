@@ -9,9 +9,10 @@ import SimpleITK as sitk
 
 from brainlesioncl.errors import GeometryError, SettingsError
 from brainlesioncl.inference import Segmenter
-from brainlesioncl.modalities import Modality
+from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER, Modality
 from brainlesioncl.phantoms import PhantomConfig, generate_case
 from brainlesioncl.preparation import is_brain_extracted, prepare_inputs, register_rigid
+from brainlesioncl.training.data import load_training_case
 
 from conftest import ThresholdNet, tiny_metadata
 
@@ -134,6 +135,31 @@ def test_segment_a_raw_exam_only_inside_the_brain(raw_exam) -> None:
     raw = segmenter.segment(inputs, "tumour", prepare="off")
     assert sitk.GetArrayFromImage(raw.label)[sitk.GetArrayFromImage(brain) == 0].any()
     assert not raw.quality.get("inputs")
+
+
+@pytest.mark.slow
+def test_an_episode_learns_from_a_raw_annotated_exam_as_segment_sees_it() -> None:
+    """A raw annotated exam (skull on, T1 moved 6 mm / 6 degrees, 5 mm slices; label drawn on FLAIR): the training
+    case is brain-masked and its T1 is brought onto FLAIR, while the label is carried unchanged."""
+    settings = dict(disease="tumour", modalities=("FLAIR", "T1"), size=SIZE, spacing=SPACING, seed=3, skull=True,
+                    slice_thickness=5.0)
+    raw = generate_case(PhantomConfig(misalign=(6.0, 6.0), **settings))
+    still = generate_case(PhantomConfig(**settings))  # the same head without motion
+    order = list(BRAINCL_CHANNEL_ORDER)
+    images = {m: raw.images[m] for m in ("FLAIR", "T1")}
+    prepared = load_training_case("raw", images, raw.label, "tumour", order, extract_brain=_truth_mask(raw))
+    as_given = load_training_case("raw", images, raw.label, "tumour", order, prepare="off")
+    aligned = load_training_case("still", {m: still.images[m] for m in ("FLAIR", "T1")}, still.label, "tumour",
+                                 order, prepare="off")
+    flair, t1 = order.index(Modality.FLAIR), order.index(Modality.T1)
+    assert prepared.label.sum() == as_given.label.sum() > 0
+    assert (prepared.image[flair] != 0).mean() < 0.5 < (as_given.image[flair] != 0).mean()  # skull and scalp gone
+    brain = prepared.image[flair] != 0
+
+    def agreement(case) -> float:
+        return float(np.corrcoef(case.image[t1][brain], aligned.image[t1][brain])[0, 1])
+
+    assert agreement(prepared) > 0.85 and agreement(as_given) < 0.8
 
 
 def test_prepare_auto_changes_nothing_on_curated_inputs() -> None:

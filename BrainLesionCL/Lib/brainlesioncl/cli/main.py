@@ -382,8 +382,9 @@ def cmd_episode(args: argparse.Namespace) -> int:
 
     options = _parse_options(args.option or [])
     config = EpisodeConfig(
-        strategy=args.strategy, strategy_options=options, epochs=args.epochs, crop_size=args.crop_size,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
+        strategy=args.strategy, strategy_options=options, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, crop_size=args.crop_size, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, schedule=args.schedule, validation_fraction=args.validation_fraction,
         seed=args.seed, keep=args.keep,
     )
     started_group = _init_distributed()
@@ -405,7 +406,8 @@ def cmd_episode(args: argparse.Namespace) -> int:
     try:
         result = train_episode(
             args.cases, args.disease, parent=args.parent, registry=_registry(args), config=config, name=args.name,
-            device=args.device, label_mapping=args.label_mapping, resume=not args.no_resume, progress=report,
+            device=args.device, label_mapping=args.label_mapping, prepare=args.prepare, resume=not args.no_resume,
+            progress=report,
         )
         if rank == 0:
             registry = _registry(args)
@@ -581,15 +583,23 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--strategy", default="ours", help="ours (default), braincl-dd, lwf, ewc, si, naive")
     ep.add_argument("--option", action="append", help="strategy hyper-parameter NAME=VALUE (JSON value), repeatable")
     ep.add_argument("--epochs", type=int, default=20)
+    ep.add_argument("--steps-per-epoch", type=int,
+                    help="batches per epoch (default: one crop per case); set it when there are few cases, so an "
+                         "epoch (and its checkpoint) is a useful amount of work")
     ep.add_argument("--crop-size", type=int, default=64)
     ep.add_argument("--batch-size", type=int, default=2)
     ep.add_argument("--learning-rate", type=float, default=1e-3)
+    ep.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                    help="learning rate: constant, or cosine decay to 1%% over the episode")
     ep.add_argument("--validation-fraction", type=float, default=0.2)
     ep.add_argument("--keep", choices=["best", "last"], default="best", help="keep the best-validation or last epoch")
     ep.add_argument("--seed", type=int, default=0)
     ep.add_argument("--name", help="model name of the new version (default: the parent's)")
     ep.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict",
                     help="nonzero: every label value > 0 is lesion (e.g. BraTS 1/2/4)")
+    ep.add_argument("--prepare", choices=["auto", "on", "off"], default="auto",
+                    help="raw annotated exams: co-register and brain-extract each case onto the sequence its label "
+                         "was drawn on, as segment does (auto: only when a case is raw)")
     ep.add_argument("--device", default="auto")
     ep.add_argument("--activate", action="store_true", help="activate the new version when done")
     ep.add_argument("--no-resume", action="store_true", help="start from epoch 1 even if a checkpoint exists")

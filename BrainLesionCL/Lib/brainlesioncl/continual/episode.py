@@ -69,6 +69,8 @@ class EpisodeConfig:
     crop_size: int = 64
     batch_size: int = 2
     learning_rate: float = 1e-3
+    #: "constant" (the reference) or "cosine" decay to 1 % over the episode (steadier when fine-tuning on few cases).
+    schedule: str = "constant"
     modality_drop: bool = True
     validation_fraction: float = 0.2
     keep: str = "best"
@@ -93,8 +95,8 @@ class EpisodeConfig:
     def train_config(self) -> TrainConfig:
         return TrainConfig(
             epochs=self.epochs, steps_per_epoch=self.steps_per_epoch, batch_size=self.batch_size,
-            crop_size=self.crop_size, learning_rate=self.learning_rate, modality_drop=self.modality_drop,
-            seed=self.seed, keep=self.keep, precision=self.precision,
+            crop_size=self.crop_size, learning_rate=self.learning_rate, schedule=self.schedule,
+            modality_drop=self.modality_drop, seed=self.seed, keep=self.keep, precision=self.precision,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,10 +122,12 @@ def load_episode_cases(
     preprocessing: PreprocessConfig,
     *,
     label_mapping: str = "strict",
+    prepare: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> list[TrainingCase]:
     """Annotated cases from a folder, CSV or JSON manifest (see :mod:`brainlesioncl.cases`), preprocessed as the model
-    preprocesses.
+    preprocesses. ``prepare`` runs segmentation's preparation stage on each case (``auto``: raw exams are
+    co-registered and brain-extracted onto the sequence the label was drawn on; curated ones are used as given).
 
     Raises:
         InvalidImageError: a case has no label, or names another disease than the episode's.
@@ -147,7 +151,7 @@ def load_episode_cases(
     cases = []
     for i, spec in enumerate(specs, 1):
         cases.append(load_training_case(spec.name, spec.images, spec.label, tag, channel_order,
-                                        preprocessing=preprocessing, label_mapping=label_mapping))
+                                        preprocessing=preprocessing, label_mapping=label_mapping, prepare=prepare))
         if progress is not None:
             progress(f"loaded case {i}/{len(specs)}")
     return cases
@@ -168,9 +172,10 @@ def _episode_key(parent: str, disease: str, config: EpisodeConfig, cases: Sequen
     """A short hash naming the resume folder: the same episode gets the same key (no case name is stored)."""
     digest = hashlib.sha256()
     digest.update(json.dumps([parent, disease, config.to_dict()], sort_keys=True, default=str).encode())
-    for case in cases:
+    for case in cases:  # names, shapes and a content fingerprint: other data (e.g. --prepare) is another episode
         digest.update(case.name.encode())
         digest.update(str(case.image.shape).encode())
+        digest.update(f"{float(case.image.sum(dtype=np.float64)):.6e}/{int(case.label.sum())}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -206,6 +211,7 @@ def train_episode(
     name: str | None = None,
     device: str | torch.device = "auto",
     label_mapping: str = "strict",
+    prepare: str = "auto",
     replay_databases: Sequence[Sequence[TrainingCase]] = (),
     resume: bool = True,
     progress: Callable[[dict], None] | None = None,
@@ -222,6 +228,8 @@ def train_episode(
         registry: where the parent is and the new version goes (default: the user's registry).
         config: :class:`EpisodeConfig`; ``config.strategy`` picks the strategy.
         name: model name of the new version (default: the parent's name); the version id is ``<name>-v<N>``.
+        prepare: when ``cases`` is a folder or manifest, the preparation stage for each case (``auto``, ``on``,
+            ``off``; see :func:`load_episode_cases`).
         replay_databases: earlier episodes' cases, one list per database, for the ``joint`` upper bound only: the
             episode then trains as MultiUnet's joint training does (a batch from every database at every step,
             each oversampled to the largest) with :class:`~brainlesioncl.training.JointBatchPlan`.
@@ -298,7 +306,7 @@ def train_episode(
     if isinstance(cases, (str, os.PathLike)):
         say("loading cases")
         cases = load_episode_cases(cases, tag.value, parent_metadata.channels, parent_metadata.preprocess_config,
-                                   label_mapping=label_mapping, progress=say)
+                                   label_mapping=label_mapping, prepare=prepare, progress=say)
     cases = list(cases)
     if not cases:
         raise InvalidImageError("No annotated case given; an episode needs at least one.")

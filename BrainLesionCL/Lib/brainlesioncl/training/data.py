@@ -8,7 +8,7 @@ its label follows the same resampling, so what the network learns is what it wil
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from ..errors import GeometryError, InvalidImageError
 from ..io.image_io import read_image
 from ..modalities import Disease, Modality, map_channels, resolve_disease
+from ..preparation import prepare_inputs
 from ..preprocessing.geometry import same_geometry
 from ..preprocessing.pipeline import PreprocessConfig, prepare_case
 
@@ -58,6 +59,8 @@ def load_training_case(
     *,
     preprocessing: PreprocessConfig | None = None,
     label_mapping: str = "strict",
+    prepare: str = "auto",
+    extract_brain: Callable[[sitk.Image], sitk.Image] | None = None,
 ) -> TrainingCase:
     """Validate and preprocess one labelled case.
 
@@ -69,6 +72,10 @@ def load_training_case(
         channel_order: the model's channels.
         label_mapping: ``strict`` (values must be 0/1) or ``nonzero`` (every value > 0 is lesion, e.g. a BraTS
             multi-class label merged to whole tumour, as the reference preprocessing does).
+        prepare: the preparation stage of segmentation (:mod:`brainlesioncl.preparation`): ``auto`` co-registers
+            and brain-extracts a raw annotated exam onto the sequence the label was drawn on, so the network learns
+            from what it will see at Segment time; curated inputs are used as given. ``on`` / ``off`` as for
+            ``segment``. ``extract_brain`` replaces deepbet (tests).
 
     Raises:
         InvalidImageError: unreadable/invalid image or label, label values other than 0/1 under ``strict``.
@@ -102,7 +109,11 @@ def load_training_case(
         )
     reference = matching[0]
     ordered = {reference: loaded[reference], **{m: img for m, img in loaded.items() if m is not reference}}
-    prepared = prepare_case(ordered, channel_order, reference=reference, config=preprocessing or PreprocessConfig())
+    # The label stays on the reference grid: the stage only moves the other sequences onto it and masks the brain.
+    preparation = prepare_inputs(ordered, reference, mode=prepare, extract_brain=extract_brain)
+    prepared = prepare_case(ordered, channel_order, reference=reference, config=preprocessing or PreprocessConfig(),
+                            transforms=preparation.transforms, brain_mask=preparation.brain_mask,
+                            mask_transform=preparation.mask_transform)
     binary = sitk.Cast(label_image > 0, sitk.sitkUInt8)
     binary.CopyInformation(label_image)
     return TrainingCase(
