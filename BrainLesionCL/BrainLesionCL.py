@@ -192,6 +192,8 @@ class BrainLesionCLParameterNode:
     prepare: str = "auto"
     probabilityVolume: bool = False
     uncertaintyVolume: bool = False
+    showBrainMask: bool = False
+    biasCorrection: bool = False
     show3D: bool = True
     strategy: str = "ours"
     epochs: Annotated[int, WithinRange(1, 2000)] = 20
@@ -542,7 +544,8 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 device=self.ui.deviceComboBox.currentData or "auto",
                 probabilityVolume=self.ui.probabilityCheckBox.checked,
                 prepare=self.ui.prepareComboBox.currentText or "auto",
-                uncertainty=self.ui.uncertaintyCheckBox.checked)
+                uncertainty=self.ui.uncertaintyCheckBox.checked, brainMask=self.ui.brainMaskCheckBox.checked,
+                biasCorrection=self.ui.biasCorrectionCheckBox.checked)
             self._startJob(Job("segment", process, self.ui.applyButton, self.ui.applyButton.text, outputNode=output,
                                overwrite=overwrite, referenceNode=inputs.get(reference) if reference else None),
                            _("Cancel"))

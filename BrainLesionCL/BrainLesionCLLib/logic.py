@@ -43,7 +43,7 @@ from brainlesioncl.registry import ModelRegistry
 
 from .mrml_io import label_into_segment, segment_to_image, volume_to_image
 from .process import EngineProcess
-from .terminology import METASTASIS_CLASSES, load_terminology, style_for
+from .terminology import BRAIN_STYLE, METASTASIS_CLASSES, load_terminology, style_for
 
 __all__ = ["BrainLesionCLLogic", "ModalityStudyOutcome", "SegmentOutcome", "PROBABILITY_ROLE", "ROLE_ATTRIBUTE"]
 
@@ -74,6 +74,8 @@ class SegmentOutcome:
     quality: dict = field(default_factory=dict)
     #: The uncertainty volume (a heat overlay), when asked for.
     uncertaintyNode: object | None = None
+    #: The "Brain" segment (raw exams, when asked): the brain mask the model worked in.
+    brainSegmentId: str | None = None
 
     @property
     def qualityLines(self) -> list[str]:
@@ -357,6 +359,17 @@ class BrainLesionCLLogic:
             else None
         return segmentation, segment_id, probability_node
 
+    def addBrainSegment(self, mask: sitk.Image, reference, segmentation) -> str:
+        """The brain mask of a raw exam as a "Brain" segment (coded SNOMED CT Brain), drawn as an outline only so
+        the lesions stay readable: a radiologist checks the extraction at a glance."""
+        segment_id = label_into_segment(mask, reference, segmentation, name=BRAIN_STYLE.name, color=BRAIN_STYLE.color,
+                                        terminology=BRAIN_STYLE.terminology)
+        display = segmentation.GetDisplayNode()
+        if display is not None:
+            display.SetSegmentOpacity2DFill(segment_id, 0.0)
+            display.SetSegmentOpacity3D(segment_id, 0.0)
+        return segment_id
+
     def derivedVolume(self, image: sitk.Image, reference, what: str):
         """A float volume the module made (probability, uncertainty) on the reference's grid: placed with the
         reference (same parent transform, same study) and marked so it is never offered as an input."""
@@ -443,8 +456,13 @@ class BrainLesionCLLogic:
         workDir: str | None = None,
         prepare: str = "auto",
         uncertainty: bool = False,
+        brainMask: bool = False,
+        biasCorrection: bool = False,
     ) -> EngineProcess:
-        """Start the engine in a child process (the widget's path). Finish with :meth:`finishSegmentation`."""
+        """Start the engine in a child process (the widget's path). Finish with :meth:`finishSegmentation`.
+
+        ``brainMask``: a raw exam's brain mask becomes a "Brain" segment too (curated inputs have none).
+        ``biasCorrection``: N4 bias-field correction of every input first."""
         chosen = {k: v for k, v in inputs.items() if v is not None}
         version = resolve_disease_model(self.registry, disease, model)
         mapped = map_channels(chosen, self.modelChannels(version))
@@ -461,9 +479,14 @@ class BrainLesionCLLogic:
             arguments += ["--reference", reference_key.value, "--probabilities", str(work / "probability.nrrd")]
             if uncertainty:
                 arguments += ["--uncertainty", str(work / "uncertainty.nrrd")]
+            if brainMask:
+                (work / "prepared").mkdir()
+                arguments += ["--write-prepared", str(work / "prepared")]
+            if biasCorrection:
+                arguments.append("--bias-correction")
             process = EngineProcess(arguments, workDirs=[work]).start()
         process.context = {"work": work, "reference": mapped[reference_key], "disease": disease,  # type: ignore
-                           "probability": probabilityVolume, "uncertainty": uncertainty}
+                           "probability": probabilityVolume, "uncertainty": uncertainty, "brainMask": brainMask}
         return process
 
     def finishSegmentation(self, process: EngineProcess, outputSegmentation=None, *,
@@ -487,6 +510,10 @@ class BrainLesionCLLogic:
                                      (process.summary or {}).get("quality") or {})
             if uncertainty is not None:
                 outcome.uncertaintyNode = self.heatVolume(uncertainty, context["reference"], "uncertainty")
+            mask_file = work / "prepared" / "brain_mask.nii.gz"
+            if context.get("brainMask") and mask_file.exists():
+                outcome.brainSegmentId = self.addBrainSegment(sitk.ReadImage(str(mask_file)), context["reference"],
+                                                              segmentation)
             return outcome
         finally:
             process.discardWork()

@@ -6,7 +6,8 @@ list" has no Neoplasm, Infarct, Demyelination or Lesion type, so a segment tagge
 that do not exist there. The tag string is Slicer's ``TerminologyEntry`` format: context ~ category ~ type ~ type
 modifier ~ anatomic context ~ region ~ region modifier, each coded as ``scheme^value^meaning``. SNOMED CT codes:
 49755003 Morphologically abnormal structure (category); 108369006 Neoplasm; 14799000 Neoplasm, metastatic; 55641003
-Infarct; 32693004 Demyelination; 52988006 Lesion; 6574001 Necrosis; 79654002 Edema; region 12738006 Brain."""
+Infarct; 32693004 Demyelination; 52988006 Lesion; 6574001 Necrosis; 79654002 Edema; region 12738006 Brain; and, for
+a raw exam's brain mask, category 123037004 Anatomical Structure with type 12738006 Brain."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CONTEXT_NAME", "METASTASIS_CLASSES", "TERMINOLOGY_FILE", "SegmentStyle", "load_terminology", "style_for"]
+__all__ = ["BRAIN_STYLE", "CONTEXT_NAME", "METASTASIS_CLASSES", "TERMINOLOGY_FILE", "SegmentStyle", "load_terminology",
+           "style_for"]
 
 TERMINOLOGY_FILE = Path(__file__).resolve().parents[1] / "Resources" / "Terminology" / "BrainLesionCL.term.json"
 CONTEXT_NAME = json.loads(TERMINOLOGY_FILE.read_text(encoding="utf-8"))["SegmentationCategoryTypeContextName"]
 _CATEGORY = "SCT^49755003^Morphologically Abnormal Structure"
 _ANATOMY = "Anatomic codes - DICOM master list"
 _BRAIN = "SCT^12738006^Brain"
+_ANATOMICAL = "SCT^123037004^Anatomical Structure"
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,12 @@ class SegmentStyle:
     name: str
     color: tuple[float, float, float]
     type_code: str  # scheme^value^meaning
+    category: str = _CATEGORY
 
     @property
     def terminology(self) -> str:
-        return f"{CONTEXT_NAME}~{_CATEGORY}~{self.type_code}~^^~{_ANATOMY}~{_BRAIN}~^^"
+        region = "^^" if self.category == _ANATOMICAL else _BRAIN  # the brain is not located *in* the brain
+        return f"{CONTEXT_NAME}~{self.category}~{self.type_code}~^^~{_ANATOMY}~{region}~^^"
 
 
 _STYLES = {
@@ -42,6 +47,10 @@ _STYLES = {
     "WMH": SegmentStyle("White matter hyperintensity", (0.62, 0.35, 0.90), "SCT^52988006^Lesion"),
     "unknown": SegmentStyle("Lesion", (0.95, 0.90, 0.25), "SCT^52988006^Lesion"),
 }
+
+
+#: The brain mask of a raw exam (an anatomical structure, not a lesion).
+BRAIN_STYLE = SegmentStyle("Brain", (0.98, 0.82, 0.62), "SCT^12738006^Brain", category=_ANATOMICAL)
 
 
 def style_for(disease: str) -> SegmentStyle:

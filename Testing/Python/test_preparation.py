@@ -11,7 +11,8 @@ from brainlesioncl.errors import GeometryError, SettingsError
 from brainlesioncl.inference import Segmenter
 from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER, Modality
 from brainlesioncl.phantoms import PhantomConfig, generate_case
-from brainlesioncl.preparation import is_brain_extracted, prepare_inputs, register_rigid
+from brainlesioncl.preparation import is_brain_extracted, prepare_inputs, quality_lines, register_rigid
+from brainlesioncl.preparation.bias import n4_correct
 from brainlesioncl.training.data import load_training_case
 
 from conftest import ThresholdNet, tiny_metadata
@@ -160,6 +161,32 @@ def test_an_episode_learns_from_a_raw_annotated_exam_as_segment_sees_it() -> Non
         return float(np.corrcoef(case.image[t1][brain], aligned.image[t1][brain])[0, 1])
 
     assert agreement(prepared) > 0.85 and agreement(as_given) < 0.8
+
+
+def test_bias_correction_flattens_a_known_bias_field() -> None:
+    """The same phantom with and without a strong coil field (log amplitude 0.5): N4 removes most of the field's
+    spread inside the head and leaves the background exactly as it was."""
+    settings = dict(disease="MS", modalities=("FLAIR",), size=(72, 84, 68), spacing=2.4, seed=11)
+    flat = sitk.GetArrayFromImage(generate_case(PhantomConfig(bias=0.0, **settings)).images["FLAIR"])
+    biased_image = generate_case(PhantomConfig(bias=0.5, **settings)).images["FLAIR"]
+    biased = sitk.GetArrayFromImage(biased_image)
+    corrected = sitk.GetArrayFromImage(n4_correct(biased_image))
+    head = flat > 0
+
+    def field_spread(array: np.ndarray) -> float:
+        return float(np.std(np.log(np.maximum(array[head], 1e-3) / flat[head])))
+
+    assert field_spread(corrected) < 0.6 * field_spread(biased)
+    assert np.array_equal(corrected[~head], biased[~head])
+
+
+def test_segment_records_bias_correction() -> None:
+    case = generate_case(PhantomConfig(disease="tumour", modalities=("FLAIR",), size=(72, 84, 68), spacing=2.4,
+                                       seed=8))
+    segmenter = Segmenter(ThresholdNet(channel=1), tiny_metadata(), device="cpu")
+    result = segmenter.segment(case.images, "tumour", bias_correction=True)
+    assert result.quality["bias_correction"] == "N4" and "bias field corrected (N4)" in quality_lines(result.quality)
+    assert "bias_correction" not in segmenter.segment(case.images, "tumour").quality
 
 
 def test_prepare_auto_changes_nothing_on_curated_inputs() -> None:

@@ -183,6 +183,35 @@ def test_child_process_segmentation_with_the_real_engine(slicer_core, mrml_scene
     assert mask.shape == slicer.util.arrayFromVolume(flair).shape
 
 
+def test_brain_mask_segment_and_bias_correction_reach_the_engine(slicer_core, mrml_scene, registry,
+                                                                 tiny_version) -> None:
+    """A curated case has no brain mask to show (the segment is not invented); the N4 choice reaches the child; a
+    raw exam's mask becomes a "Brain" segment drawn as an outline, coded as an anatomical structure."""
+    from BrainLesionCLLib import BrainLesionCLLogic, ProcessState
+
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    flair = _node_from_image(slicer, sphere_case(grid), "flair")
+    logic = BrainLesionCLLogic(registry=registry)
+    process = logic.startSegmentation({"FLAIR": flair}, disease="WMH", device="cpu", brainMask=True,
+                                      biasCorrection=True)
+    assert process.wait(timeout=120) is ProcessState.SUCCEEDED, process.log[-10:]
+    outcome = logic.finishSegmentation(process)
+    assert outcome.brainSegmentId is None and outcome.quality["bias_correction"] == "N4"
+    assert outcome.segmentationNode.GetSegmentation().GetNumberOfSegments() == 1
+
+    brain = sitk.Cast(sitk.GetImageFromArray((slicer.util.arrayFromVolume(flair) > 0).astype(np.uint8)),
+                      sitk.sitkUInt8)
+    segment_id = logic.addBrainSegment(brain, flair, outcome.segmentationNode)
+    segment = outcome.segmentationNode.GetSegmentation().GetSegment(segment_id)
+    assert segment.GetName() == "Brain"
+    assert segment.HasTag(segment.GetTerminologyEntryTagName())  # the code itself: test_slicer_widget
+    display = outcome.segmentationNode.GetDisplayNode()
+    assert display.GetSegmentOpacity2DFill(segment_id) == 0.0 and display.GetSegmentOpacity2DOutline(segment_id) > 0
+    stored = slicer.util.arrayFromSegmentBinaryLabelmap(outcome.segmentationNode, segment_id, flair)
+    assert stored.sum() == sitk.GetArrayFromImage(brain).sum()
+
+
 def test_cancel_kills_the_child_process() -> None:
     sys.path.insert(0, str(__import__("conftest").REPO / "BrainLesionCL"))
     from BrainLesionCLLib.process import EngineProcess, ProcessState

@@ -115,7 +115,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     images = read_inputs(mapped)
     ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
     reference = resolve_modality(args.reference) if args.reference else next(iter(ordered))
-    preparation = prepare_inputs(ordered, reference, mode=args.prepare, register=not args.no_register)
+    preparation = prepare_inputs(ordered, reference, mode=args.prepare, register=not args.no_register,
+                                 bias_correction=args.bias_correction)
     files = write_prepared(preparation, args.output_dir, overwrite=args.overwrite)
     for line in preparation.lines():
         print(f"prepare: {line}")
@@ -194,6 +195,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     result = segmenter.segment(
         inputs, args.disease, reference=args.reference, progress=_progress_printer(args.progress),
         prepare=args.prepare, register=not args.no_register, uncertainty=bool(args.uncertainty),
+        bias_correction=args.bias_correction,
     )
     result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
                  overwrite=args.overwrite)
@@ -406,8 +408,8 @@ def cmd_episode(args: argparse.Namespace) -> int:
     try:
         result = train_episode(
             args.cases, args.disease, parent=args.parent, registry=_registry(args), config=config, name=args.name,
-            device=args.device, label_mapping=args.label_mapping, prepare=args.prepare, resume=not args.no_resume,
-            progress=report,
+            device=args.device, label_mapping=args.label_mapping, prepare=args.prepare,
+            bias_correction=args.bias_correction, resume=not args.no_resume, progress=report,
         )
         if rank == 0:
             registry = _registry(args)
@@ -508,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--prepare", choices=["auto", "on", "off"], default="auto",
                      help="raw exams (skull on, sequences not co-registered) are brain-extracted and co-registered "
                           "first: auto (default: only when needed), on, off")
+    seg.add_argument("--bias-correction", action="store_true",
+                     help="divide each input by its N4 bias field first (about 5-10 s per sequence; off by default, "
+                         "see docs/BENCHMARKS.md)")
     seg.add_argument("--uncertainty", metavar="FILE",
                      help="also write a voxel-wise uncertainty map (predictive entropy of 4 flipped views, 0..1 bits)")
     seg.add_argument("--report", metavar="FILE",
@@ -600,6 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--prepare", choices=["auto", "on", "off"], default="auto",
                     help="raw annotated exams: co-register and brain-extract each case onto the sequence its label "
                          "was drawn on, as segment does (auto: only when a case is raw)")
+    ep.add_argument("--bias-correction", action="store_true",
+                    help="N4 bias-field correction of every case first (use it if you segment with it)")
     ep.add_argument("--device", default="auto")
     ep.add_argument("--activate", action="store_true", help="activate the new version when done")
     ep.add_argument("--no-resume", action="store_true", help="start from epoch 1 even if a checkpoint exists")
@@ -635,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--output-dir", required=True, help="existing folder for the prepared sequences and QC")
     prep.add_argument("--prepare", choices=["auto", "on"], default="on", help="on (default) or auto")
     prep.add_argument("--no-register", action="store_true", help="the sequences are already aligned")
+    prep.add_argument("--bias-correction", action="store_true",
+                      help="divide each input by its N4 bias field first (about 5-10 s per sequence; off by default, "
+                         "see docs/BENCHMARKS.md)")
     prep.add_argument("--overwrite", action="store_true")
     prep.set_defaults(func=cmd_prepare)
 

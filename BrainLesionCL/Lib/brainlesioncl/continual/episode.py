@@ -123,6 +123,7 @@ def load_episode_cases(
     *,
     label_mapping: str = "strict",
     prepare: str = "auto",
+    bias_correction: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> list[TrainingCase]:
     """Annotated cases from a folder, CSV or JSON manifest (see :mod:`brainlesioncl.cases`), preprocessed as the model
@@ -151,7 +152,8 @@ def load_episode_cases(
     cases = []
     for i, spec in enumerate(specs, 1):
         cases.append(load_training_case(spec.name, spec.images, spec.label, tag, channel_order,
-                                        preprocessing=preprocessing, label_mapping=label_mapping, prepare=prepare))
+                                        preprocessing=preprocessing, label_mapping=label_mapping, prepare=prepare,
+                                        bias_correction=bias_correction))
         if progress is not None:
             progress(f"loaded case {i}/{len(specs)}")
     return cases
@@ -212,6 +214,7 @@ def train_episode(
     device: str | torch.device = "auto",
     label_mapping: str = "strict",
     prepare: str = "auto",
+    bias_correction: bool = False,
     replay_databases: Sequence[Sequence[TrainingCase]] = (),
     resume: bool = True,
     progress: Callable[[dict], None] | None = None,
@@ -229,7 +232,7 @@ def train_episode(
         config: :class:`EpisodeConfig`; ``config.strategy`` picks the strategy.
         name: model name of the new version (default: the parent's name); the version id is ``<name>-v<N>``.
         prepare: when ``cases`` is a folder or manifest, the preparation stage for each case (``auto``, ``on``,
-            ``off``; see :func:`load_episode_cases`).
+            ``off``; see :func:`load_episode_cases`); ``bias_correction`` likewise.
         replay_databases: earlier episodes' cases, one list per database, for the ``joint`` upper bound only: the
             episode then trains as MultiUnet's joint training does (a batch from every database at every step,
             each oversampled to the largest) with :class:`~brainlesioncl.training.JointBatchPlan`.
@@ -306,7 +309,8 @@ def train_episode(
     if isinstance(cases, (str, os.PathLike)):
         say("loading cases")
         cases = load_episode_cases(cases, tag.value, parent_metadata.channels, parent_metadata.preprocess_config,
-                                   label_mapping=label_mapping, prepare=prepare, progress=say)
+                                   label_mapping=label_mapping, prepare=prepare, bias_correction=bias_correction,
+                                   progress=say)
     cases = list(cases)
     if not cases:
         raise InvalidImageError("No annotated case given; an episode needs at least one.")

@@ -177,6 +177,7 @@ class Segmenter:
         prepare: str = "auto",
         register: bool = True,
         uncertainty: bool = False,
+        bias_correction: bool = False,
     ) -> SegmentationResult:
         """Segment one case.
 
@@ -189,6 +190,7 @@ class Segmenter:
             prepare: ``auto`` (raw exams are co-registered and brain-extracted, curated inputs used as given), ``on``
                 or ``off``; see :mod:`brainlesioncl.preparation`.
             register: False skips co-registration (sequences known to be aligned).
+            bias_correction: N4 bias-field correction of every input first (see :mod:`brainlesioncl.preparation`).
             uncertainty: also compute the voxel-wise uncertainty from test-time flips (4 network passes instead of 1;
                 the probability is then their mean).
 
@@ -220,13 +222,13 @@ class Segmenter:
         ordered_inputs = {m: images[m] for m in inputs_order(inputs, mapped)}
         reference_modality = resolve_modality(reference) if reference is not None else next(iter(ordered_inputs))
         preparation = prepare_inputs(ordered_inputs, reference_modality, mode=prepare, register=register,
-                                     extract_brain=self.extract_brain)
+                                     extract_brain=self.extract_brain, bias_correction=bias_correction)
         timings["prepare"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         report(0.05, "resampling and normalising")
         check_cancel()
         prepared = prepare_case(
-            ordered_inputs, self.metadata.channels, reference=reference, config=self.preprocessing,
+            preparation.images, self.metadata.channels, reference=reference, config=self.preprocessing,
             transforms=preparation.transforms, brain_mask=preparation.brain_mask,
             mask_transform=preparation.mask_transform,
         )

@@ -89,8 +89,8 @@ class MetastasisPipeline:
 
     def segment(self, inputs: Mapping, disease: Disease | str = Disease.METASTASIS, *, reference=None,
                 progress=None, cancel=None, prepare: str = "auto", register: bool = True,
-                uncertainty: bool = False) -> SegmentationResult:
-        """Segment one case; ``prepare``/``register`` run the raw-exam preparation stage as for
+                uncertainty: bool = False, bias_correction: bool = False) -> SegmentationResult:
+        """Segment one case; ``prepare``/``register``/``bias_correction`` run the raw-exam preparation stage as for
         :meth:`brainlesioncl.inference.Segmenter.segment`."""
         from ..errors import SettingsError
         from ..modalities import resolve_modality
@@ -107,9 +107,10 @@ class MetastasisPipeline:
         images = read_inputs(mapped)
         ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
         reference_modality = resolve_modality(reference) if reference is not None else next(iter(ordered))
-        preparation = prepare_inputs(ordered, reference_modality, mode=prepare, register=register)
+        preparation = prepare_inputs(ordered, reference_modality, mode=prepare, register=register,
+                                     bias_correction=bias_correction)
         prepared = prepare_case(
-            ordered, self.metadata.channels, reference=reference, config=self.preprocessing,
+            preparation.images, self.metadata.channels, reference=reference, config=self.preprocessing,
             transforms=preparation.transforms, brain_mask=preparation.brain_mask,
             mask_transform=preparation.mask_transform)
         timings["preprocess"] = time.perf_counter() - t0

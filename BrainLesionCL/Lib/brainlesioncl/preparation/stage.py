@@ -76,6 +76,8 @@ def quality_lines(qc: Mapping) -> list[str]:
             text += (f", registered (moved {r['translation_mm']:.1f} mm / {r['rotation_deg']:.1f}°, "
                      f"MI {r['metric']:.2f})")
         out.append(text)
+    if qc.get("bias_correction"):
+        out.append(f"bias field corrected ({qc['bias_correction']})")
     if qc.get("brain_volume_ml") is not None:
         out.append(f"brain volume {qc['brain_volume_ml']:.0f} mL")
     return out + [f"warning: {w}" for w in qc.get("warnings", [])]
@@ -107,11 +109,14 @@ def is_brain_extracted(image: sitk.Image) -> tuple[bool, str]:
 
 
 def prepare_inputs(images: Mapping[Modality, sitk.Image], reference: Modality, *, mode: str = "auto",
-                   register: bool = True, extract_brain=None) -> Preparation:
+                   register: bool = True, extract_brain=None, bias_correction: bool = False) -> Preparation:
     """Run the stage (see the module docstring) on validated images keyed by modality.
 
     Args:
         extract_brain: ``image -> binary mask`` (default: deepbet, see :mod:`.brain_mask`); injectable for tests.
+        bias_correction: divide every input by its N4 bias field first (:mod:`.bias`; about 5-10 s per sequence
+            on a CPU). Off by default: see docs/BENCHMARKS.md for its measured effect. Applies in every mode except
+            ``off`` (asked for explicitly, it corrects curated inputs too).
 
     Raises:
         SettingsError: unknown mode; GeometryError: a registration failed (names the sequence and the fix);
@@ -123,6 +128,14 @@ def prepare_inputs(images: Mapping[Modality, sitk.Image], reference: Modality, *
                               reference=reference)
     if mode == "off":
         return preparation
+    if bias_correction:
+        from .bias import n4_correct
+
+        start = time.perf_counter()
+        preparation.images = {m: n4_correct(image) for m, image in images.items()}
+        images = preparation.images
+        preparation.qc["bias_correction"] = "N4"
+        preparation.qc["seconds"]["bias_correction"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
     raw = {}
     for modality, image in images.items():

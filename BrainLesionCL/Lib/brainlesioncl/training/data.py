@@ -61,6 +61,7 @@ def load_training_case(
     label_mapping: str = "strict",
     prepare: str = "auto",
     extract_brain: Callable[[sitk.Image], sitk.Image] | None = None,
+    bias_correction: bool = False,
 ) -> TrainingCase:
     """Validate and preprocess one labelled case.
 
@@ -75,7 +76,8 @@ def load_training_case(
         prepare: the preparation stage of segmentation (:mod:`brainlesioncl.preparation`): ``auto`` co-registers
             and brain-extracts a raw annotated exam onto the sequence the label was drawn on, so the network learns
             from what it will see at Segment time; curated inputs are used as given. ``on`` / ``off`` as for
-            ``segment``. ``extract_brain`` replaces deepbet (tests).
+            ``segment``. ``extract_brain`` replaces deepbet (tests). ``bias_correction``: N4 first, as
+            ``segment --bias-correction`` (train as you will segment).
 
     Raises:
         InvalidImageError: unreadable/invalid image or label, label values other than 0/1 under ``strict``.
@@ -110,10 +112,11 @@ def load_training_case(
     reference = matching[0]
     ordered = {reference: loaded[reference], **{m: img for m, img in loaded.items() if m is not reference}}
     # The label stays on the reference grid: the stage only moves the other sequences onto it and masks the brain.
-    preparation = prepare_inputs(ordered, reference, mode=prepare, extract_brain=extract_brain)
-    prepared = prepare_case(ordered, channel_order, reference=reference, config=preprocessing or PreprocessConfig(),
-                            transforms=preparation.transforms, brain_mask=preparation.brain_mask,
-                            mask_transform=preparation.mask_transform)
+    preparation = prepare_inputs(ordered, reference, mode=prepare, extract_brain=extract_brain,
+                                 bias_correction=bias_correction)
+    prepared = prepare_case(preparation.images, channel_order, reference=reference,
+                            config=preprocessing or PreprocessConfig(), transforms=preparation.transforms,
+                            brain_mask=preparation.brain_mask, mask_transform=preparation.mask_transform)
     binary = sitk.Cast(label_image > 0, sitk.sitkUInt8)
     binary.CopyInformation(label_image)
     return TrainingCase(
