@@ -111,3 +111,11 @@ def test_data_parallel_episode_two_cpu_processes(tmp_path, registry, tiny_versio
     fresh = ModelRegistry(registry.root, builtin_dirs=[])
     assert len(fresh.version_ids()) == 2
     assert fresh.get(ranks[0]["version"]).metadata.parent == tiny_version
+
+
+def test_the_cli_offers_exactly_the_engine_strategies() -> None:
+    """``--strategy`` choices are declared without importing torch; they must stay the engine's list."""
+    from brainlesioncl.cli.common import STRATEGY_NAMES
+    from brainlesioncl.continual import STRATEGIES
+
+    assert sorted(STRATEGY_NAMES) == sorted(STRATEGIES)

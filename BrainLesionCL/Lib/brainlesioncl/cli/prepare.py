@@ -1,0 +1,71 @@
+"""``brainlesioncl prepare`` (only the raw-exam stage, written out for inspection or reuse) and ``brainlesioncl
+identify`` (which contrast each file is, with the evidence)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import BrainLesionCLError
+from .common import add_preparation_options, parse_inputs
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    prep = sub.add_parser("prepare", help="only prepare a raw exam: co-register, extract the brain, write QC")
+    prep.add_argument("--input", "-i", action="append", metavar="MODALITY=FILE", help="one sequence (repeatable)")
+    prep.add_argument("--reference", help="the sequence whose grid the others take (default: the first --input)")
+    prep.add_argument("--output-dir", required=True, help="existing folder for the prepared sequences and QC")
+    add_preparation_options(prep, modes=("auto", "on"), default="on", help_text="on (default) or auto")
+    prep.add_argument("--overwrite", action="store_true")
+    prep.set_defaults(func=cmd_prepare)
+
+    ident = sub.add_parser("identify", help="which contrast each file is (DICOM tags, BIDS sidecar, name, image)")
+    ident.add_argument("files", nargs="+", help="image files or DICOM series folders")
+    ident.add_argument("--no-image", action="store_true", help="do not read the voxels (tags and names only)")
+    ident.add_argument("--json", action="store_true", help="one JSON list instead of lines")
+    ident.set_defaults(func=cmd_identify)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Only the preparation stage: co-registered, brain-extracted sequences on the reference grid, and the QC."""
+    from ..inference.segmenter import inputs_order, read_inputs
+    from ..modalities import map_channels, resolve_modality
+    from ..preparation import prepare_inputs
+    from ..preparation.export import write_prepared
+
+    inputs = parse_inputs(args.input or [])
+    if not inputs:
+        raise BrainLesionCLError("Give the exam with --input MODALITY=FILE (repeatable).")
+    mapped = map_channels(inputs, [resolve_modality(name).value for name in inputs])
+    images = read_inputs(mapped)
+    ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
+    reference = resolve_modality(args.reference) if args.reference else next(iter(ordered))
+    preparation = prepare_inputs(ordered, reference, mode=args.prepare, register=not args.no_register,
+                                 bias_correction=args.bias_correction)
+    files = write_prepared(preparation, args.output_dir, overwrite=args.overwrite)
+    for line in preparation.lines():
+        print(f"prepare: {line}")
+    print(f"Wrote {len(files)} file(s) to {args.output_dir}.")
+    return 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from ..identification import identify_file
+
+    rows = []
+    for path in args.files:
+        found = identify_file(path, use_image=not args.no_image)
+        rows.append({"file": path, "modality": found.modality.value if found.modality else None,
+                     "refused": found.refused, "evidence": found.evidence,
+                     "confidence": round(found.confidence, 3), "reason": found.reason, "notes": list(found.notes)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            what = row["modality"] or ("refused" if row["refused"] else "-")
+            print(f"{row['file']}: {what} ({row['evidence']}, {row['confidence']:.0%}) {row['reason']}")
+            for note in row["notes"]:
+                print(f"    note: {note}")
+    return 0

@@ -1,0 +1,201 @@
+"""``brainlesioncl segment``: one case (``--input MODALITY=FILE``, or ``auto=FILE`` to identify the contrast), or a
+batch (``--cases``), with the raw-exam preparation, uncertainty, per-lesion report and prepared sequences on request."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ..errors import BrainLesionCLError
+from .common import add_preparation_options, parse_inputs, progress_printer, registry_of
+
+__all__ = ["EXIT_BATCH_FAILURES", "register"]
+
+logger = logging.getLogger("brainlesioncl")
+
+#: Exit code when some cases of a batch failed (the others were written).
+EXIT_BATCH_FAILURES = 4
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    seg = sub.add_parser("segment", help="segment one case, or a batch of cases", parents=parents)
+    seg.add_argument("--input", "-i", action="append", metavar="MODALITY=FILE",
+                     help="one input volume (repeat per modality): FLAIR, T1, T1c, T2, PD, DWI, SWI, ADC or aliases; "
+                          "auto=FILE identifies the contrast from DICOM tags, a BIDS sidecar or the name")
+    seg.add_argument("--disease", "-d", default="unknown",
+                     help="tumour, stroke, MS, WMH, metastasis or unknown (default)")
+    seg.add_argument("--output", "-o", help="output labelmap (.nii.gz, .nii, .nrrd, .mha)")
+    seg.add_argument("--probabilities", help="also write the lesion probability map here")
+    seg.add_argument("--reference", help="modality whose grid the output takes (default: the first --input)")
+    seg.add_argument("--model", help="model version (default: the active one)")
+    seg.add_argument("--mode", default="fast", choices=["fast", "reference"],
+                     help="fast single pass on the brain box (default) or the published sliding-window protocol")
+    seg.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_preparation_options(seg)
+    seg.add_argument("--uncertainty", metavar="FILE",
+                     help="also write a voxel-wise uncertainty map (predictive entropy of 4 flipped views, 0..1 bits)")
+    seg.add_argument("--report", metavar="FILE",
+                     help="per-lesion report (.csv or .json): volume, largest diameter, RAS centroid, mean probability")
+    seg.add_argument("--write-prepared", metavar="DIR",
+                     help="also write the prepared sequences, brain mask and QC to this existing folder")
+    seg.add_argument("--min-lesion-mm3", type=float, default=0.0,
+                     help="remove connected lesions smaller than this volume (default 0: keep all)")
+    seg.add_argument("--cases", help="batch: a folder of case folders, or a CSV manifest")
+    seg.add_argument("--output-dir", help="batch: folder for <case>_seg.nii.gz")
+    seg.add_argument("--save-probabilities", action="store_true", help="batch: also write <case>_prob.nii.gz")
+    seg.set_defaults(func=cmd_segment)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    if args.cases:
+        return _segment_batch(args)
+    if not args.input:
+        raise BrainLesionCLError("Give the case with --input MODALITY=FILE (repeatable), or a batch with --cases.")
+    if not args.output:
+        raise BrainLesionCLError("Give the output labelmap path with -o/--output (e.g. -o seg.nii.gz).")
+    from ..errors import OutputPathError
+    from ..io import check_output_path
+
+    inputs = _resolve_auto_inputs(parse_inputs(args.input), args)
+    # Check outputs before any heavy work, so a typo costs nothing.
+    check_output_path(args.output, overwrite=args.overwrite)
+    if args.probabilities:
+        check_output_path(args.probabilities, overwrite=args.overwrite)
+    if args.uncertainty:
+        check_output_path(args.uncertainty, overwrite=args.overwrite)
+    if args.write_prepared:
+        from ..io.atomic import check_writable_folder
+
+        check_writable_folder(args.write_prepared, "--write-prepared folder")
+    if args.report and Path(args.report).suffix.lower() not in (".csv", ".json"):
+        raise OutputPathError(f"--report {args.report}: give a .csv or .json file name.")
+    segmenter = _make_segmenter(args, args.disease)
+    logger.info("model %s on %s", segmenter.metadata.version, segmenter.device)
+    start = time.perf_counter()
+    result = segmenter.segment(
+        inputs, args.disease, reference=args.reference, progress=progress_printer(args.progress),
+        prepare=args.prepare, register=not args.no_register, uncertainty=bool(args.uncertainty),
+        bias_correction=args.bias_correction,
+    )
+    result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
+                 overwrite=args.overwrite)
+    if args.write_prepared:
+        from ..preparation.export import write_prepared
+
+        write_prepared(result.preparation, args.write_prepared, overwrite=args.overwrite)
+    if args.report:
+        from ..lesion_report import lesion_rows, write_lesion_report
+
+        write_lesion_report(lesion_rows(result.label, result.probability, result.uncertainty), args.report,
+                            overwrite=args.overwrite)
+    summary = {
+        "output": str(args.output),
+        "model": result.model_version,
+        "disease": result.disease,
+        "channels": result.channels_used,
+        "lesion_volume_ml": round(result.lesion_volume_ml, 3),
+        "lesion_count": result.lesion_count,
+        "seconds": round(time.perf_counter() - start, 2),
+        "device": str(segmenter.device),
+        "quality": result.quality,
+    }
+    print(json.dumps(summary) if args.progress == "json" else _human_summary(summary))
+    return 0
+
+
+def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
+    """``--input auto=FILE`` (repeatable as auto, auto2, ...): identify each file's contrast from its DICOM tags, BIDS
+    sidecar or name, and put it in its channel; print the evidence. Never fills a channel twice or with another
+    contrast, and never replaces a channel given by name."""
+    auto = [path for name, path in inputs.items() if name.lower().startswith("auto")]
+    if not auto:
+        return inputs
+    from ..identification import auto_map, identify_file
+    from ..modalities import resolve_modality
+
+    explicit = {resolve_modality(n).value: p for n, p in inputs.items() if not n.lower().startswith("auto")}
+    registry = registry_of(args)
+    from ..inference import resolve_disease_model
+
+    channels = registry.get(resolve_disease_model(registry, args.disease, args.model)).metadata.channels
+    found = [(path, identify_file(path, use_image=False)) for path in auto]
+    mapping, left_out = auto_map(found, channels, manual=explicit)
+    for channel, mapped in mapping.items():
+        if mapped.identification.evidence != "hand":
+            print(f"auto: {mapped.volume} -> {channel} ({mapped.identification.label}: "
+                  f"{mapped.identification.reason})", file=sys.stderr)
+            for note in mapped.identification.notes:
+                print(f"auto: note: {note}", file=sys.stderr)
+    for path, why in left_out:
+        print(f"auto: {path} left out: {why}", file=sys.stderr)
+    given = list(inputs.values())  # keep the user's order: the first --input is the reference grid
+    result = {channel: str(mapped.volume) for channel, mapped in
+              sorted(mapping.items(), key=lambda item: given.index(str(item[1].volume)))}
+    if not result:
+        raise BrainLesionCLError("None of the --input auto= files could be identified; give them as MODALITY=FILE.")
+    return result
+
+
+def _make_segmenter(args: argparse.Namespace, disease: str):
+    from ..inference import InferenceConfig, Segmenter, resolve_disease_model
+
+    registry = registry_of(args)
+    version = resolve_disease_model(registry, disease, args.model)
+    config = InferenceConfig(mode=args.mode, min_lesion_mm3=args.min_lesion_mm3)
+    bundle = registry.get(version)
+    from ..models import ModelKind
+
+    if bundle.metadata.kind is ModelKind.METASTASIS_TWO_STAGE:
+        from ..metastasis import MetastasisPipeline
+
+        return MetastasisPipeline.from_bundle(bundle, device=args.device)
+    return Segmenter.from_bundle(bundle, device=args.device, inference=config)
+
+
+def _human_summary(summary: dict) -> str:
+    from ..preparation import quality_lines
+
+    quality = quality_lines(summary.get("quality") or {})
+    return "\n".join([f"prepare: {line}" for line in quality] + [_result_line(summary)])
+
+
+def _result_line(summary: dict) -> str:
+    return (
+        f"Wrote {summary['output']}: {summary['lesion_count']} lesion(s), {summary['lesion_volume_ml']:.2f} mL "
+        f"({summary['disease']}, model {summary['model']}, channels {'+'.join(summary['channels'])}, "
+        f"{summary['seconds']:.1f} s on {summary['device']})"
+    )
+
+
+def _segment_batch(args: argparse.Namespace) -> int:
+    from ..cases import find_cases
+
+    if not args.output_dir:
+        raise BrainLesionCLError("Batch mode needs --output-dir (an existing folder) for the labelmaps.")
+    from ..io.atomic import check_writable_folder
+
+    out_dir = check_writable_folder(args.output_dir, "--output-dir")
+    cases = find_cases(args.cases)
+    segmenters: dict[str, object] = {}
+    failures = 0
+    for index, case in enumerate(cases, start=1):
+        disease = case.disease or args.disease
+        try:
+            segmenter = segmenters.get(disease)
+            if segmenter is None:
+                segmenter = segmenters[disease] = _make_segmenter(args, disease)
+            output = out_dir / f"{case.name}_seg.nii.gz"
+            probabilities = out_dir / f"{case.name}_prob.nii.gz" if args.save_probabilities else None
+            result = segmenter.segment({m.value: p for m, p in case.images.items()}, disease)
+            result.write(output, probabilities=probabilities, overwrite=args.overwrite)
+            print(f"[{index}/{len(cases)}] {case.name}: {result.lesion_count} lesion(s), "
+                  f"{result.lesion_volume_ml:.2f} mL -> {output}")
+        except BrainLesionCLError as err:
+            failures += 1
+            print(f"[{index}/{len(cases)}] {case.name}: FAILED: {err}", file=sys.stderr)
+    print(f"{len(cases) - failures} of {len(cases)} case(s) segmented.")
+    return EXIT_BATCH_FAILURES if failures else 0
