@@ -99,13 +99,19 @@ def run_episode(registry_root: Path, manifest: Path, dataset: dict[str, Any], *,
     ]
     print("  $ " + " ".join(command[1:]), flush=True)
     start = time.perf_counter()
-    with log.open("a", encoding="utf-8") as stream:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=stream, text=True, encoding="utf-8",
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        stream.write(done.stdout)
-    if done.returncode != 0:
-        raise SystemExit(f"episode failed (exit {done.returncode}); see {log}")
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    last = ""
+    with log.open("a", encoding="utf-8") as stream:  # progress lines go to the log as they come (tail -f it)
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stream, text=True, encoding="utf-8",
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert child.stdout is not None
+        for line in child.stdout:
+            stream.write(line)
+            stream.flush()
+            last = line if line.strip() else last
+        returncode = child.wait()
+    if returncode != 0:
+        raise SystemExit(f"episode failed (exit {returncode}); see {log}")
+    summary = json.loads(last)
     return summary["version"], (time.perf_counter() - start) / 60
 
 
