@@ -67,7 +67,7 @@ def expand_input_channels(network: nn.Module, metadata: ModelMetadata,
         raise ChannelMappingError(f"Give modalities the model does not have yet (it has {metadata.channels}).")
     extra = len(new)
     kind = type(network)
-    if kind not in _FIRST_LAYER:
+    if not isinstance(network, (MoEUNet, ResidualUNet)) or kind not in _FIRST_LAYER:
         raise TypeError(f"cannot expand the inputs of a {kind.__name__}")
     c = network.config.in_channels
     config = dataclasses.replace(network.config, in_channels=c + extra)

@@ -217,8 +217,12 @@ def disease_context(disease: str | Disease, slots: Sequence[str | Disease]) -> l
 V = TypeVar("V")
 
 
+#: ``{channel: value}`` keyed by :class:`Modality`, by name or alias, or by both (mappings are invariant in the key).
+ByChannel = Mapping[Modality, V] | Mapping[str, V] | Mapping[str | Modality, V]
+
+
 def map_channels(
-    inputs: Mapping[str | Modality, V],
+    inputs: ByChannel[V],
     channel_order: Sequence[str | Modality],
 ) -> dict[Modality, V]:
     """Validate and resolve ``{user name: volume}`` into ``{model channel: volume}``.

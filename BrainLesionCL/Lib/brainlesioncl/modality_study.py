@@ -59,7 +59,7 @@ def modality_study(network, cases: Sequence[TrainingCase], channels: Sequence[st
     predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"),
                           activation=output.get("activation", "softmax"),
                           lesion_channel=int(output.get("lesion_channel", 1)))
-    per_subset: dict[tuple[str, ...], list[tuple[float, float]]] = {}
+    per_subset: dict[tuple[str, ...], list[tuple[float, int]]] = {}  # subset -> (Dice, case id)
     # the full subset first, so that it can be the reference of the others
     jobs = [(case, subset) for case in cases for subset in _subsets(case, channels)[::-1]]
     full_scores: dict[int, float] = {}

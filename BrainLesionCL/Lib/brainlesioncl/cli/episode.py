@@ -122,7 +122,7 @@ def cmd_episode(args: argparse.Namespace) -> int:
             device=args.device, label_mapping=args.label_mapping, prepare=args.prepare,
             bias_correction=args.bias_correction, resume=not args.no_resume, progress=report,
         )
-        if rank == 0:
+        if rank == 0 and result.metadata is not None:  # the other ranks of a torchrun episode write nothing
             registry = registry_of(args)
             if args.activate:
                 registry.activate(result.version)

@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import BrainLesionCLError
 from .common import add_preparation_options, parse_inputs, progress_printer, registry_of
@@ -180,7 +181,7 @@ def _segment_batch(args: argparse.Namespace) -> int:
 
     out_dir = check_writable_folder(args.output_dir, "--output-dir")
     cases = find_cases(args.cases)
-    segmenters: dict[str, object] = {}
+    segmenters: dict[str, Any] = {}  # a Segmenter or a MetastasisPipeline per disease
     failures = 0
     for index, case in enumerate(cases, start=1):
         disease = case.disease or args.disease

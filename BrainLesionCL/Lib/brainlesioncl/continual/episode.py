@@ -151,6 +151,7 @@ def load_episode_cases(
         )
     cases = []
     for i, spec in enumerate(specs, 1):
+        assert spec.label is not None  # unlabelled cases were refused above
         cases.append(load_training_case(spec.name, spec.images, spec.label, tag, channel_order,
                                         preprocessing=preprocessing, label_mapping=label_mapping, prepare=prepare,
                                         bias_correction=bias_correction))
@@ -185,7 +186,8 @@ def _rank() -> int:
     return distributed_state()[1]
 
 
-def _validation_metrics(network, cases, disease_slots, device, spacing: float, output: dict) -> dict[str, float]:
+def _validation_metrics(network, cases, disease_slots, device, spacing: float,
+                        output: dict) -> dict[str, float | int | None]:
     from ..inference.predictor import InferenceConfig, Predictor, build_context
 
     predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"),
@@ -195,7 +197,7 @@ def _validation_metrics(network, cases, disease_slots, device, spacing: float, o
     for case in cases:
         probability = predictor.predict(case.image, build_context(case.present, case.disease, disease_slots))
         rows.append(case_metrics(probability >= 0.5, case.label, (spacing,) * 3))
-    out = {}
+    out: dict[str, float | int | None] = {}
     for key in ("dice", "sensitivity", "precision", "hd95_mm"):
         values = [getattr(r, key) for r in rows if not np.isnan(getattr(r, key))]
         out[key] = round(float(np.mean(values)), 4) if values else None
@@ -260,7 +262,7 @@ def train_episode(
     if parent == "scratch":
         network_config = MoEUNetConfig(channels=tuple(config.scratch_channels))
         torch.manual_seed(config.seed)  # same seed, same initial weights
-        network = MoEUNet(network_config)
+        network: torch.nn.Module = MoEUNet(network_config)
         parent_metadata = ModelMetadata(
             name=name or "episode", kind=ModelKind.MOE_UNET, channels=[m.value for m in BRAINCL_CHANNEL_ORDER],
             disease_slots=[d.value for d in BRAINCL_DISEASE_SLOTS], architecture={"network": network_config.to_dict()},

@@ -37,7 +37,7 @@ def identify(*, name: str | None = None, tags: Mapping[str, str] | None = None, 
     from_name = identify_name(name) if name else None
     decided = [e for e in (from_tags, from_name) if e is not None and (e.modality is not None or e.refused)]
     if from_tags is not None and (from_tags.modality is not None or from_tags.refused):
-        notes = ()
+        notes: tuple[str, ...] = ()
         if from_name is not None and (from_name.modality is not None or from_name.refused) and \
                 (from_name.modality, from_name.refused) != (from_tags.modality, from_tags.refused):
             notes = (f"the name says {from_name.label.split(' (')[0]} but the DICOM tags say "

@@ -243,9 +243,10 @@ class Predictor:
         x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None].to(self.device)
         ctx = context.to(self.device)
         spatial = x.shape[2:]
-        dtype = autocast_dtype(cfg.precision, self.device, cfg.mode)
+        mode = InferenceMode(cfg.mode)  # already one after __post_init__; this tells the type checker
+        dtype = autocast_dtype(cfg.precision, self.device, mode)
         with torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            if cfg.mode is InferenceMode.REFERENCE:
+            if mode is InferenceMode.REFERENCE:
                 logits = self._sliding(
                     x, ctx, cfg.roi_size, cfg.overlap, cfg.sw_batch_size, "constant", progress, cancel
                 )
@@ -255,7 +256,7 @@ class Predictor:
                 pad = [p for s, t in zip(reversed(spatial), reversed(padded), strict=True) for p in (0, t - s)]
                 runner = _Windows(self.network, 1, progress, cancel)
                 logits = runner(torch.nn.functional.pad(x, pad), ctx)
-                logits = logits[(..., *(slice(0, s) for s in spatial))]
+                logits = logits[:, :, : spatial[0], : spatial[1], : spatial[2]]
             else:
                 logger.info(
                     "box %s exceeds the single-pass budget; using %d^3 windows", tuple(spatial), cfg.fast_roi_size
@@ -307,6 +308,8 @@ class Predictor:
     ) -> torch.Tensor:
         total = math.ceil(_num_windows(x.shape[2:], roi, overlap) / batch)
         runner = _Windows(self.network, total, progress, cancel)
-        return sliding_window_inference(
+        logits = sliding_window_inference(
             x, (roi,) * 3, batch, runner, overlap=overlap, mode=blend, context=ctx
         )
+        assert isinstance(logits, torch.Tensor)  # one tensor in, one out (MONAI also allows tuples and dicts)
+        return logits

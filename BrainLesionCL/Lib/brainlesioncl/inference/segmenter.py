@@ -77,7 +77,7 @@ class SegmentationResult:
             stage_image(outputs, self.label, label_path, overwrite=overwrite)
             if probabilities is not None:
                 stage_image(outputs, self.probability, probabilities, overwrite=overwrite)
-            if uncertainty is not None:
+            if uncertainty is not None and self.uncertainty is not None:  # checked above: both or neither
                 stage_image(outputs, self.uncertainty, uncertainty, overwrite=overwrite)
 
 

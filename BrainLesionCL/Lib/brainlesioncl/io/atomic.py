@@ -94,7 +94,7 @@ class StagedOutputs:
     def add(
         self,
         final: str | os.PathLike,
-        write: Callable[[Path], None],
+        write: Callable[[Path], object],
         *,
         verify: Callable[[Path], None] | None = None,
         suffix: str = "",

@@ -111,7 +111,7 @@ def _check_nifti_voxels(path: Path, label: str) -> None:
         logger.debug("nibabel could not parse the header of %s: %s", path, err)
         return
     try:
-        raw = np.asanyarray(proxy.dataobj)
+        raw = np.asanyarray(proxy.dataobj)  # type: ignore[attr-defined]  # every image nibabel reads has it
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError, ValueError) as err:
         raise InvalidImageError(
             f"{label}: {path} is truncated or damaged ({str(err).splitlines()[0][:160]}): it holds fewer voxels "

@@ -15,6 +15,7 @@ import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,7 +37,7 @@ class _InertConfig:
         return collections.OrderedDict()
 
 
-_ALLOWED_CONFIG_CLASSES = [(_InertConfig, "easydict.EasyDict")]
+_ALLOWED_CONFIG_CLASSES: list[Any] = [(_InertConfig, "easydict.EasyDict")]
 
 
 def read_lightning_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:

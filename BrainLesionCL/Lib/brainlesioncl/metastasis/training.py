@@ -244,6 +244,7 @@ def train_segmentor(segmentor: nn.Module, detector: nn.Module, cases: Sequence[M
     rng = np.random.default_rng(config.seed + 1)
     torch.manual_seed(config.seed + 1)
     augment = _Augment(config.seed + 1) if config.augment else None
+    optimizer: torch.optim.Optimizer
     if config.segmentor_optimizer == "sgd":
         optimizer = torch.optim.SGD(segmentor.parameters(), lr=config.segmentor_lr, momentum=0.99, nesterov=True,
                                     weight_decay=3e-5)

@@ -36,6 +36,20 @@ def conv_block(
     )
 
 
+def _conv_of(expert: nn.Module) -> nn.Conv3d:
+    """The convolution of a MONAI ``Convolution`` block (its submodule ``conv``)."""
+    conv = expert.get_submodule("conv")
+    assert isinstance(conv, nn.Conv3d)
+    return conv
+
+
+def _prelu_of(expert: nn.Module) -> nn.PReLU:
+    """The activation of a MONAI ``Convolution`` block's ADN (``adn.A``), a PReLU in every expert."""
+    prelu = expert.get_submodule("adn.A")
+    assert isinstance(prelu, nn.PReLU)
+    return prelu
+
+
 class MoEConvolution(nn.Module):
     """A mixture of ``num_experts`` identical conv blocks mixed by a softmax gate on the context vector.
 
@@ -91,9 +105,10 @@ class MoEConvolution(nn.Module):
         return (outputs * weights[:, :, None, None, None, None]).sum(dim=1)
 
     def _forward_fused(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        convs = [expert.conv for expert in self.experts]
+        convs: list[nn.Conv3d] = [_conv_of(expert) for expert in self.experts]
         weight = torch.cat([c.weight for c in convs], dim=0)
-        bias = torch.cat([c.bias for c in convs], dim=0) if convs[0].bias is not None else None
+        biases = [c.bias for c in convs if c.bias is not None]
+        bias = torch.cat(biases, dim=0) if len(biases) == len(convs) else None
         y = F.conv3d(x, weight, bias, stride=1, padding=convs[0].padding)
         # InstanceNorm without affine is per channel, so normalising the concatenation equals normalising each expert.
         y = F.instance_norm(y)
@@ -102,7 +117,7 @@ class MoEConvolution(nn.Module):
         num_experts = len(convs)
         b, _, *spatial = y.shape
         y = y.view(b, num_experts, -1, *spatial)
-        slopes = torch.cat([expert.adn.A.weight for expert in self.experts]).to(y.dtype)
+        slopes = torch.cat([_prelu_of(expert).weight for expert in self.experts]).to(y.dtype)
         slopes = slopes.view(1, num_experts, 1, 1, 1, 1)
         y = torch.where(y >= 0, y, y * slopes)  # per-expert PReLU
         mix = weights.to(y.dtype).expand(b, num_experts)
@@ -140,8 +155,8 @@ class ParameterFreeResidualUnit(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         shortcut = self.residual(x)
-        y = self.conv.unit0(x)
-        second = self.conv.unit1
+        y = self.conv[0](x)  # unit0 (indexing keeps the type: attribute access on a Module is untyped)
+        second = self.conv[1]  # unit1
         y = second(y, context) if isinstance(second, MoEConvolution) else second(y)
         # Out-of-place to stay autograd-safe with any second block; the copy is small next to the convs.
         return torch.cat([y[:, : self.in_channels] + shortcut, y[:, self.in_channels :]], dim=1)

@@ -16,6 +16,7 @@ for you.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -147,7 +148,7 @@ class MoEUNet(nn.Module):
         h = bottleneck
         for j, stage in enumerate(self.decoder):
             h = torch.cat([h, skips[3 - j]], dim=1)
-            upsample, conv_a, conv_b = stage[0], stage[1], stage[2]
+            upsample, conv_a, conv_b = cast(nn.Sequential, stage)  # each decoder stage is a Sequential of three
             h = conv_a(upsample(h))
             h = conv_b(h, context) if isinstance(conv_b, MoEConvolution) else conv_b(h)
         if give_feature:

@@ -11,6 +11,7 @@ the frozen column's weights never change, so what it knew is kept and inference 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ class ProgressiveUNetConfig(JsonConfig):
 def _lateral(channels: int) -> nn.Conv3d:
     conv = nn.Conv3d(channels, channels, kernel_size=1)
     nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
+    nn.init.zeros_(cast(torch.Tensor, conv.bias))  # a Conv3d built with bias=True (the default) has one
     return conv
 
 

@@ -279,7 +279,8 @@ def generate_dataset(
     prefix = prefix or (preset.upper() if preset else str(disease))
     folders, records = [], []
     for i in range(count):
-        config = PhantomConfig(disease=disease, modalities=modalities, size=tuple(size), spacing=spacing, seed=seed + i)
+        config = PhantomConfig(disease=disease, modalities=modalities, size=(size[0], size[1], size[2]),
+                               spacing=spacing, seed=seed + i)
         case = generate_case(config)
         folder = write_case(case, out / f"{prefix}_{seed + i:04d}")
         if preview:

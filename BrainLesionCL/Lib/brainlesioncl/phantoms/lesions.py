@@ -43,7 +43,8 @@ def _pick(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:
     candidates = np.flatnonzero(mask)
     if candidates.size == 0:
         raise RuntimeError("no valid location for a lesion in this phantom (grid too small?)")
-    return np.unravel_index(int(rng.choice(candidates)), mask.shape)
+    x, y, z = np.unravel_index(int(rng.choice(candidates)), mask.shape)
+    return int(x), int(y), int(z)
 
 
 def _box(anatomy: Anatomy, index: tuple[int, int, int], radius_mm: float) -> tuple[slice, ...]:

@@ -22,6 +22,8 @@ def write_prepared(preparation: Preparation, folder: str | os.PathLike, *, overw
     all-or-nothing."""
     folder = check_writable_folder(folder, "--write-prepared folder")
     images = preparation.images
+    if preparation.reference is None:
+        raise ValueError("the preparation has no reference sequence; make it with prepare_inputs")
     grid = images[preparation.reference]
     mask = None
     if preparation.brain_mask is not None:

@@ -25,7 +25,7 @@ import SimpleITK as sitk
 
 from ..errors import GeometryError, InvalidImageError
 from ..io.image_io import from_xyz, to_xyz
-from ..modalities import Modality, resolve_modality
+from ..modalities import ByChannel, Modality, resolve_modality
 from .geometry import check_field_of_view, check_overlap, ras_grid, resample_onto, same_geometry
 from .intensity import constant_background_value, zscore_nonzero
 
@@ -130,7 +130,7 @@ class PreparedCase:
 
 
 def prepare_case(
-    images: Mapping[Modality | str, sitk.Image],
+    images: ByChannel[sitk.Image],
     channel_order: Sequence[Modality | str],
     *,
     reference: Modality | str | None = None,
@@ -226,7 +226,7 @@ def prepare_case(
         present=present,
         reference=reference_image,
         grid=grid,
-        box=(tuple(start), tuple(stop)),
+        box=((int(start[0]), int(start[1]), int(start[2])), (int(stop[0]), int(stop[1]), int(stop[2]))),
         pad=pad,
         brain=brain_box,
     )

@@ -26,6 +26,8 @@ from safetensors.torch import load_file
 from ..errors import CorruptModelError, IncompatibleWeightsError, UnsafeCheckpointError
 from ..modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS, MULTIUNET_CHANNEL_ORDER, Disease, Modality
 from ..models.factory import ModelKind, build_network, infer_moe_config, infer_residual_config, load_strict
+from ..models.moe_unet import MoEUNetConfig
+from ..models.residual_unet import ResidualUNetConfig
 from ..preprocessing.pipeline import PreprocessConfig
 from .bundle import ModelMetadata
 
@@ -169,6 +171,7 @@ def import_checkpoint(
     if fmt != CheckpointFormat.AUTO and fmt != detected:
         raise IncompatibleWeightsError(f"{path.name} looks like a {detected} checkpoint, not {fmt}.")
 
+    config: MoEUNetConfig | ResidualUNetConfig
     if detected == CheckpointFormat.BRAINCL:
         config = infer_moe_config(state)
         kind = ModelKind.MOE_UNET

@@ -8,7 +8,7 @@ its label follows the same resampling, so what the network learns is what it wil
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from ..errors import GeometryError, InvalidImageError
 from ..io.image_io import read_image
-from ..modalities import Disease, Modality, map_channels, resolve_disease
+from ..modalities import ByChannel, Disease, Modality, map_channels, resolve_disease
 from ..preparation import prepare_inputs
 from ..preprocessing.geometry import same_geometry
 from ..preprocessing.pipeline import PreprocessConfig, prepare_case
@@ -52,7 +52,7 @@ def _as_image(source: sitk.Image | str | os.PathLike, name: str) -> sitk.Image:
 
 def load_training_case(
     name: str,
-    images: Mapping[str | Modality, sitk.Image | str | os.PathLike],
+    images: ByChannel[sitk.Image | str | os.PathLike],
     label: sitk.Image | str | os.PathLike,
     disease: Disease | str,
     channel_order: Sequence[Modality | str],

@@ -103,7 +103,9 @@ def train_default_model(
     if recipe.init_from:
         bundle = ModelBundle(recipe.init_from)
         config = MoEUNetConfig.from_dict(bundle.metadata.architecture["network"])
-        network = bundle.build()
+        built = bundle.build()
+        assert isinstance(built, MoEUNet), f"{recipe.init_from} is not a MoE U-Net bundle"
+        network = built
         parent = bundle.metadata.version or bundle.path.name
         say(f"starting from {parent}")
     train_config = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, crop_size=recipe.crop_size,
@@ -117,7 +119,7 @@ def train_default_model(
             f"ETA {record['eta_seconds'] / 60:.1f} min")
 
     result = train(network, train_cases, train_config, slots, validation=validation, device=device, progress=report)
-    per_disease = {}
+    per_disease: dict[str, list[float]] = {}
     scores = evaluate(network, validation, slots)
     for case, score in zip(validation, scores, strict=True):
         per_disease.setdefault(case.name.split("-")[0], []).append(score)

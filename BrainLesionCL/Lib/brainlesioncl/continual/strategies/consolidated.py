@@ -29,11 +29,18 @@ import torch
 from torch import nn
 
 from ...modalities import disease_context
+from ...models.moe_unet import MoEUNet
 from .base import EpisodeSetup
 from .distillation import kl_voxel_mean
 from .dual_distillation import DualDistillation
 
 __all__ = ["ConsolidatedDistillation"]
+
+
+def _moe(network: nn.Module) -> MoEUNet:
+    """The episode's network as the MoE U-Net it is (episodes give distillation strategies only MoE parents)."""
+    assert isinstance(network, MoEUNet), type(network)
+    return network
 
 
 class ConsolidatedDistillation(DualDistillation):
@@ -48,7 +55,7 @@ class ConsolidatedDistillation(DualDistillation):
         self.gate_contexts = self._old_contexts(setup) if self.old_diseases else None
         if self.gate_contexts is not None and setup.teacher is not None:
             with torch.no_grad():
-                self.teacher_gates = [layer.gate(self.gate_contexts) for layer in setup.teacher.moe_layers()]
+                self.teacher_gates = [layer.gate(self.gate_contexts) for layer in _moe(setup.teacher).moe_layers()]
 
     def state_dict(self) -> dict[str, Any]:
         """The old-route sampler's generator, so a resumed episode draws the same routes as an uninterrupted one."""
@@ -99,10 +106,8 @@ class ConsolidatedDistillation(DualDistillation):
             teacher_logits, _ = self.teacher_outputs(old_x, old_context)
             student_logits = network(old_x, old_context)
             total = total + hp["gamma"] * kl_voxel_mean(student_logits, teacher_logits, hp["temperature"])
-        if hp["eta"] > 0:
-            gate_penalty = sum(
-                ((layer.gate(self.gate_contexts) - old) ** 2).sum(dim=1).mean()
-                for layer, old in zip(network.moe_layers(), self.teacher_gates, strict=True)
-            )
-            total = total + hp["eta"] * gate_penalty
+        if hp["eta"] > 0 and self.gate_contexts is not None:  # set in begin() whenever there are old diseases
+            penalties = [((layer.gate(self.gate_contexts) - old) ** 2).sum(dim=1).mean()
+                         for layer, old in zip(_moe(network).moe_layers(), self.teacher_gates, strict=True)]
+            total = total + hp["eta"] * torch.stack(penalties).sum()
         return total
