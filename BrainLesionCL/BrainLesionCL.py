@@ -288,9 +288,10 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                       _("Validation Dice")])
         self.ui.modelTable.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
         self.ui.modelTable.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
-        self.ui.lesionTable.setColumnCount(6)
+        self.ui.lesionTable.setColumnCount(7)
         self.ui.lesionTable.setHorizontalHeaderLabels([_("Lesion"), _("Volume (mL)"), _("Largest diameter (mm)"),
-                                                       _("Centre (RAS)"), _("Mean probability"), _("Unsure?")])
+                                                       _("Centre (RAS)"), _("Mean probability"), _("Unsure?"),
+                                                       _("Brightest on")])
         self.ui.lesionTable.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
         self.ui.lesionTable.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
 
@@ -671,7 +672,8 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             probability = "" if lesion.mean_probability is None else f"{lesion.mean_probability:.2f}"
             unsure = "" if lesion.unsure is None else (_("check") if lesion.unsure else _("no"))
             values = [str(lesion.index), f"{lesion.volume_ml:.3f}", f"{lesion.largest_diameter_mm:.1f}",
-                      ", ".join(f"{v:.1f}" for v in lesion.centroid_ras), probability, unsure]
+                      ", ".join(f"{v:.1f}" for v in lesion.centroid_ras), probability, unsure,
+                      lesion.brightest_on or ""]
             for column, value in enumerate(values):
                 self.ui.lesionTable.setItem(row, column, qt.QTableWidgetItem(value))
         self.ui.lesionTable.resizeColumnsToContents()

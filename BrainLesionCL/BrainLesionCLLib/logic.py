@@ -20,6 +20,7 @@ keeps responding and Cancel kills the work). Both produce the same nodes. No Qt 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -36,7 +37,7 @@ import slicer
 from brainlesioncl.errors import BrainLesionCLError, ChannelMappingError, OutputPathError
 from brainlesioncl.inference import Segmenter, resolve_disease_model
 from brainlesioncl.inference.segmenter import label_statistics
-from brainlesioncl.lesion_report import lesion_rows
+from brainlesioncl.lesion_report import LesionRow, lesion_rows
 from brainlesioncl.modalities import map_channels, resolve_disease, resolve_modality
 from brainlesioncl.preprocessing.geometry import same_geometry
 from brainlesioncl.registry import ModelRegistry
@@ -55,6 +56,14 @@ ROLE_ATTRIBUTE = "BrainLesionCL.Role"
 PROBABILITY_ROLE = "probability"
 #: Slicer's PET heat colour table: dark where the model is sure, bright where it is not.
 HEAT_COLOR_NODE_ID = "vtkMRMLPETProceduralColorNodePET-Heat"
+
+
+def _engine_lesion_rows(path: Path) -> list[LesionRow]:
+    """The child's per-lesion report (``segment --report``), or [] when it wrote none."""
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text(encoding="utf-8"))["lesions"]
+    return [LesionRow(**{**row, "centroid_ras": tuple(row["centroid_ras"])}) for row in rows]
 
 
 @dataclass
@@ -476,7 +485,8 @@ class BrainLesionCLLogic:
                 path = work / f"{modality.value}.nrrd"
                 sitk.WriteImage(volume_to_image(mapped[modality]), str(path), True)
                 arguments += ["--input", f"{modality.value}={path}"]
-            arguments += ["--reference", reference_key.value, "--probabilities", str(work / "probability.nrrd")]
+            arguments += ["--reference", reference_key.value, "--probabilities", str(work / "probability.nrrd"),
+                          "--report", str(work / "lesions.json")]  # the engine's rows carry "brightest on"
             if uncertainty:
                 arguments += ["--uncertainty", str(work / "uncertainty.nrrd")]
             if brainMask:
@@ -506,7 +516,8 @@ class BrainLesionCLLogic:
             version = (process.summary or {}).get("model", "")
             uncertainty = sitk.ReadImage(str(work / "uncertainty.nrrd")) if context.get("uncertainty") else None
             outcome = SegmentOutcome(segmentation, segment_id, volume, count, version, process.elapsed,
-                                     probability_node, lesion_rows(label, probability, uncertainty),
+                                     probability_node, _engine_lesion_rows(work / "lesions.json")
+                                     or lesion_rows(label, probability, uncertainty),
                                      (process.summary or {}).get("quality") or {})
             if uncertainty is not None:
                 outcome.uncertaintyNode = self.heatVolume(uncertainty, context["reference"], "uncertainty")
@@ -685,14 +696,15 @@ class BrainLesionCLLogic:
 
         columns = [("Lesion", vtk.vtkIntArray), ("Volume (mL)", vtk.vtkDoubleArray),
                    ("Largest diameter (mm)", vtk.vtkDoubleArray), ("R", vtk.vtkDoubleArray),
-                   ("A", vtk.vtkDoubleArray), ("S", vtk.vtkDoubleArray), ("Mean probability", vtk.vtkDoubleArray)]
+                   ("A", vtk.vtkDoubleArray), ("S", vtk.vtkDoubleArray), ("Mean probability", vtk.vtkDoubleArray),
+                   ("Brightest on", vtk.vtkStringArray)]
         for name, cls in columns:
             array = cls()
             array.SetName(name)
             table.AddColumn(array)
         for row in outcome.lesions:
             values = [row.index, row.volume_ml, row.largest_diameter_mm, *row.centroid_ras,
-                      float("nan") if row.mean_probability is None else row.mean_probability]
+                      float("nan") if row.mean_probability is None else row.mean_probability, row.brightest_on or ""]
             index = table.InsertNextBlankRow()
             for column, value in enumerate(values):
                 table.SetValue(index, column, vtk.vtkVariant(value))

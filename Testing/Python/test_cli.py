@@ -155,6 +155,22 @@ def test_segment_writes_a_per_lesion_report(capsys, registry, tiny_version, flai
     assert code == 2 and ".csv or .json" in err
 
 
+def test_each_lesion_names_the_sequence_it_is_brightest_on() -> None:
+    """MS lesions are bright on FLAIR and T2 and dark on T1: no lesion of an MS phantom may be 'brightest on T1'."""
+    from collections import Counter
+
+    from brainlesioncl.lesion_report import lesion_rows
+    from brainlesioncl.phantoms import PhantomConfig, generate_case
+
+    case = generate_case(PhantomConfig(disease="MS", modalities=("FLAIR", "T1", "T2"), size=(96, 112, 88),
+                                       spacing=1.8, seed=4))
+    rows = lesion_rows(case.label, sequences=dict(case.images))
+    found = Counter(row.brightest_on for row in rows)
+    assert len(rows) >= 5 and set(found) <= {"FLAIR", "T2"} and found["FLAIR"] > len(rows) / 2
+    assert all(row.brightest_contrast > 1.0 for row in rows)  # well above the brain's spread
+    assert lesion_rows(case.label)[0].brightest_on is None  # no sequences given: no claim
+
+
 def test_segment_writes_uncertainty_and_flags_lesions(capsys, registry, tiny_version, flair_t1_files,
                                                       tmp_path: Path) -> None:
     import csv

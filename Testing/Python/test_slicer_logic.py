@@ -177,6 +177,7 @@ def test_child_process_segmentation_with_the_real_engine(slicer_core, mrml_scene
     assert heat is not None and heat.GetDisplayNode().GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat"
     assert heat.GetAttribute("BrainLesionCL.Role") == "probability" and not logic.isInputCandidate(heat)
     assert all(row.unsure is not None for row in outcome.lesions)
+    assert outcome.lesions and all(row.brightest_on == "FLAIR" for row in outcome.lesions)  # the engine's report
     assert not process.context["work"].exists()  # temporary files removed
     assert outcome.segmentationNode.GetSegmentation().GetNthSegment(0).GetName() == "White matter hyperintensity"
     mask = slicer.util.arrayFromSegmentBinaryLabelmap(outcome.segmentationNode, outcome.segmentId, flair)

@@ -4,10 +4,16 @@ Volume (mL), largest diameter (mm: the longest distance between two surface poin
 RAS millimetres (the coordinates 3D Slicer shows), voxel count and, when the probability map is given, the mean lesion
 probability. Lesions are 26-connected components, largest first. The Slicer module shows these rows as a table whose
 rows centre the views on a lesion; the CLI can write them as CSV/JSON.
+
+**Brightest on**: given the input sequences on the label's grid, each lesion names the sequence where it stands out
+most above the rest of the brain (its mean minus the brain's median, in units of the brain's robust spread, so
+sequences of any scale compare). It is what a radiologist checks first: a WMH should be brightest on FLAIR, an acute
+infarct on DWI, an enhancing lesion on T1c; a lesion brightest on an unexpected sequence deserves a second look.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,6 +34,10 @@ class LesionRow:
     mean_uncertainty: float | None = None
     #: True when the model is unsure of this lesion (mean uncertainty above :data:`UNSURE_LESION_BITS`).
     unsure: bool | None = None
+    #: The sequence on which the lesion stands out most (see the module docstring), when the sequences were given.
+    brightest_on: str | None = None
+    #: Its contrast there: (lesion mean - brain median) / brain spread.
+    brightest_contrast: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,9 +47,33 @@ class LesionRow:
 UNSURE_LESION_BITS = 0.5
 
 
+def _contrast_by_sequence(components: sitk.Image, sequences: Mapping[str, sitk.Image],
+                          count: int) -> dict[str, np.ndarray]:
+    """Per sequence, each lesion's (mean - brain median) / brain spread; index 0 is unused."""
+    labels = sitk.GetArrayViewFromImage(components)
+    out = {}
+    for name, image in sequences.items():
+        values = sitk.GetArrayViewFromImage(image).astype(np.float32)
+        brain = values[(values != 0) & (labels == 0)]  # outside the lesions; skull-stripped background is 0
+        if brain.size < 100:
+            continue
+        low, median, high = np.percentile(brain, [25, 50, 75])
+        spread = max(float(high - low) / 1.349, 1e-6)  # the IQR of a normal distribution is 1.349 sigma
+        sums = np.bincount(labels.ravel(), weights=values.ravel(), minlength=count + 1)
+        sizes = np.maximum(np.bincount(labels.ravel(), minlength=count + 1), 1)
+        out[name] = (sums / sizes - median) / spread
+    return out
+
+
 def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None,
-                uncertainty: sitk.Image | None = None) -> list[LesionRow]:
-    """The lesions of a 0/1 labelmap, largest first (see the module docstring)."""
+                uncertainty: sitk.Image | None = None,
+                sequences: Mapping[str, sitk.Image] | None = None) -> list[LesionRow]:
+    """The lesions of a 0/1 labelmap, largest first (see the module docstring).
+
+    Args:
+        sequences: ``{name: image}`` on the label's grid (e.g. :func:`brainlesioncl.preparation.on_reference_grid`)
+            for the "brightest on" column.
+    """
     components = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.Cast(label > 0, sitk.sitkUInt8), True))
     shapes = sitk.LabelShapeStatisticsImageFilter()
     shapes.ComputeFeretDiameterOn()
@@ -53,8 +87,10 @@ def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None,
         unsure = sitk.LabelStatisticsImageFilter()
         unsure.Execute(sitk.Cast(uncertainty, sitk.sitkFloat32), components)
     voxel_ml = float(np.prod(label.GetSpacing())) / 1000.0
+    contrast = _contrast_by_sequence(components, sequences, len(shapes.GetLabels())) if sequences else {}
     rows = []
     for value in sorted(shapes.GetLabels()):
+        brightest = max(contrast, key=lambda name: contrast[name][value]) if contrast else None
         x, y, z = shapes.GetCentroid(value)  # physical LPS
         voxels = int(shapes.GetNumberOfPixels(value))
         rows.append(LesionRow(
@@ -66,6 +102,8 @@ def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None,
             mean_probability=float(intensity.GetMean(value)) if intensity is not None else None,
             mean_uncertainty=float(unsure.GetMean(value)) if unsure is not None else None,
             unsure=bool(unsure.GetMean(value) > UNSURE_LESION_BITS) if unsure is not None else None,
+            brightest_on=brightest,
+            brightest_contrast=round(float(contrast[brightest][value]), 2) if brightest is not None else None,
         ))
     return rows
 
@@ -93,13 +131,15 @@ def write_lesion_report(rows: list[LesionRow], path, *, overwrite: bool = False)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["lesion", "volume_ml", "largest_diameter_mm", "centroid_r", "centroid_a", "centroid_s",
-                         "voxels", "mean_probability", "mean_uncertainty", "unsure"])
+                         "voxels", "mean_probability", "mean_uncertainty", "unsure", "brightest_on",
+                         "brightest_contrast"])
         for r in rows:
             writer.writerow([r.index, f"{r.volume_ml:.4f}", f"{r.largest_diameter_mm:.2f}",
                              *(f"{v:.2f}" for v in r.centroid_ras), r.voxels,
                              "" if r.mean_probability is None else f"{r.mean_probability:.3f}",
                              "" if r.mean_uncertainty is None else f"{r.mean_uncertainty:.3f}",
-                             "" if r.unsure is None else ("yes" if r.unsure else "no")])
+                             "" if r.unsure is None else ("yes" if r.unsure else "no"), r.brightest_on or "",
+                             "" if r.brightest_contrast is None else f"{r.brightest_contrast:.2f}"])
         writer.writerow(["total", f"{total['volume_ml']:.4f}", "", "", "", "", sum(r.voxels for r in rows), "", "",
                          sum(1 for r in rows if r.unsure)])
         text = buffer.getvalue()

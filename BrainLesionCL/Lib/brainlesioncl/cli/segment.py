@@ -91,8 +91,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.report:
         from ..lesion_report import lesion_rows, write_lesion_report
 
-        write_lesion_report(lesion_rows(result.label, result.probability, result.uncertainty), args.report,
-                            overwrite=args.overwrite)
+        sequences = None
+        if result.preparation is not None:  # the inputs on the result's grid, for the "brightest on" column
+            from ..preparation.export import on_reference_grid
+
+            sequences = {m.value: image for m, image in on_reference_grid(result.preparation)[0].items()}
+        write_lesion_report(lesion_rows(result.label, result.probability, result.uncertainty, sequences),
+                            args.report, overwrite=args.overwrite)
     summary = {
         "output": str(args.output),
         "model": result.model_version,
