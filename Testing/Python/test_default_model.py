@@ -11,7 +11,8 @@ from brainlesioncl.metrics import dice
 from brainlesioncl.phantoms import PhantomConfig, generate_case
 from brainlesioncl.registry import ModelRegistry, builtin_models_dir
 
-SHIPPED = "braincl-demo-v2"  # the newest shipped model is the one a fresh install activates
+SHIPPED = "braincl-demo-v2"  # the shipped default (default_models/defaults.json): what a fresh install activates
+REAL = "braincl-demo-v3"  # shipped as a choice: v2, then episodes on real cases
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,16 @@ def test_shipped_model_is_described_as_a_demonstration(shipped: Segmenter) -> No
     assert meta.training["cases"] > 0 and meta.metrics["validation_dice_mean"] > 0
 
 
+def test_the_real_data_model_records_its_history_and_evaluation() -> None:
+    meta = ModelRegistry(builtin_dirs=[builtin_models_dir()]).get(REAL).metadata
+    assert "Not for clinical use" in meta.description and meta.parent == SHIPPED
+    episodes = meta.provenance["episodes"]  # one per real dataset, with counts and minutes (no case names)
+    assert [e["dataset"] for e in episodes] == ["glioma", "WMH", "MS"]
+    assert all(e["strategy"] == "ours" and e["cases"] > 0 and e["minutes"] > 0 for e in episodes)
+    assert episodes[0]["parent"] == SHIPPED
+    assert set(meta.metrics["real_evaluation_dice"]) >= {"phantoms", "glioma", "WMH", "MS", "stroke"}
+
+
 # Held-out seeds (training used 2026000+, validation 2027000+). Lower bounds well under the measured values, so a
 # broken model, preprocessing or routing fails while ordinary numerical noise does not.
 @pytest.mark.parametrize(
@@ -52,8 +63,50 @@ def test_shipped_model_segments_held_out_phantoms(shipped: Segmenter, disease, m
     assert np.isfinite(result.lesion_volume_ml) and result.lesion_count >= 1
 
 
-def test_the_previous_shipped_model_stays_available_and_is_the_parent(tmp_path) -> None:
-    """Shipping a new default never removes the old one: a user who activated v1 keeps it."""
+def test_the_previous_shipped_models_stay_available_and_the_lineage_holds(tmp_path) -> None:
+    """Shipping a new model never removes the old ones: a user who activated v1 keeps it."""
     registry = ModelRegistry(tmp_path / "registry")
-    assert {"braincl-demo-v1", SHIPPED} <= set(registry.version_ids())
+    assert {"braincl-demo-v1", SHIPPED, REAL} <= set(registry.version_ids())
     assert registry.get(SHIPPED).metadata.parent == "braincl-demo-v1"
+    assert registry.get(REAL).metadata.parent == SHIPPED
+
+
+def test_the_defaults_marker_chooses_the_fresh_install_model(tmp_path) -> None:
+    """A newer shipped model is a choice until the marker names it; a missing or damaged marker means the newest."""
+    import json
+    import shutil
+
+    shipped = tmp_path / "shipped"
+    for version in ("braincl-demo-v1", "braincl-demo-v2"):
+        shutil.copytree(builtin_models_dir() / version, shipped / version)
+    registry = ModelRegistry(tmp_path / "registry", builtin_dirs=[shipped])
+    assert registry.active() == "braincl-demo-v2"  # no marker: the newest
+    (shipped / "defaults.json").write_text(json.dumps({"segmentation": "braincl-demo-v1"}))
+    assert registry.active() == "braincl-demo-v1"
+    (shipped / "defaults.json").write_text(json.dumps({"segmentation": "no-such-v9"}))
+    assert registry.active() == "braincl-demo-v2"
+    (shipped / "defaults.json").write_text("{not json")
+    assert registry.active() == "braincl-demo-v2"
+    registry.activate("braincl-demo-v1")  # the user's choice always wins over the marker
+    (shipped / "defaults.json").write_text(json.dumps({"segmentation": "braincl-demo-v2"}))
+    assert registry.active() == "braincl-demo-v1"
+
+
+def test_real_data_evaluation_improves_on_the_phantom_model_where_recorded() -> None:
+    """The real-data model's card numbers: every real evaluation dataset at least as good as its parent's (measured
+    by benchmarks/real_sequence.py on cases it never trained on, and stored in the bundle)."""
+    import json
+
+    from conftest import REPO
+
+    results = REPO / "docs" / "real_sequence" / "results.json"
+    if not results.is_file():
+        pytest.skip("docs/real_sequence/results.json is written by benchmarks/real_sequence.py")
+    ours = json.loads(results.read_text())["strategies"]["ours"]
+    datasets = json.loads(results.read_text())["datasets"]
+    first, last = ours["matrix"][0], ours["matrix"][-1]
+    for index, name in enumerate(datasets):
+        if name != "phantoms":
+            assert last[index] >= first[index], name
+    stored = ModelRegistry(builtin_dirs=[builtin_models_dir()]).get(REAL).metadata.metrics["real_evaluation_dice"]
+    assert stored["glioma"] == pytest.approx(last[datasets.index("glioma")], abs=1e-3)

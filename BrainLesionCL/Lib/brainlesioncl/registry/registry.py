@@ -37,6 +37,8 @@ __all__ = ["ModelRegistry", "VersionInfo", "default_registry_root", "builtin_mod
 
 _ID = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)-v(?P<number>\d+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: In a shipped-models folder: ``{"segmentation": "<version>"}``, the default of a fresh install.
+DEFAULTS_FILE = "defaults.json"
 NAME_RULE = "1-64 characters: letters, digits, '-', '_' and '.', starting with a letter or digit"
 
 
@@ -267,10 +269,21 @@ class ModelRegistry:
             raise storage_error(self._active_file(), err) from err
 
     def _fallback_active(self, role: str) -> str | None:
-        """With nothing activated, the newest shipped model of the role is active."""
+        """With nothing activated, the shipped default of the role is active: the version a shipped folder's
+        ``defaults.json`` names (a newer model can ship as a choice before it becomes the default), else the newest
+        shipped model of the role."""
         candidates = [
             v for v, p in self._builtin().items() if role_of(ModelBundle(p).metadata.kind) == role
         ]
+        for folder in self.builtin_dirs:
+            marker = folder / DEFAULTS_FILE
+            if marker.is_file():
+                try:
+                    named = json.loads(marker.read_text(encoding="utf-8")).get(role)
+                except (OSError, ValueError, AttributeError):
+                    named = None  # a damaged marker never blocks segmentation: the newest model is used
+                if named in candidates:
+                    return named
         return sorted(candidates)[-1] if candidates else None
 
     def active(self, role: str = "segmentation") -> str:
