@@ -43,12 +43,10 @@ def main() -> int:
     args = parser.parse_args()
 
     import SimpleITK as sitk
-    from evaluate_phantoms import PATHOLOGIES
-    from evaluate_real import DATA, DATASETS
+    from evaluate_phantoms import held_out_phantoms
+    from evaluate_real import DATA, DATASETS, reference_on_label_grid
 
     from brainlesioncl.inference import Segmenter
-    from brainlesioncl.phantoms import PhantomConfig, generate_case
-    from brainlesioncl.preprocessing.geometry import same_geometry
     from brainlesioncl.registry import ModelRegistry
 
     bundle = ModelRegistry().get(args.model)
@@ -57,12 +55,8 @@ def main() -> int:
     print("| data | cases | Dice without | Dice with N4 | difference | seconds without | seconds with |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for field in (0.15, 0.5):
-        rows = []
-        for p_index, (_name, (disease, modalities)) in enumerate(PATHOLOGIES.items()):
-            for i in range(args.cases):
-                case = generate_case(PhantomConfig(disease=disease, modalities=modalities, bias=field,
-                                                   seed=500 + 100 * p_index + i))
-                rows.append(_score(segmenter, dict(case.images), disease, case.label))
+        rows = [_score(segmenter, dict(case.images), disease, case.label)
+                for _name, disease, _modalities, case in held_out_phantoms(args.cases, bias=field)]
         _print(f"phantoms, coil field {field}", rows)
     if args.no_real or not DATA.is_dir():
         return 0
@@ -72,9 +66,7 @@ def main() -> int:
             label = sitk.ReadImage(str(case_dir / "label.nii.gz"))
             inputs = {m: case_dir / f"{stem}.nii.gz" for m, stem in files.items() if (case_dir / f"{stem}.nii.gz")
                       .exists()}
-            reference = next((m for m, p in inputs.items() if same_geometry(sitk.ReadImage(str(p)), label, 1e-3)),
-                             next(iter(inputs)))
-            rows.append(_score(segmenter, inputs, disease, label, reference))
+            rows.append(_score(segmenter, inputs, disease, label, reference_on_label_grid(inputs, label)))
         _print(dataset, rows)
     return 0
 

@@ -36,6 +36,14 @@ DATASETS: dict[str, tuple[str, dict[str, str], str]] = {
 }
 
 
+def reference_on_label_grid(inputs: dict, label_image) -> str:
+    """The input acquired on the label's grid (so the output lands on it), else the first input."""
+    from brainlesioncl.preprocessing.geometry import same_geometry
+
+    return next((m for m, p in inputs.items() if same_geometry(sitk.ReadImage(str(p)), label_image, 1e-3)),
+                next(iter(inputs)))
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -54,7 +62,6 @@ def main() -> int:
     from brainlesioncl.inference import InferenceConfig, Segmenter
     from brainlesioncl.io import to_xyz
     from brainlesioncl.metrics import case_metrics
-    from brainlesioncl.preprocessing.geometry import same_geometry
     from brainlesioncl.registry import ModelRegistry
 
     registry = ModelRegistry()
@@ -71,9 +78,7 @@ def main() -> int:
             label_image = sitk.ReadImage(str(case_dir / "label.nii.gz"))
             inputs = {m: case_dir / f"{stem}.nii.gz" for m, stem in files.items()}
             inputs = {m: path for m, path in inputs.items() if path.exists()}
-            # The output must land on the label's grid: use the input acquired on it as the reference.
-            reference = next((m for m, p in inputs.items() if same_geometry(sitk.ReadImage(str(p)), label_image, 1e-3)),
-                             next(iter(inputs)))
+            reference = reference_on_label_grid(inputs, label_image)
             start = time.perf_counter()
             result = segmenter.segment(inputs, disease, reference=reference)
             seconds = time.perf_counter() - start

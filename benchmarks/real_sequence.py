@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the shared evaluation helpers beside this script
 DATA = ROOT.parent / "shared" / "data"
 SPLIT = Path(__file__).with_name("real_split.json")
 PHANTOM_SEED = 500  # held-out seeds of benchmarks/evaluate_phantoms.py
@@ -117,28 +118,20 @@ def run_episode(registry_root: Path, manifest: Path, dataset: dict[str, Any], *,
 
 # ----------------------------------------------------------------------------------------------------- evaluation
 def _phantoms(per_pathology: int) -> list[tuple[str, dict, Any]]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from evaluate_phantoms import PATHOLOGIES
+    from evaluate_phantoms import held_out_phantoms
 
-    from brainlesioncl.phantoms import PhantomConfig, generate_case
-
-    cases = []
-    for p_index, (_name, (disease, modalities)) in enumerate(PATHOLOGIES.items()):
-        for i in range(per_pathology):
-            case = generate_case(PhantomConfig(disease=disease, modalities=modalities,
-                                               seed=PHANTOM_SEED + 100 * p_index + i))
-            cases.append((disease, dict(case.images), case.label))
-    return cases
+    return [(disease, dict(case.images), case.label)
+            for _name, disease, _modalities, case in held_out_phantoms(per_pathology, PHANTOM_SEED)]
 
 
 def evaluate_version(registry_root: Path, version: str, split: dict[str, Any], phantoms: list) -> dict[str, Any]:
     """Dice of one version on every evaluation case of every dataset, and on the held-out phantoms."""
     import SimpleITK as sitk
+    from evaluate_real import reference_on_label_grid
 
     from brainlesioncl.inference import Segmenter
     from brainlesioncl.io import to_xyz
     from brainlesioncl.metrics import dice
-    from brainlesioncl.preprocessing.geometry import same_geometry
     from brainlesioncl.registry import ModelRegistry
 
     segmenter = Segmenter.from_bundle(ModelRegistry(registry_root).get(version))
@@ -153,9 +146,8 @@ def evaluate_version(registry_root: Path, version: str, split: dict[str, Any], p
         for case in dataset["evaluate"]:
             images, label_path = case_inputs(dataset, case)
             label = sitk.ReadImage(str(label_path))
-            reference = next((m for m, p in images.items() if same_geometry(sitk.ReadImage(str(p)), label, 1e-3)),
-                             next(iter(images)))
-            predicted = segmenter.segment(images, dataset["disease"], reference=reference).label
+            predicted = segmenter.segment(images, dataset["disease"],
+                                          reference=reference_on_label_grid(images, label)).label
             per_case[case] = dice(to_xyz(predicted) > 0, to_xyz(label) > 0)
         out[name] = {"dice": float(np.mean(list(per_case.values()))), "cases": per_case}
     return out

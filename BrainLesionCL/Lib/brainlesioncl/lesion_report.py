@@ -71,7 +71,7 @@ def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None,
     """The lesions of a 0/1 labelmap, largest first (see the module docstring).
 
     Args:
-        sequences: ``{name: image}`` on the label's grid (e.g. :func:`brainlesioncl.preparation.on_reference_grid`)
+        sequences: ``{name: image}`` on the label's grid (e.g. ``Preparation.reference_grid``)
             for the "brightest on" column.
     """
     components = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.Cast(label > 0, sitk.sitkUInt8), True))

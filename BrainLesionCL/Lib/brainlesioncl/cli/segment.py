@@ -93,9 +93,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         sequences = None
         if result.preparation is not None:  # the inputs on the result's grid, for the "brightest on" column
-            from ..preparation.export import on_reference_grid
-
-            sequences = {m.value: image for m, image in on_reference_grid(result.preparation)[0].items()}
+            sequences = {m.value: image for m, image in result.preparation.reference_grid[0].items()}
         write_lesion_report(lesion_rows(result.label, result.probability, result.uncertainty, sequences),
                             args.report, overwrite=args.overwrite)
     summary = {

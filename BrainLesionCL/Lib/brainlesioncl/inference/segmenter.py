@@ -25,8 +25,8 @@ from ..io.atomic import StagedOutputs
 from ..io.image_io import read_image, squeeze_to_3d, stage_image, validate_image
 from ..modalities import Disease, Modality, map_channels, resolve_disease, resolve_modality
 from ..models.factory import ModelKind
-from ..preparation import prepare_inputs
-from ..preprocessing.pipeline import PreprocessConfig, prepare_case
+from ..preparation import Preparation, prepare_inputs
+from ..preprocessing.pipeline import PreprocessConfig
 from ..registry.bundle import ModelBundle, ModelMetadata
 from ..registry.registry import ModelRegistry
 from .predictor import CancelCheck, InferenceConfig, InferenceMode, Predictor, ProgressCallback, build_context
@@ -54,7 +54,7 @@ class SegmentationResult:
     #: What the preparation stage decided and measured (brain extraction, registration, brain volume, warnings).
     quality: dict = field(default_factory=dict)
     #: The stage's transforms and brain mask (brainlesioncl.preparation.Preparation), e.g. to write them out.
-    preparation: object = None
+    preparation: Preparation | None = None
     #: Voxel-wise predictive entropy (bits, 0..1) from test-time flips, on the reference grid; None unless asked.
     uncertainty: sitk.Image | None = None
 
@@ -227,11 +227,7 @@ class Segmenter:
         t0 = time.perf_counter()
         report(0.05, "resampling and normalising")
         check_cancel()
-        prepared = prepare_case(
-            preparation.images, self.metadata.channels, reference=reference, config=self.preprocessing,
-            transforms=preparation.transforms, brain_mask=preparation.brain_mask,
-            mask_transform=preparation.mask_transform,
-        )
+        prepared = preparation.network_input(self.metadata.channels, self.preprocessing)
         context = build_context(prepared.present, tag, self.metadata.disease_slots)
         timings["preprocess"] = time.perf_counter() - t0
 

@@ -23,7 +23,6 @@ from ..inference.predictor import InferenceMode, autocast_dtype, select_device
 from ..inference.segmenter import SegmentationResult, inputs_order, label_statistics, read_inputs
 from ..modalities import Disease, map_channels
 from ..models import ModelKind
-from ..preprocessing import prepare_case
 from ..registry import ModelBundle, ModelMetadata
 from .labels import regions_to_classes
 from .networks import DetectorConfig, SegmentorConfig, build_detector, build_segmentor, load_segmentor_state
@@ -109,10 +108,7 @@ class MetastasisPipeline:
         reference_modality = resolve_modality(reference) if reference is not None else next(iter(ordered))
         preparation = prepare_inputs(ordered, reference_modality, mode=prepare, register=register,
                                      bias_correction=bias_correction)
-        prepared = prepare_case(
-            preparation.images, self.metadata.channels, reference=reference, config=self.preprocessing,
-            transforms=preparation.transforms, brain_mask=preparation.brain_mask,
-            mask_transform=preparation.mask_transform)
+        prepared = preparation.network_input(self.metadata.channels, self.preprocessing)
         timings["preprocess"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         regions, counts = self.predict_regions(

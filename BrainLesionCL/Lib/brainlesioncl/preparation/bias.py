@@ -14,15 +14,15 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from ..preprocessing.intensity import border_mode
+
 __all__ = ["n4_correct"]
 
 
 def _head_mask(image: sitk.Image) -> sitk.Image:
-    array = sitk.GetArrayViewFromImage(image)
-    border = np.concatenate([array[0].ravel(), array[-1].ravel(), array[:, 0].ravel(), array[:, -1].ravel()])
-    values, counts = np.unique(border, return_counts=True)
-    if counts.max() > 0.5 * border.size:  # brain-extracted: one exact background value
-        mask = sitk.Cast(sitk.NotEqual(image, float(values[counts.argmax()])), sitk.sitkUInt8)
+    value, share = border_mode(sitk.GetArrayViewFromImage(image))
+    if share > 0.5:  # brain-extracted: one exact background value
+        mask = sitk.Cast(sitk.NotEqual(image, value), sitk.sitkUInt8)
     else:
         mask = sitk.OtsuThreshold(image, 0, 1, 200)
     mask.CopyInformation(image)

@@ -21,14 +21,16 @@ brain of raw inputs), ``off`` (the inputs are used as given).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import SettingsError
 from ..modalities import Modality
+from ..preprocessing.pipeline import PreparedCase, PreprocessConfig, prepare_case
 from .registration import register_rigid
 
 __all__ = ["PREPARE_MODES", "Preparation", "is_brain_extracted", "prepare_inputs", "quality_lines"]
@@ -63,6 +65,32 @@ class Preparation:
 
     def lines(self) -> list[str]:
         return quality_lines(self.qc)
+
+    @cached_property
+    def reference_grid(self) -> tuple[dict[Modality, sitk.Image], sitk.Image | None]:
+        """Every sequence on the reference grid (through its registration, interpolated once; zero outside the brain
+        of a raw exam) and the brain mask there (None for curated inputs): what a result's voxels line up with.
+        Computed once, for ``--write-prepared`` and the per-lesion report alike."""
+        if self.reference is None:
+            raise ValueError("the preparation has no reference sequence; make it with prepare_inputs")
+        grid = self.images[self.reference]
+        mask = None
+        if self.brain_mask is not None:
+            mask = sitk.Resample(sitk.Cast(self.brain_mask > 0, sitk.sitkUInt8), grid,
+                                 self.mask_transform or sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        aligned = {}
+        for modality, image in self.images.items():
+            on_grid = sitk.Resample(image, grid, self.transforms.get(modality, sitk.Transform()), sitk.sitkLinear,
+                                    0.0, sitk.sitkFloat32)
+            aligned[modality] = sitk.Mask(on_grid, mask) if mask is not None else on_grid
+        return aligned, mask
+
+    def network_input(self, channel_order: Sequence[Modality | str], config: PreprocessConfig) -> PreparedCase:
+        """The network's input: every prepared sequence resampled once onto the model's grid through its
+        registration, zero outside the (dilated) brain of a raw exam. Segment and training both come through here,
+        so a model learns from exactly what it will see."""
+        return prepare_case(self.images, channel_order, reference=self.reference, config=config,
+                            transforms=self.transforms, brain_mask=self.brain_mask, mask_transform=self.mask_transform)
 
 
 def quality_lines(qc: Mapping) -> list[str]:

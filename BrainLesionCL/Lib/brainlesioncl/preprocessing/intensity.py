@@ -29,6 +29,16 @@ def zscore_nonzero(array: np.ndarray, *, zero_background: bool = True) -> np.nda
     return out
 
 
+def border_mode(array: np.ndarray) -> tuple[float, float]:
+    """The most common exact value on the six faces of a volume, and the share of the border voxels it covers: a
+    skull-stripped image's background is one exact value, a raw exam's air is noise."""
+    faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
+    border = np.concatenate([f.ravel() for f in faces])
+    values, counts = np.unique(border, return_counts=True)
+    best = int(np.argmax(counts))
+    return float(values[best]), float(counts[best]) / border.size
+
+
 def constant_background_value(array: np.ndarray, min_fraction: float = 0.9) -> float | None:
     """The value that fills the image border when the background is a nonzero constant, else None.
 
@@ -36,11 +46,7 @@ def constant_background_value(array: np.ndarray, min_fraction: float = 0.9) -> f
     (e.g. -3.62). Normalising "over nonzero voxels" would then treat the whole field of view as brain. When at least
     ``min_fraction`` of the border voxels share one exact nonzero value, that value is the background.
     """
-    faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
-    border = np.concatenate([f.ravel() for f in faces])
-    values, counts = np.unique(border, return_counts=True)
-    best = int(np.argmax(counts))
-    value = float(values[best])
-    if value != 0.0 and counts[best] >= min_fraction * border.size:
+    value, share = border_mode(array)
+    if value != 0.0 and share >= min_fraction:
         return value
     return None

@@ -19,7 +19,7 @@ from ..io.image_io import read_image
 from ..modalities import ByChannel, Disease, Modality, map_channels, resolve_disease
 from ..preparation import prepare_inputs
 from ..preprocessing.geometry import same_geometry
-from ..preprocessing.pipeline import PreprocessConfig, prepare_case
+from ..preprocessing.pipeline import PreprocessConfig
 
 __all__ = [
     "TrainingCase",
@@ -114,9 +114,7 @@ def load_training_case(
     # The label stays on the reference grid: the stage only moves the other sequences onto it and masks the brain.
     preparation = prepare_inputs(ordered, reference, mode=prepare, extract_brain=extract_brain,
                                  bias_correction=bias_correction)
-    prepared = prepare_case(preparation.images, channel_order, reference=reference,
-                            config=preprocessing or PreprocessConfig(), transforms=preparation.transforms,
-                            brain_mask=preparation.brain_mask, mask_transform=preparation.mask_transform)
+    prepared = preparation.network_input(channel_order, preprocessing or PreprocessConfig())
     binary = sitk.Cast(label_image > 0, sitk.sitkUInt8)
     binary.CopyInformation(label_image)
     return TrainingCase(
