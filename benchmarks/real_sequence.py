@@ -29,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +87,8 @@ def find_episode(registry_root: Path, name: str, parent: str, disease: str) -> s
 
 
 def run_episode(registry_root: Path, manifest: Path, dataset: dict[str, Any], *, parent: str, strategy: str,
-                name: str, args: argparse.Namespace, log: Path) -> tuple[str, float]:
-    """One ``brainlesioncl episode`` in a child process (resumes from its checkpoint); returns (version, minutes)."""
+                name: str, args: argparse.Namespace, log: Path) -> str:
+    """One ``brainlesioncl episode`` in a child process (resumes from its checkpoint); returns the new version."""
     command = [
         sys.executable, "-m", "brainlesioncl.cli.main", "--registry", str(registry_root), "episode", str(manifest),
         "--disease", dataset["disease"], "--parent", parent, "--strategy", strategy, "--name", name,
@@ -99,7 +98,6 @@ def run_episode(registry_root: Path, manifest: Path, dataset: dict[str, Any], *,
         "--label-mapping", dataset.get("label_mapping", "strict"), "--progress", "json",
     ]
     print("  $ " + " ".join(command[1:]), flush=True)
-    start = time.perf_counter()
     last = ""
     with log.open("a", encoding="utf-8") as stream:  # progress lines go to the log as they come (tail -f it)
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stream, text=True, encoding="utf-8",
@@ -112,8 +110,7 @@ def run_episode(registry_root: Path, manifest: Path, dataset: dict[str, Any], *,
         returncode = child.wait()
     if returncode != 0:
         raise SystemExit(f"episode failed (exit {returncode}); see {log}")
-    summary = json.loads(last)
-    return summary["version"], (time.perf_counter() - start) / 60
+    return json.loads(last)["version"]
 
 
 # ----------------------------------------------------------------------------------------------------- evaluation
@@ -208,6 +205,9 @@ def main() -> int:
         print(f"{DATA} is not available; the real-data sequence needs ../shared/data beside the project.")
         return 0
 
+    from brainlesioncl.continual.metrics import cl_metrics
+    from brainlesioncl.registry import ModelRegistry
+
     split = load_split()
     base = split["base_model"]
     order = split["order"]
@@ -229,7 +229,7 @@ def main() -> int:
             cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
         return cache[version]
 
-    results: dict[str, Any] = {"datasets": order, "strategies": {}, "extra_columns": {}, "split": str(SPLIT.name),
+    results: dict[str, Any] = {"datasets": order, "strategies": {}, "split": str(SPLIT.name),
                                "settings": {k: v for k, v in vars(args).items() if k not in ("work", "output", "ship")}}
     lineages: dict[str, list[dict[str, Any]]] = {}
     for strategy in args.strategies:
@@ -242,14 +242,10 @@ def main() -> int:
             version = find_episode(registry_root, name, parent, dataset["disease"])
             if version is None:
                 manifest = write_manifest(dataset, work / "manifests" / f"{dataset_name}.json")
-                version, spent = run_episode(registry_root, manifest, dataset, parent=parent, strategy=strategy,
-                                             name=name, args=args, log=work / f"{name}.log")
-            else:
-                spent = None
-            from brainlesioncl.registry import ModelRegistry
-
-            training = ModelRegistry(registry_root).get(version).metadata.training
-            minutes.append(training.get("minutes", spent))
+                version = run_episode(registry_root, manifest, dataset, parent=parent, strategy=strategy,
+                                      name=name, args=args, log=work / f"{name}.log")
+            training = ModelRegistry(registry_root).get(version).metadata.training  # the episode's own record
+            minutes.append(training.get("minutes"))
             lineage.append({"version": version, "parent": parent, "dataset": dataset_name,
                             "disease": dataset["disease"], "strategy": strategy, "cases": training.get("cases"),
                             "modalities": training.get("modalities"), "minutes": training.get("minutes")})
@@ -257,7 +253,6 @@ def main() -> int:
             print(f"  {dataset_name}: {version} ({training.get('minutes')} min)", flush=True)
         rows = [evaluation(v) for v in versions]
         matrix = [[row[d]["dice"] for d in order] for row in rows]
-        from brainlesioncl.continual.metrics import cl_metrics
 
         results["strategies"][strategy] = {
             "versions": versions, "matrix": matrix, "metrics": cl_metrics(matrix).to_dict(scale=100),

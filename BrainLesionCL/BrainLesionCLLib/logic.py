@@ -63,7 +63,7 @@ def _engine_lesion_rows(path: Path) -> list[LesionRow]:
     if not path.is_file():
         return []
     rows = json.loads(path.read_text(encoding="utf-8"))["lesions"]
-    return [LesionRow(**{**row, "centroid_ras": tuple(row["centroid_ras"])}) for row in rows]
+    return [LesionRow.from_dict(row) for row in rows]
 
 
 @dataclass

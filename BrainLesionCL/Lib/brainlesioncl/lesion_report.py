@@ -42,6 +42,11 @@ class LesionRow:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, row: Mapping) -> LesionRow:
+        """A row of a JSON report (:func:`write_lesion_report`) back as a LesionRow."""
+        return cls(**{**row, "centroid_ras": tuple(row["centroid_ras"])})
+
 
 #: A lesion whose mean voxel uncertainty exceeds this many bits is flagged for the clinician to check.
 UNSURE_LESION_BITS = 0.5
