@@ -106,6 +106,41 @@ def test_lwf_term_is_zero_for_the_parent_and_grows_as_the_student_drifts() -> No
     assert term("naive", 0.1) == 0.0
 
 
+@pytest.mark.parametrize("fill_missing", [0.0, 1.0])
+def test_old_routes_see_channels_the_episode_lacks_only_when_filled(fill_missing: float) -> None:
+    """A FLAIR-only episode: without filling, the old-route pass only ever turns FLAIR on; with fill_missing=1 it
+    also turns on channels the cases lack, filled with a rescaled (possibly inverted) copy of FLAIR, and keeps the
+    channels it leaves out at zero. The route is always an old disease."""
+    from brainlesioncl.models import MoEUNet, MoEUNetConfig
+
+    torch.manual_seed(0)
+    teacher = MoEUNet(MoEUNetConfig(channels=TINY_CHANNELS))
+    rule = make_strategy("ours", fill_missing=fill_missing, alpha=0.0)
+    rule.begin(_setup(teacher, teacher))  # a parent that knew tumour; the episode learns stroke
+    x = torch.zeros(2, 6, 8, 8, 8)
+    x[:, 0] = torch.randn(2, 8, 8, 8)  # FLAIR only
+    context = torch.zeros(2, 10)
+    context[:, 0], context[:, 7] = 1.0, 1.0
+    seen: set[int] = set()
+    for _ in range(40):
+        old_x, old_context = rule._old_route_batch(x, context)
+        assert old_context[:, 6:].tolist() == [[1.0, 0.0, 0.0, 0.0]] * 2  # tumour: the parent's only old disease
+        for b in range(2):
+            on = torch.nonzero(old_context[b, :6]).flatten().tolist()
+            seen.update(on)
+            for channel in range(6):
+                if channel not in on:
+                    assert not old_x[b, channel].any()
+                elif channel == 0:
+                    assert torch.equal(old_x[b, 0], x[b, 0])
+                else:  # a surrogate: FLAIR times a factor of magnitude 0.8-1.2
+                    ratio = (old_x[b, channel] / x[b, 0]).flatten()
+                    assert torch.allclose(ratio, ratio[0]) and 0.79 < abs(float(ratio[0])) < 1.21
+    assert seen == ({0} if fill_missing == 0 else set(range(6)))
+    with pytest.raises(SettingsError, match="probability"):
+        make_strategy("ours", fill_missing=1.5)
+
+
 # -- episodes --------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["naive", "lwf", "ewc", "si", "braincl-dd", "ours"])
