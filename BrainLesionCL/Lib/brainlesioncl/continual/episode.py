@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,10 @@ from ..training.data import TrainingCase, load_training_case
 from ..training.trainer import JointBatchPlan, TrainConfig, distributed_state, train
 from .strategies import EpisodeSetup, Strategy, make_strategy
 
-__all__ = ["EpisodeConfig", "EpisodeResult", "load_episode_cases", "train_episode"]
+__all__ = [
+    "EpisodeConfig", "EpisodePlan", "EpisodeResult", "load_episode_cases", "prepare_episode", "train_episode",
+    "write_episode_version",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +208,40 @@ def _validation_metrics(network, cases, disease_slots, device, spacing: float,
     return out
 
 
-def train_episode(
+@dataclass
+class EpisodePlan:
+    """Everything an episode decides before its first step: the parent, the data split, the strategy set up against
+    its frozen teacher. Local episodes and federated sites both start from one, so they train identically."""
+
+    config: EpisodeConfig
+    registry: ModelRegistry
+    strategy: Strategy
+    network: torch.nn.Module  # the student, initialised from the parent, on ``device``
+    parent_metadata: ModelMetadata
+    parent_id: str | None  # None when training from scratch
+    name: str  # model name of the new version
+    slots: list[str]
+    trained_tag: str  # the disease slot trained (metastasis trains the tumour slot of a model without one)
+    seen: list[str]  # diseases the parent had learnt
+    episode_index: int
+    training: list[TrainingCase]
+    validation: list[TrainingCase]
+    databases: list[list[TrainingCase]]  # [training] plus replayed databases (joint upper bound only)
+    train_config: TrainConfig
+    device: torch.device
+    say: Callable[[str], None]
+
+    @property
+    def training_all(self) -> list[TrainingCase]:
+        return [case for database in self.databases for case in database]
+
+    def modalities(self) -> list[str]:
+        """Modalities present in at least one training case (recorded in the version; no case names)."""
+        channels = self.parent_metadata.channels
+        return sorted({m for case in self.training for m, p in zip(channels, case.present, strict=True) if p})
+
+
+def prepare_episode(
     cases: Sequence[TrainingCase] | str | os.PathLike,
     disease: str,
     *,
@@ -218,36 +254,10 @@ def train_episode(
     prepare: str = "auto",
     bias_correction: bool = False,
     replay_databases: Sequence[Sequence[TrainingCase]] = (),
-    resume: bool = True,
     progress: Callable[[dict], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
-) -> EpisodeResult:
-    """Train one episode and store the result as a new version (not activated).
-
-    Args:
-        cases: prepared :class:`TrainingCase` objects, or a folder / CSV / JSON manifest of annotated cases.
-        disease: the cases' disease tag; it must be one of the parent's disease slots (``metastasis`` trains the
-            tumour slot).
-        parent: version to start from (default: the active model). ``"scratch"`` starts from random weights with
-            ``config.scratch_channels`` (first episode of a benchmark sequence).
-        registry: where the parent is and the new version goes (default: the user's registry).
-        config: :class:`EpisodeConfig`; ``config.strategy`` picks the strategy.
-        name: model name of the new version (default: the parent's name); the version id is ``<name>-v<N>``.
-        prepare: when ``cases`` is a folder or manifest, the preparation stage for each case (``auto``, ``on``,
-            ``off``; see :func:`load_episode_cases`); ``bias_correction`` likewise.
-        replay_databases: earlier episodes' cases, one list per database, for the ``joint`` upper bound only: the
-            episode then trains as MultiUnet's joint training does (a batch from every database at every step,
-            each oversampled to the largest) with :class:`~brainlesioncl.training.JointBatchPlan`.
-        progress: receives one dict per epoch (epoch, epochs, loss, val_dice, eta_seconds) and stage messages as
-            ``{"stage": text}``.
-        cancel: polled between steps; cancelling raises :class:`~brainlesioncl.errors.CancelledError` and writes no
-            version.
-
-    Raises:
-        DiseaseNotSupportedError: the parent has no slot for ``disease``.
-        SettingsError: unknown strategy or option, or ``replay_databases`` with a strategy other than ``joint``.
-    """
-    start = time.perf_counter()
+) -> EpisodePlan:
+    """Load the parent and the cases, check that they fit each other, and set the strategy up (see
+    :func:`train_episode` for the arguments and the errors raised)."""
     config = config or EpisodeConfig()
     registry = registry or ModelRegistry()
     if name is not None:
@@ -323,7 +333,6 @@ def train_episode(
         )
     training, validation = _split(cases, config.validation_fraction, config.seed)
     databases = [training, *[list(d) for d in replay_databases if len(d)]]
-    training_all = [case for database in databases for case in database]
 
     # -- strategy setup ---------------------------------------------------------------------------------------------
     train_config = dataclasses.replace(config.train_config(),
@@ -341,9 +350,108 @@ def train_episode(
     )
     say(f"strategy {strategy.name}: preparing")
     strategy.begin(setup)
+    return EpisodePlan(
+        config=config, registry=registry, strategy=strategy, network=network, parent_metadata=parent_metadata,
+        parent_id=parent_id, name=name or parent_metadata.name, slots=slots, trained_tag=trained_tag, seen=seen,
+        episode_index=episode_index, training=training, validation=validation, databases=databases,
+        train_config=train_config, device=device, say=say,
+    )
 
-    key = _episode_key(parent_id or "scratch", trained_tag, config, training_all)
-    work = registry.root / "work" / key
+
+def write_episode_version(
+    plan: EpisodePlan,
+    network_state: Mapping[str, torch.Tensor],
+    stored_state: Mapping[str, torch.Tensor],
+    *,
+    training: Mapping[str, Any],
+    metrics: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> tuple[str, ModelMetadata]:
+    """Write the trained weights as a new version of ``plan.registry`` (atomic; the parent is untouched) with the
+    lineage every episode records, plus ``training`` (how this one was run). Returns the version id and metadata."""
+    metadata_in = plan.parent_metadata
+    architecture = {"network": dict(metadata_in.architecture["network"])}
+    state_dicts = {"network": {k: v.detach().cpu() for k, v in network_state.items()}}
+    if stored_state:
+        architecture[STRATEGY_STATE] = {"kind": "strategy_state", "strategy": plan.strategy.name}
+        state_dicts[STRATEGY_STATE] = dict(stored_state)
+    metadata = ModelMetadata(
+        name=plan.name,
+        kind=metadata_in.kind,
+        channels=list(metadata_in.channels),
+        disease_slots=plan.slots,
+        architecture=architecture,
+        output=dict(metadata_in.output),
+        preprocessing=dict(metadata_in.preprocessing),
+        description=description or f"Episode {plan.episode_index}: {plan.trained_tag} learnt with strategy "
+                                   f"{plan.strategy.name} from {plan.parent_id or 'random weights'}.",
+        parent=plan.parent_id,
+        provenance=dict(provenance or {"source": "brainlesioncl episode",
+                                       "data": "local annotated cases (not stored)"}),
+        training={
+            "episode": plan.episode_index,
+            "disease": plan.trained_tag,
+            "diseases_seen": sorted({*plan.seen, plan.trained_tag}),
+            "strategy": plan.strategy.describe(),
+            "config": plan.config.to_dict(),
+            **training,
+        },
+        metrics=dict(metrics or {}),
+    )
+    return plan.registry.add(metadata, state_dicts), metadata
+
+
+def train_episode(
+    cases: Sequence[TrainingCase] | str | os.PathLike,
+    disease: str,
+    *,
+    parent: str | None = None,
+    registry: ModelRegistry | None = None,
+    config: EpisodeConfig | None = None,
+    name: str | None = None,
+    device: str | torch.device = "auto",
+    label_mapping: str = "strict",
+    prepare: str = "auto",
+    bias_correction: bool = False,
+    replay_databases: Sequence[Sequence[TrainingCase]] = (),
+    resume: bool = True,
+    progress: Callable[[dict], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> EpisodeResult:
+    """Train one episode and store the result as a new version (not activated).
+
+    Args:
+        cases: prepared :class:`TrainingCase` objects, or a folder / CSV / JSON manifest of annotated cases.
+        disease: the cases' disease tag; it must be one of the parent's disease slots (``metastasis`` trains the
+            tumour slot).
+        parent: version to start from (default: the active model). ``"scratch"`` starts from random weights with
+            ``config.scratch_channels`` (first episode of a benchmark sequence).
+        registry: where the parent is and the new version goes (default: the user's registry).
+        config: :class:`EpisodeConfig`; ``config.strategy`` picks the strategy.
+        name: model name of the new version (default: the parent's name); the version id is ``<name>-v<N>``.
+        prepare: when ``cases`` is a folder or manifest, the preparation stage for each case (``auto``, ``on``,
+            ``off``; see :func:`load_episode_cases`); ``bias_correction`` likewise.
+        replay_databases: earlier episodes' cases, one list per database, for the ``joint`` upper bound only: the
+            episode then trains as MultiUnet's joint training does (a batch from every database at every step,
+            each oversampled to the largest) with :class:`~brainlesioncl.training.JointBatchPlan`.
+        progress: receives one dict per epoch (epoch, epochs, loss, val_dice, eta_seconds) and stage messages as
+            ``{"stage": text}``.
+        cancel: polled between steps; cancelling raises :class:`~brainlesioncl.errors.CancelledError` and writes no
+            version.
+
+    Raises:
+        DiseaseNotSupportedError: the parent has no slot for ``disease``.
+        SettingsError: unknown strategy or option, or ``replay_databases`` with a strategy other than ``joint``.
+    """
+    start = time.perf_counter()
+    plan = prepare_episode(
+        cases, disease, parent=parent, registry=registry, config=config, name=name, device=device,
+        label_mapping=label_mapping, prepare=prepare, bias_correction=bias_correction,
+        replay_databases=replay_databases, progress=progress,
+    )
+    key = _episode_key(plan.parent_id or "scratch", plan.trained_tag, plan.config, plan.training_all)
+    work = plan.registry.root / "work" / key
     if _rank() == 0:
         work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / "checkpoint.pt"
@@ -354,57 +462,36 @@ def train_episode(
         if progress is not None:
             progress(record)
 
-    say(f"training {len(training_all)} cases, validating on {len(validation)}")
+    plan.say(f"training {len(plan.training_all)} cases, validating on {len(plan.validation)}")
     result = train(
-        network, training_all, train_config, slots, validation=validation, device=device,
-        extra_loss=strategy.loss, after_step=strategy.after_step, progress=epoch_report, cancel=cancel,
-        checkpoint_path=checkpoint, extra_state=(strategy.state_dict, strategy.load_state_dict),
-        plan=JointBatchPlan(databases, train_config.batch_size) if len(databases) > 1 else None,
+        plan.network, plan.training_all, plan.train_config, plan.slots, validation=plan.validation,
+        device=plan.device, extra_loss=plan.strategy.loss, after_step=plan.strategy.after_step, progress=epoch_report,
+        cancel=cancel, checkpoint_path=checkpoint,
+        extra_state=(plan.strategy.state_dict, plan.strategy.load_state_dict),
+        plan=JointBatchPlan(plan.databases, plan.train_config.batch_size) if len(plan.databases) > 1 else None,
     )
-    say("measuring what the new version keeps")
-    stored_state = strategy.end(network)
-    val_metrics = (_validation_metrics(network, validation, slots, device, parent_metadata.preprocess_config.spacing,
-                                       parent_metadata.output) if validation else {})
+    plan.say("measuring what the new version keeps")
+    stored_state = plan.strategy.end(plan.network)
+    val_metrics = (_validation_metrics(plan.network, plan.validation, plan.slots, plan.device,
+                                       plan.parent_metadata.preprocess_config.spacing, plan.parent_metadata.output)
+                   if plan.validation else {})
     seconds = time.perf_counter() - start
     if _rank() != 0:
-        return EpisodeResult(None, None, result.history, seconds, network.state_dict())
-
-    present = sorted({m for case in training for m, p in zip(parent_metadata.channels, case.present, strict=True) if p})
-    architecture = {"network": dict(parent_metadata.architecture["network"])}
-    state_dicts = {"network": {k: v.detach().cpu() for k, v in network.state_dict().items()}}
-    if stored_state:
-        architecture[STRATEGY_STATE] = {"kind": "strategy_state", "strategy": strategy.name}
-        state_dicts[STRATEGY_STATE] = stored_state
-    metadata = ModelMetadata(
-        name=name or parent_metadata.name,
-        kind=parent_metadata.kind,
-        channels=list(parent_metadata.channels),
-        disease_slots=slots,
-        architecture=architecture,
-        output=dict(parent_metadata.output),
-        preprocessing=dict(parent_metadata.preprocessing),
-        description=f"Episode {episode_index}: {trained_tag} learnt with strategy {strategy.name} from "
-                    f"{parent_id or 'random weights'}.",
-        parent=parent_id,
-        provenance={"source": "brainlesioncl episode", "data": "local annotated cases (not stored)"},
+        return EpisodeResult(None, None, result.history, seconds, plan.network.state_dict())
+    version, metadata = write_episode_version(
+        plan, plan.network.state_dict(), stored_state,
         training={
-            "episode": episode_index,
-            "disease": trained_tag,
-            "diseases_seen": sorted({*seen, trained_tag}),
-            "strategy": strategy.describe(),
-            "config": config.to_dict(),
-            "cases": len(training),
-            "replayed_cases": len(training_all) - len(training),
-            "validation_cases": len(validation),
-            "modalities": present,
+            "cases": len(plan.training),
+            "replayed_cases": len(plan.training_all) - len(plan.training),
+            "validation_cases": len(plan.validation),
+            "modalities": plan.modalities(),
             "best_epoch": result.best_epoch,
             "minutes": round(seconds / 60, 2),
-            "device": device.type,
+            "device": plan.device.type,
             "history": result.history,
         },
         metrics={"validation": val_metrics} if val_metrics else {},
     )
-    version = registry.add(metadata, state_dicts)
     shutil.rmtree(work, ignore_errors=True)
-    say(f"wrote {version}")
-    return EpisodeResult(version, metadata, result.history, seconds, network.state_dict())
+    plan.say(f"wrote {version}")
+    return EpisodeResult(version, metadata, result.history, seconds, plan.network.state_dict())
