@@ -9,6 +9,7 @@ One module per command group, each with ``register(subparsers, ...)`` and its ``
   ``train-default`` (the recipe of the shipped phantom model);
 * :mod:`.episode`: ``episode`` (continual learning on local cases; data-parallel under ``torchrun``), ``adapt``,
   ``modality-study`` and ``report`` (continual-learning plots);
+* :mod:`.federated`: ``federated server|site|app|simulate`` (an episode trained by several hospitals, on Flower);
 * :mod:`.common`: what they share (progress, ``--input`` and ``--option`` parsing, option groups).
 
 Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant. The Slicer module runs this same
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import BrainLesionCLError
-from . import episode, models, phantoms, prepare, segment
+from . import episode, federated, models, phantoms, prepare, segment
 from .common import device_options, progress_options
 
 __all__ = ["build_parser", "main"]
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.register(sub)
     phantoms.register(sub, progress=progress, device=device)
     episode.register(sub, progress=progress, device=device)
+    federated.register(sub, progress=progress, device=device)
     prepare.register(sub)
     return parser
 

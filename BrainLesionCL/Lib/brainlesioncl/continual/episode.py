@@ -46,8 +46,8 @@ from ..training.trainer import JointBatchPlan, TrainConfig, distributed_state, t
 from .strategies import EpisodeSetup, Strategy, make_strategy
 
 __all__ = [
-    "EpisodeConfig", "EpisodePlan", "EpisodeResult", "load_episode_cases", "prepare_episode", "train_episode",
-    "write_episode_version",
+    "EpisodeConfig", "EpisodePlan", "EpisodeResult", "Lineage", "load_episode_cases", "prepare_episode",
+    "resolve_lineage", "train_episode", "validation_metrics", "write_episode_version",
 ]
 
 logger = logging.getLogger(__name__)
@@ -189,8 +189,8 @@ def _rank() -> int:
     return distributed_state()[1]
 
 
-def _validation_metrics(network, cases, disease_slots, device, spacing: float,
-                        output: dict) -> dict[str, float | int | None]:
+def validation_metrics(network, cases, disease_slots, device, spacing: float,
+                       output: dict) -> dict[str, float | int | None]:
     from ..inference.predictor import InferenceConfig, Predictor, build_context
 
     predictor = Predictor(network, device=device, config=InferenceConfig(precision="fp32"),
@@ -209,14 +209,13 @@ def _validation_metrics(network, cases, disease_slots, device, spacing: float,
 
 
 @dataclass
-class EpisodePlan:
-    """Everything an episode decides before its first step: the parent, the data split, the strategy set up against
-    its frozen teacher. Local episodes and federated sites both start from one, so they train identically."""
+class Lineage:
+    """Where a new version comes from and what it will say about itself: the parent, the disease slot trained, the
+    strategy. A local episode and a federated server (which has no cases) both write versions from one."""
 
     config: EpisodeConfig
     registry: ModelRegistry
     strategy: Strategy
-    network: torch.nn.Module  # the student, initialised from the parent, on ``device``
     parent_metadata: ModelMetadata
     parent_id: str | None  # None when training from scratch
     name: str  # model name of the new version
@@ -224,6 +223,15 @@ class EpisodePlan:
     trained_tag: str  # the disease slot trained (metastasis trains the tumour slot of a model without one)
     seen: list[str]  # diseases the parent had learnt
     episode_index: int
+    parent_state: dict[str, torch.Tensor]  # what the parent stored for this strategy (e.g. EWC importance)
+
+
+@dataclass
+class EpisodePlan(Lineage):
+    """Everything a local episode decides before its first step: its lineage, the data split, and the strategy set
+    up against its frozen teacher. Local episodes and federated sites both start from one, so they train alike."""
+
+    network: torch.nn.Module  # the student, initialised from the parent, on ``device``
     training: list[TrainingCase]
     validation: list[TrainingCase]
     databases: list[list[TrainingCase]]  # [training] plus replayed databases (joint upper bound only)
@@ -241,33 +249,26 @@ class EpisodePlan:
         return sorted({m for case in self.training for m, p in zip(channels, case.present, strict=True) if p})
 
 
-def prepare_episode(
-    cases: Sequence[TrainingCase] | str | os.PathLike,
+def resolve_lineage(
     disease: str,
     *,
     parent: str | None = None,
     registry: ModelRegistry | None = None,
     config: EpisodeConfig | None = None,
     name: str | None = None,
-    device: str | torch.device = "auto",
-    label_mapping: str = "strict",
-    prepare: str = "auto",
-    bias_correction: bool = False,
-    replay_databases: Sequence[Sequence[TrainingCase]] = (),
-    progress: Callable[[dict], None] | None = None,
-) -> EpisodePlan:
-    """Load the parent and the cases, check that they fit each other, and set the strategy up (see
-    :func:`train_episode` for the arguments and the errors raised)."""
+) -> tuple[Lineage, torch.nn.Module]:
+    """The parent version (or a scratch network), checked against the disease and strategy; returns the lineage
+    and the parent's network (CPU, trainable).
+
+    Raises:
+        DiseaseNotSupportedError: the parent is not trainable, or has no slot for ``disease``.
+        SettingsError: the strategy does not fit the parent's kind.
+    """
     config = config or EpisodeConfig()
     registry = registry or ModelRegistry()
     if name is not None:
         validate_model_name(name)
     strategy: Strategy = make_strategy(config.strategy, **config.strategy_options)
-    if replay_databases and not strategy.replays_data:
-        raise SettingsError("replay_databases is only for the 'joint' upper bound; episodes never replay old data.")
-    say = (lambda text: progress({"stage": text})) if progress is not None else (lambda text: logger.info(text))
-    device = select_device(device)
-
     # -- the parent -------------------------------------------------------------------------------------------------
     if parent == "scratch":
         network_config = MoEUNetConfig(channels=tuple(config.scratch_channels))
@@ -317,6 +318,39 @@ def prepare_episode(
         disease_context(tag, slots)  # raises DiseaseNotSupportedError with the fix when there is no slot
     trained_tag = "tumour" if slots and tag.value == "metastasis" and "metastasis" not in slots else tag.value
 
+    lineage = Lineage(
+        config=config, registry=registry, strategy=strategy, parent_metadata=parent_metadata, parent_id=parent_id,
+        name=name or parent_metadata.name, slots=slots, trained_tag=trained_tag, seen=seen,
+        episode_index=episode_index, parent_state=parent_state,
+    )
+    return lineage, network
+
+
+def prepare_episode(
+    cases: Sequence[TrainingCase] | str | os.PathLike,
+    disease: str,
+    *,
+    parent: str | None = None,
+    registry: ModelRegistry | None = None,
+    config: EpisodeConfig | None = None,
+    name: str | None = None,
+    device: str | torch.device = "auto",
+    label_mapping: str = "strict",
+    prepare: str = "auto",
+    bias_correction: bool = False,
+    replay_databases: Sequence[Sequence[TrainingCase]] = (),
+    progress: Callable[[dict], None] | None = None,
+) -> EpisodePlan:
+    """Load the parent and the cases, check that they fit each other, and set the strategy up (see
+    :func:`train_episode` for the arguments and the errors raised)."""
+    lineage, network = resolve_lineage(disease, parent=parent, registry=registry, config=config, name=name)
+    config, strategy, parent_metadata, slots = lineage.config, lineage.strategy, lineage.parent_metadata, lineage.slots
+    tag, trained_tag, parent_id = resolve_disease(disease), lineage.trained_tag, lineage.parent_id
+    if replay_databases and not strategy.replays_data:
+        raise SettingsError("replay_databases is only for the 'joint' upper bound; episodes never replay old data.")
+    say = (lambda text: progress({"stage": text})) if progress is not None else (lambda text: logger.info(text))
+    device = select_device(device)
+
     # -- the data ---------------------------------------------------------------------------------------------------
     if isinstance(cases, (str, os.PathLike)):
         say("loading cases")
@@ -345,21 +379,20 @@ def prepare_episode(
     network.to(device)
     setup = EpisodeSetup(
         network=network, teacher=teacher, cases=training, disease=trained_tag, disease_slots=slots,
-        channel_count=len(parent_metadata.channels), seen_diseases=seen, config=train_config, device=device,
-        parent_state=parent_state,
+        channel_count=len(parent_metadata.channels), seen_diseases=lineage.seen, config=train_config, device=device,
+        parent_state=lineage.parent_state,
     )
     say(f"strategy {strategy.name}: preparing")
     strategy.begin(setup)
     return EpisodePlan(
-        config=config, registry=registry, strategy=strategy, network=network, parent_metadata=parent_metadata,
-        parent_id=parent_id, name=name or parent_metadata.name, slots=slots, trained_tag=trained_tag, seen=seen,
-        episode_index=episode_index, training=training, validation=validation, databases=databases,
+        **{f.name: getattr(lineage, f.name) for f in dataclasses.fields(Lineage)},
+        network=network, training=training, validation=validation, databases=databases,
         train_config=train_config, device=device, say=say,
     )
 
 
 def write_episode_version(
-    plan: EpisodePlan,
+    plan: Lineage,
     network_state: Mapping[str, torch.Tensor],
     stored_state: Mapping[str, torch.Tensor],
     *,
@@ -472,7 +505,7 @@ def train_episode(
     )
     plan.say("measuring what the new version keeps")
     stored_state = plan.strategy.end(plan.network)
-    val_metrics = (_validation_metrics(plan.network, plan.validation, plan.slots, plan.device,
+    val_metrics = (validation_metrics(plan.network, plan.validation, plan.slots, plan.device,
                                        plan.parent_metadata.preprocess_config.spacing, plan.parent_metadata.output)
                    if plan.validation else {})
     seconds = time.perf_counter() - start

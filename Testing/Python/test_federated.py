@@ -1,0 +1,321 @@
+"""Federated episodes on Flower: the aggregate is the case-weighted mean of what the sites sent, refusals carry their
+reason, a dropped site fails the episode without a version and a restart resumes, FedProx and DP do what they
+claim, and a real SuperLink with two real SuperNodes produces the version the sites' own audit records predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cl_helpers import blob_cases, write_cases
+
+from brainlesioncl.continual import EpisodeConfig, train_episode
+from brainlesioncl.errors import ChannelMappingError, SettingsError
+from brainlesioncl.federated import FederatedServer, FederatedSite, FederationError, FederationSettings
+from brainlesioncl.registry import ModelRegistry
+
+from conftest import TINY_CHANNELS
+
+flower = pytest.importorskip("brainlesioncl.federated.flower_apps",
+                             reason="Flower is not installed: pip install 'brainlesioncl[federated]'")
+SequentialGrid, build_client_app, run_federation = flower.SequentialGrid, flower.build_client_app, flower.run_federation
+
+STATS_KEYS = {"num-examples", "loss", "dice", "on-training-cases"}
+
+
+def _cases(n: int, seed: int) -> list:
+    """A site's stroke cases: small blobs (32^3, one crop covers a case)."""
+    return blob_cases(n, seed=seed, disease="stroke", size=32)
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> tuple[ModelRegistry, str]:
+    """A tiny tumour model: the federation's parent."""
+    registry = ModelRegistry(tmp_path_factory.mktemp("federated") / "registry", builtin_dirs=[])
+    config = EpisodeConfig(strategy="naive", epochs=2, steps_per_epoch=3, crop_size=32, validation_fraction=0.0,
+                           keep="last", precision="fp32", scratch_channels=TINY_CHANNELS)
+    version = train_episode(blob_cases(3, seed=1, size=32), "tumour", parent="scratch", registry=registry,
+                            device="cpu", config=config).version
+    return registry, version
+
+
+def _settings(version: str, **overrides) -> FederationSettings:
+    values = dict(parent=version, disease="stroke", rounds=1, local_steps=1, crop_size=32, strategy="naive",
+                  min_sites=2)
+    values.update(overrides)
+    return FederationSettings(**values)
+
+
+def _run(registry: ModelRegistry, settings: FederationSettings, sites: dict[str, list], *,
+         registries: dict[str, ModelRegistry] | None = None, drop=None, audit: Path | None = None,
+         sent: dict | None = None) -> str:
+    """A federation over in-memory sites through Flower's apps and strategy (SequentialGrid transport)."""
+    labels = list(sites)
+
+    def open_site(context, site_settings) -> FederatedSite:
+        label = labels[int(context.node_config["partition-id"])]
+        site = FederatedSite.open(sites[label], site_settings, registry=(registries or {}).get(label, registry),
+                                  device="cpu", label=label, audit_dir=audit / label if audit else None)
+        if sent is not None:  # record exactly what each site returns to Flower
+            original = site.train_round
+
+            def recorded(*args, **kwargs):
+                state, metrics = original(*args, **kwargs)
+                sent.setdefault(label, []).append(({k: v.clone() for k, v in state.items()}, dict(metrics)))
+                return state, metrics
+
+            site.train_round = recorded
+        return site
+
+    grid = SequentialGrid(build_client_app(open_site), [{"partition-id": i} for i in range(len(labels))], drop=drop)
+    return run_federation(FederatedServer(settings, registry=registry), grid)
+
+
+# -- settings ----------------------------------------------------------------------------------------------------------
+def test_settings_refuse_what_cannot_run() -> None:
+    with pytest.raises(SettingsError, match="--rounds"):
+        FederationSettings(parent="p", disease="stroke", rounds=0)
+    with pytest.raises(SettingsError, match="--aggregation"):
+        FederationSettings(parent="p", disease="stroke", aggregation="median")
+    with pytest.raises(SettingsError, match="--dp-clip"):
+        FederationSettings(parent="p", disease="stroke", dp_noise=1.0)
+    with pytest.raises(SettingsError, match="has no option"):
+        FederationSettings(parent="p", disease="stroke", strategy_options={"gama": 1.0})
+    settings = FederationSettings(parent="p", disease="stroke", rounds=3, learning_rate=1e-3)
+    assert [round(settings.learning_rate_at(r), 6) for r in (1, 2, 3)] == [1e-3, 0.000505, 1e-5]
+    carried = FederationSettings.from_round_config(settings.round_config(2))
+    assert carried.episode_config() == settings.episode_config()  # what a site trains with is what the server set
+
+
+# -- aggregation -------------------------------------------------------------------------------------------------------
+def test_the_version_is_the_case_weighted_mean_of_what_the_sites_sent(parent, tmp_path) -> None:
+    """FedAvg weighted by each site's training cases, exactly; only state-dict tensors and numbers leave a site; the
+    version records the lineage and the cases per site, and no case name."""
+    registry, version = parent
+    sites = {"A": _cases(2, 21), "B": _cases(5, 22)}
+    sent: dict = {}
+    new = _run(registry, _settings(version, strategy="ours", local_steps=2), sites, audit=tmp_path / "audit",
+               sent=sent)
+
+    bundle = registry.get(new)
+    weights = bundle.state_dict("network")
+    (state_a, metrics_a), = sent["A"]
+    (state_b, metrics_b), = sent["B"]
+    assert (metrics_a["num-examples"], metrics_b["num-examples"]) == (2, 4)  # B holds one case out for validation
+    for key, value in weights.items():
+        if value.is_floating_point():
+            expected = (2 * state_a[key].double() + 4 * state_b[key].double()) / 6
+            assert torch.allclose(value.double(), expected, atol=1e-6), key
+    first = next(iter(weights))
+    assert not torch.equal(weights[first], registry.get(version).state_dict("network")[first])
+
+    meta = bundle.metadata
+    assert meta.parent == version and meta.training["disease"] == "stroke"
+    assert meta.training["strategy"]["name"] == "ours"
+    federated = meta.training["federated"]
+    assert federated["rounds"] == 1 and federated["sites"] == 2 and federated["cases_per_site"] == {"A": 2, "B": 4}
+    assert federated["history"][0]["dice"] is not None and not federated["history"][0]["failures"]
+    assert "stroke22-0" not in json.dumps(meta.to_json())
+
+    parent_keys = set(registry.get(version).state_dict("network"))
+    for label in sites:  # the audit folder holds what left the site: the parent's tensors and a few numbers
+        from safetensors.torch import load_file
+
+        assert set(load_file(str(tmp_path / "audit" / label / "round-1-train.safetensors"))) == parent_keys
+        for kind in ("train", "evaluate"):
+            record = json.loads((tmp_path / "audit" / label / f"round-1-{kind}.json").read_text())
+            assert set(record["metrics"]) <= STATS_KEYS
+
+
+def test_a_site_with_another_parent_is_refused_and_the_others_go_on(parent, tmp_path) -> None:
+    registry, version = parent
+    other = ModelRegistry(tmp_path / "other", builtin_dirs=[])
+    bundle = registry.get(version)
+    altered = {k: v + 0.01 if v.is_floating_point() else v for k, v in bundle.state_dict("network").items()}
+    assert other.add(bundle.metadata, {"network": altered}) == version  # same version name, other weights
+    sites = {"A": _cases(2, 21), "B": _cases(2, 22),
+             "C": _cases(2, 23)}
+    new = _run(registry, _settings(version), sites, registries={"C": other})
+    federated = registry.get(new).metadata.training["federated"]
+    assert federated["cases_per_site"] == {"A": 2, "B": 2}
+    assert any("refuses" in reason and "Every site must start from the same version" in reason
+               for reason in federated["history"][0]["failures"])
+
+
+def test_a_site_with_a_modality_the_model_lacks_is_refused_with_the_fix(parent, tmp_path) -> None:
+    registry, version = parent
+    folder = write_cases(tmp_path / "swi_site", 2, "stroke")
+    for case in folder.iterdir():
+        shutil.copy(case / "flair.nii.gz", case / "swi.nii.gz")
+    manifest = tmp_path / "swi.json"
+    manifest.write_text(json.dumps({"cases": [
+        {"case": c.name, "images": {"FLAIR": str(c / "flair.nii.gz"), "SWI": str(c / "swi.nii.gz")},
+         "label": str(c / "label.nii.gz")} for c in sorted(folder.iterdir())]}))
+    with pytest.raises(ChannelMappingError, match="no SWI channel"):
+        FederatedSite.open(str(manifest), _settings(version), registry=registry, device="cpu")
+
+
+# -- failures and restart ----------------------------------------------------------------------------------------------
+def test_a_site_leaving_mid_round_fails_the_episode_without_a_version_and_a_restart_resumes(parent) -> None:
+    registry, version = parent
+    settings = _settings(version, rounds=2, seed=3)
+    sites = {"A": _cases(2, 21), "B": _cases(2, 22)}
+    before = {info.version for info in registry.list()}
+
+    def leave_in_round_two(node: int, message) -> bool:
+        return node == 2 and int(message.content["config"]["round"]) == 2
+
+    with pytest.raises(FederationError, match="round 2: 1 site"):
+        _run(registry, settings, sites, drop=leave_in_round_two)
+    assert {info.version for info in registry.list()} == before  # nothing written
+
+    sent: dict = {}
+    new = _run(registry, settings, sites, sent=sent)  # the server restarts: round 1 is not trained again
+    assert [len(updates) for updates in sent.values()] == [1, 1]
+    history = registry.get(new).metadata.training["federated"]["history"]
+    assert [record["round"] for record in history] == [1, 2] and all(r["sites"] == 2 for r in history)
+
+
+# -- FedProx and differential privacy ----------------------------------------------------------------------------------
+def test_fedprox_keeps_a_site_closer_to_the_global_weights(parent) -> None:
+    registry, version = parent
+    site = FederatedSite.open(_cases(2, 21), _settings(version, local_steps=3),
+                              registry=registry, device="cpu")
+    start = {k: v.clone() for k, v in registry.get(version).state_dict("network").items()}
+
+    def drift(mu: float) -> float:
+        state, _ = site.train_round(start, 1, learning_rate=5e-3, proximal_mu=mu)
+        return float(sum(((state[k].double() - start[k].double()) ** 2).sum()
+                         for k in start if start[k].is_floating_point()) ** 0.5)
+
+    free, held = drift(0.0), drift(50.0)
+    assert held < 0.8 * free, (free, held)
+
+
+def test_dp_clipping_bounds_how_far_one_round_moves_the_model(parent) -> None:
+    registry, version = parent
+    sites = {"A": _cases(2, 21), "B": _cases(2, 22)}
+    new = _run(registry, _settings(version, dp_clip=0.05, seed=4), sites)
+    before, after = registry.get(version).state_dict("network"), registry.get(new).state_dict("network")
+    moved = sum(((after[k].double() - before[k].double()) ** 2).sum() for k in before
+                if before[k].is_floating_point()) ** 0.5
+    assert 0 < float(moved) <= 0.05 + 1e-4
+    assert registry.get(new).metadata.training["federated"]["dp_clip"] == 0.05
+
+
+# -- command line ------------------------------------------------------------------------------------------------------
+def test_simulate_command_trains_from_case_folders_and_app_writes_a_flower_app(parent, tmp_path, capsys) -> None:
+    import tomllib
+
+    from brainlesioncl.cli.main import main
+
+    registry, version = parent
+    a = write_cases(tmp_path / "a", 2, "stroke")
+    b = write_cases(tmp_path / "b", 3, "stroke")
+    code = main(["--registry", str(registry.root), "federated", "simulate", "--parent", version, "--disease",
+                 "stroke", "--rounds", "1", "--local-steps", "2", "--crop-size", "32", "--device", "cpu",
+                 "--site", f"north={a}", "--site", f"south={b}", "--progress", "json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    meta = registry.get(summary["version"]).metadata
+    assert meta.training["federated"]["cases_per_site"] == {"north": 2, "south": 2}
+
+    code = main(["--registry", str(registry.root), "federated", "app", str(tmp_path / "app"), "--parent", version,
+                 "--disease", "stroke", "--rounds", "3", "--aggregation", "fedprox", "--option", "gamma=5"])
+    assert code == 0
+    project = tomllib.loads((tmp_path / "app" / "pyproject.toml").read_text())
+    config = project["tool"]["flwr"]["app"]["config"]
+    assert config["parent"] == version and config["rounds"] == 3 and config["aggregation"] == "fedprox"
+    assert json.loads(config["strategy-options"]) == {"gamma": 5}
+    assert project["tool"]["flwr"]["app"]["components"]["clientapp"].startswith("brainlesioncl.federated")
+    settings, folder = flower.settings_from_run_config(config)  # what the ServerApp will read back
+    assert settings.aggregation == "fedprox" and settings.dp_clip is None and settings.name is None
+    assert folder == str(registry.root.resolve())
+
+    assert main(["--registry", str(registry.root), "federated", "app", str(tmp_path / "x"), "--parent", "nope-v9",
+                 "--disease", "stroke"]) == 3
+
+
+# -- a real deployment -------------------------------------------------------------------------------------------------
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_a_real_superlink_and_two_real_sites_write_the_version_their_audits_predict(parent, tmp_path) -> None:
+    """Flower's own processes on 127.0.0.1 (insecure): a SuperLink, two SuperNodes started by
+    ``brainlesioncl federated site``, the app written by ``federated app`` and started by ``flwr run``. The new
+    version must equal the case-weighted mean of the tensors each site's audit folder says it sent, and those are
+    exactly the parent's state-dict entries."""
+    from safetensors.torch import load_file
+
+    registry, version = parent
+    flwr = Path(sys.executable).with_name("flwr")
+    superlink = Path(sys.executable).with_name("flower-superlink")
+    if not (flwr.exists() and superlink.exists()):
+        pytest.skip("Flower's command-line tools are not installed beside this Python")
+    fleet, control, serverappio, io1, io2 = _free_ports(5)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLWR_HOME": str(tmp_path / "flwr-home")}  # not the user's
+    cli = [sys.executable, "-m", "brainlesioncl.cli.main", "--registry", str(registry.root)]
+    sites = {label: write_cases(tmp_path / label, count, "stroke") for label, count in (("north", 2), ("south", 3))}
+    logs, processes = tmp_path / "logs", []
+    logs.mkdir()
+    try:
+        processes.append(subprocess.Popen(
+            [str(superlink), "--insecure", "--fleet-api-address", f"127.0.0.1:{fleet}", "--control-api-address",
+             f"127.0.0.1:{control}", "--serverappio-api-address", f"127.0.0.1:{serverappio}"],
+            stdout=open(logs / "superlink.log", "w"), stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        time.sleep(3)
+        for (label, cases), io in zip(sites.items(), (io1, io2), strict=True):
+            processes.append(subprocess.Popen(
+                [*cli, "federated", "site", "--cases", str(cases), "--superlink", f"127.0.0.1:{fleet}", "--label",
+                 label, "--audit-dir", str(tmp_path / "audit" / label), "--clientappio-address", f"127.0.0.1:{io}",
+                 "--device", "cpu", "--insecure"],
+                stdout=open(logs / f"{label}.log", "w"), stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        subprocess.run([*cli, "federated", "app", str(tmp_path / "app"), "--parent", version, "--disease", "stroke",
+                        "--rounds", "1", "--local-steps", "2", "--crop-size", "32", "--strategy", "naive", "--control",
+                        f"127.0.0.1:{control}"], check=True, env=env, capture_output=True)
+        before = {info.version for info in registry.list()}
+        run = subprocess.run([str(flwr), "run", str(tmp_path / "app"), "hospitals", "--stream"], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        deadline = time.time() + 60  # the ServerApp writes the version as its last step
+        while time.time() < deadline and not ({info.version for info in registry.list()} - before):
+            time.sleep(1)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    new = sorted({info.version for info in registry.list()} - before)
+    assert len(new) == 1, (run.stdout[-2000:], [(p.name, p.read_text()[-1500:]) for p in logs.iterdir()])
+    weights = registry.get(new[0]).state_dict("network")
+    sent = {label: load_file(str(tmp_path / "audit" / label / "round-1-train.safetensors")) for label in sites}
+    counts = {label: json.loads((tmp_path / "audit" / label / "round-1-train.json").read_text())["metrics"]
+              ["num-examples"] for label in sites}
+    assert counts == {"north": 2, "south": 2}
+    assert all(set(state) == set(weights) for state in sent.values())  # only the model's tensors crossed
+    for key, value in weights.items():
+        if value.is_floating_point():
+            expected = sum(counts[s] * sent[s][key].double() for s in sites) / sum(counts.values())
+            assert torch.allclose(value.double(), expected, atol=1e-6), key
+    assert registry.get(new[0]).metadata.training["federated"]["cases_per_site"] == {"north": 2, "south": 2}
+    assert np.isfinite(registry.get(new[0]).metadata.training["federated"]["history"][0]["dice"])
