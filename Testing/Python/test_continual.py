@@ -63,8 +63,16 @@ def test_strategy_names_and_options() -> None:
     assert make_strategy("ours").hyperparameters["beta"] == 0.8
     with pytest.raises(SettingsError, match="Unknown strategy"):
         make_strategy("replay")
-    with pytest.raises(SettingsError, match="has no option"):
+    with pytest.raises(SettingsError, match=r"no option \['beta'\]; its options are \['fisher_batches', 'lambda'\]"):
         make_strategy("ewc", beta=1.0)
+    # typed options: the command-line name 'lambda' (a Python keyword) is the field 'weight'
+    ewc = make_strategy("ewc", **{"lambda": 3.0})
+    assert ewc.options.weight == 3.0 and ewc.hyperparameters == {"lambda": 3.0, "fisher_batches": 8}
+    assert make_strategy("si").options.weight == 2.0 and make_strategy("ours").options.gamma == 10.0
+    with pytest.raises(SettingsError, match="fisher_batches must be a whole number"):
+        make_strategy("ewc", fisher_batches=2.5)
+    with pytest.raises(SettingsError, match="'lwf': option alpha must be a non-negative number"):
+        make_strategy("lwf", alpha=-1.0)
 
 
 def _setup(student: nn.Module, teacher: nn.Module):

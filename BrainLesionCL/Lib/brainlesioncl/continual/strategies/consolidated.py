@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ from ...modalities import disease_context
 from ...models.moe_unet import MoEUNet
 from .base import EpisodeSetup
 from .distillation import kl_voxel_mean
-from .dual_distillation import DualDistillation
+from .dual_distillation import DualDistillation, DualDistillationOptions
 
 __all__ = ["ConsolidatedDistillation"]
 
@@ -50,20 +51,29 @@ def _moe(network: nn.Module) -> MoEUNet:
     return network
 
 
+@dataclass(frozen=True)
+class ConsolidatedOptions(DualDistillationOptions):
+    gamma: float = 10.0  # weight of old-route distillation
+    eta: float = 10.0  # weight of gate anchoring
+    fill_missing: float = 0.5  # probability that an old route also sees channels the episode lacks (surrogates)
+    seed: int = 0  # of the old-route sampler
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.fill_missing <= 1.0:
+            raise SettingsError(f"fill_missing is a probability between 0 and 1, got {self.fill_missing!r}; e.g. "
+                                "--option fill_missing=0.5")
+
+
 class ConsolidatedDistillation(DualDistillation):
     name = "ours"
-    defaults = {**DualDistillation.defaults, "gamma": 10.0, "eta": 10.0, "fill_missing": 0.5, "seed": 0}
-
-    def __init__(self, **hyperparameters: Any) -> None:
-        super().__init__(**hyperparameters)
-        if not 0.0 <= float(self.hyperparameters["fill_missing"]) <= 1.0:
-            raise SettingsError(f"strategy 'ours': fill_missing is a probability between 0 and 1, got "
-                                f"{self.hyperparameters['fill_missing']!r}; e.g. --option fill_missing=0.5")
+    options_class = ConsolidatedOptions
+    options: ConsolidatedOptions
 
     def begin(self, setup: EpisodeSetup) -> None:
         super().begin(setup)
         self.old_diseases = [d for d in setup.seen_diseases if d != setup.disease and d in setup.disease_slots]
-        self.rng = np.random.default_rng(int(self.hyperparameters["seed"]) + 104729)
+        self.rng = np.random.default_rng(self.options.seed + 104729)
         self.runtime["old_routes"] = list(self.old_diseases)
         self.gate_contexts = self._old_contexts(setup) if self.old_diseases else None
         if self.gate_contexts is not None and setup.teacher is not None:
@@ -94,7 +104,7 @@ class ConsolidatedDistillation(DualDistillation):
         channels outside the subset zeroed as inference with that modality set would see them."""
         assert self.setup is not None
         n = self.setup.channel_count
-        fill = float(self.hyperparameters["fill_missing"])
+        fill = self.options.fill_missing
         contexts, inputs = [], []
         for b, row in enumerate(context.detach().cpu().numpy()):
             present = np.flatnonzero(row[:n] > 0)
@@ -125,14 +135,14 @@ class ConsolidatedDistillation(DualDistillation):
         total = super().loss(network, x, context, logits, features)
         if self.setup is None or self.setup.teacher is None or not self.old_diseases:
             return total
-        hp = self.hyperparameters
-        if hp["gamma"] > 0:
+        hp = self.options
+        if hp.gamma > 0:
             old_x, old_context = self._old_route_batch(x, context)
             teacher_logits, _ = self.teacher_outputs(old_x, old_context)
             student_logits = network(old_x, old_context)
-            total = total + hp["gamma"] * kl_voxel_mean(student_logits, teacher_logits, hp["temperature"])
-        if hp["eta"] > 0 and self.gate_contexts is not None:  # set in begin() whenever there are old diseases
+            total = total + hp.gamma * kl_voxel_mean(student_logits, teacher_logits, hp.temperature)
+        if hp.eta > 0 and self.gate_contexts is not None:  # set in begin() whenever there are old diseases
             penalties = [((layer.gate(self.gate_contexts) - old) ** 2).sum(dim=1).mean()
                          for layer, old in zip(_moe(network).moe_layers(), self.teacher_gates, strict=True)]
-            total = total + hp["eta"] * torch.stack(penalties).sum()
+            total = total + hp.eta * torch.stack(penalties).sum()
         return total

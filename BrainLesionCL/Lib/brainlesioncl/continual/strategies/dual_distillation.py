@@ -9,15 +9,17 @@ the student's exact (modality-dropped) input and context.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
 from ...training.trainer import evaluate
-from .base import EpisodeSetup, Strategy
+from .base import EpisodeSetup, Options, Strategy
 from .distillation import feature_cosine_loss, kl_batchmean_sum
 
-__all__ = ["DualDistillation", "parent_dice_on_new_cases"]
+__all__ = ["DualDistillation", "DualDistillationOptions", "parent_dice_on_new_cases"]
 
 
 def parent_dice_on_new_cases(setup: EpisodeSetup, limit: int) -> float:
@@ -27,20 +29,30 @@ def parent_dice_on_new_cases(setup: EpisodeSetup, limit: int) -> float:
     return float(np.mean(evaluate(setup.teacher, cases, setup.disease_slots, device=setup.device)))
 
 
+@dataclass(frozen=True)
+class DualDistillationOptions(Options):
+    beta: float = 0.8  # weight of the bottleneck cosine term
+    temperature: float = 2.0
+    alpha_max: float = 0.6  # alpha = (1 - parent Dice on the new cases) * alpha_max * 1e-5 ...
+    alpha: float | None = None  # ... unless fixed here
+    dice_cases: int = 8  # new cases the parent's Dice is measured on
+
+
 class DualDistillation(Strategy):
     name = "braincl-dd"
-    defaults = {"beta": 0.8, "temperature": 2.0, "alpha_max": 0.6, "alpha": None, "dice_cases": 8}
+    options_class = DualDistillationOptions
+    options: DualDistillationOptions
     needs_teacher = True
 
     def begin(self, setup: EpisodeSetup) -> None:
         super().begin(setup)
         if setup.teacher is None:
             return
-        if self.hyperparameters["alpha"] is not None:  # a fixed alpha instead of the dynamic one
-            self.alpha = float(self.hyperparameters["alpha"])
+        if self.options.alpha is not None:  # a fixed alpha instead of the dynamic one
+            self.alpha = float(self.options.alpha)
         else:
-            d = parent_dice_on_new_cases(setup, int(self.hyperparameters["dice_cases"]))
-            self.alpha = (1.0 - d) * float(self.hyperparameters["alpha_max"]) * 1e-5
+            d = parent_dice_on_new_cases(setup, self.options.dice_cases)
+            self.alpha = (1.0 - d) * self.options.alpha_max * 1e-5
             self.runtime["parent_dice_on_new_cases"] = round(d, 4)
         self.runtime["alpha"] = self.alpha
 
@@ -50,7 +62,6 @@ class DualDistillation(Strategy):
         if self.setup is None or self.setup.teacher is None:
             return 0.0
         teacher_logits, teacher_features = self.teacher_outputs(x, context)
-        hp = self.hyperparameters
-        return hp["beta"] * feature_cosine_loss(features, teacher_features) + self.alpha * kl_batchmean_sum(
-            logits, teacher_logits, hp["temperature"]
+        return self.options.beta * feature_cosine_loss(features, teacher_features) + self.alpha * kl_batchmean_sum(
+            logits, teacher_logits, self.options.temperature
         )

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .base import Strategy
+from .base import Options, Strategy
 from .distillation import kl_voxel_mean
 
 __all__ = ["LearningWithoutForgetting"]
+
+
+@dataclass(frozen=True)
+class LwFOptions(Options):
+    alpha: float = 1.0  # weight of the distillation term, as in the BrainCL baselines
+    temperature: float = 2.0
 
 
 class LearningWithoutForgetting(Strategy):
     """Loss += alpha * T^2 * KL(parent || student) per voxel. alpha = 1 as in the BrainCL baselines."""
 
     name = "lwf"
-    defaults = {"alpha": 1.0, "temperature": 2.0}
+    options_class = LwFOptions
+    options: LwFOptions
     needs_teacher = True
 
     def loss(
@@ -24,5 +33,4 @@ class LearningWithoutForgetting(Strategy):
         if self.setup is None or self.setup.teacher is None:
             return 0.0
         teacher_logits, _ = self.teacher_outputs(x, context)
-        hp = self.hyperparameters
-        return hp["alpha"] * kl_voxel_mean(logits, teacher_logits, hp["temperature"])
+        return self.options.alpha * kl_voxel_mean(logits, teacher_logits, self.options.temperature)

@@ -8,6 +8,7 @@ next episode, possibly months later, can use it. Importance adds up over episode
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from torch import nn
 
 from ...training.data import make_batch
 from ...training.trainer import segmentation_loss
-from .base import EpisodeSetup, Strategy, named_parameters
+from .base import EpisodeSetup, Options, Strategy, named_parameters
 
 __all__ = ["ElasticWeightConsolidation", "SynapticIntelligence"]
 
@@ -31,7 +32,26 @@ def _all_reduce_mean(tensors: dict[str, torch.Tensor]) -> None:
             t /= world
 
 
+@dataclass(frozen=True)
+class RegulariserOptions(Options):
+    #: Weight of the importance penalty (``--option lambda=...``).
+    weight: float = field(default=1.0, metadata={"option": "lambda"})
+
+
+@dataclass(frozen=True)
+class EWCOptions(RegulariserOptions):
+    fisher_batches: int = 8  # training batches the diagonal Fisher is measured on
+
+
+@dataclass(frozen=True)
+class SIOptions(RegulariserOptions):
+    weight: float = field(default=2.0, metadata={"option": "lambda"})
+    xi: float = 1e-3  # damping of parameters that barely moved
+
+
 class _ImportanceRegulariser(Strategy):
+    options: RegulariserOptions
+
     def begin(self, setup: EpisodeSetup) -> None:
         super().begin(setup)
         params = named_parameters(setup.network)
@@ -52,7 +72,7 @@ class _ImportanceRegulariser(Strategy):
         penalty = sum(
             (self.importance[k] * (params[k].float() - self.anchor[k]) ** 2).sum() for k in self.importance
         )
-        return self.hyperparameters["lambda"] * penalty
+        return self.options.weight * penalty
 
     def _stored(self, new_importance: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         total = {k: v.detach().float().cpu().clone() for k, v in new_importance.items()}
@@ -69,7 +89,8 @@ class ElasticWeightConsolidation(_ImportanceRegulariser):
     """
 
     name = "ewc"
-    defaults = {"lambda": 1.0, "fisher_batches": 8}
+    options_class = EWCOptions
+    options: EWCOptions
 
     def end(self, network: nn.Module) -> dict[str, torch.Tensor]:
         assert self.setup is not None
@@ -79,7 +100,7 @@ class ElasticWeightConsolidation(_ImportanceRegulariser):
         rng = np.random.default_rng(setup.config.seed + 7919)
         loss_fn = segmentation_loss()
         network.train()
-        batches = int(self.hyperparameters["fisher_batches"])
+        batches = self.options.fisher_batches
         for b in range(batches):
             picks = [setup.cases[(b * setup.config.batch_size + i) % len(setup.cases)]
                      for i in range(setup.config.batch_size)]
@@ -105,7 +126,8 @@ class SynapticIntelligence(_ImportanceRegulariser):
     """
 
     name = "si"
-    defaults = {"lambda": 2.0, "xi": 1e-3}
+    options_class = SIOptions
+    options: SIOptions
 
     def begin(self, setup: EpisodeSetup) -> None:
         super().begin(setup)
@@ -122,7 +144,7 @@ class SynapticIntelligence(_ImportanceRegulariser):
             self.previous[k] = current.clone()
 
     def end(self, network: nn.Module) -> dict[str, torch.Tensor]:
-        xi = float(self.hyperparameters["xi"])
+        xi = self.options.xi
         importance = {}
         for k, p in named_parameters(network).items():
             change = p.detach().float() - self.anchor[k]
