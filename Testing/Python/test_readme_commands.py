@@ -119,6 +119,19 @@ def test_readme_flow_on_the_shipped_model(fresh_install) -> None:
     run(fresh_install, "brainlesioncl modality-study cases/ --disease stroke --output-dir study/")
     assert (work / "study").is_dir() and any((work / "study").iterdir())
 
+    # a federated episode rehearsed on one machine from the shipped model (two "hospitals" of the phantom cases)
+    import shutil
+
+    for site, names in (("north", ["ISLES_0003"]), ("south", ["ISLES_0004", "ISLES_0005"])):
+        for name in names:
+            shutil.copytree(work / "cases" / name, work / site / name)
+    out = run(fresh_install, f"brainlesioncl federated simulate --parent {SHIPPED} --disease stroke --rounds 1 "
+                             "--local-steps 1 --crop-size 32 --site north=north/ --site south=south/")
+    federated = re.search(r"New version (braincl-demo-v\d+) \(parent " + SHIPPED + r"\) from 2 sites", out)
+    assert federated, out
+    history = ModelRegistry(work / "home" / ".brainlesioncl" / "models").get(federated.group(1)).metadata.training
+    assert history["federated"]["cases_per_site"] == {"north": 1, "south": 2}
+
     # a name that cannot be stored is refused before any training starts, with the rule in the message
     out = run(fresh_install, "brainlesioncl episode cases/ --disease stroke --epochs 1 --crop-size 32 "
                              "--name 'bad name'", expect=2)
