@@ -201,6 +201,9 @@ class BrainLesionCLParameterNode:
     casesFolder: pathlib.Path
     casesManifest: pathlib.Path
     useCurrentCase: bool = False
+    federatedServer: str = ""
+    federatedCertificate: pathlib.Path
+    federatedSite: str = ""
 
 
 class BrainLesionCLLogic(ScriptedLoadableModuleLogic):
@@ -234,7 +237,7 @@ class BrainLesionCLLogic(ScriptedLoadableModuleLogic):
 class Job:
     """A running child process and the choices made when it was started (never re-read from widgets later)."""
 
-    kind: str  # "segment", "episode" or "study"
+    kind: str  # "segment", "episode", "study" or "federated"
     process: Any
     button: Any
     idleText: str
@@ -300,6 +303,7 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.autoMapButton.connect("clicked(bool)", self.onAutoMap)
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
+        self.ui.joinFederationButton.connect("clicked(bool)", self.onJoinFederation)
         self.ui.modalityStudyButton.connect("clicked(bool)", self.onModalityStudy)
         self.ui.activateButton.connect("clicked(bool)", self.onActivate)
         self.ui.rollbackButton.connect("clicked(bool)", self.onRollback)
@@ -482,10 +486,12 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                                     None)
         self.ui.validationLabel.text = problems[0] if problems else (note or "")
         running = {"segment": self.ui.applyButton, "episode": self.ui.trainButton,
-                   "study": self.ui.modalityStudyButton}.get(self._job.kind if busy else "")
+                   "study": self.ui.modalityStudyButton,
+                   "federated": self.ui.joinFederationButton}.get(self._job.kind if busy else "")
         # One job at a time: the running job's button is its Cancel button, the others wait.
         self.ui.applyButton.enabled = running is self.ui.applyButton or (not busy and not problems)
         self.ui.trainButton.enabled = running is self.ui.trainButton or not busy
+        self.ui.joinFederationButton.enabled = running is self.ui.joinFederationButton or not busy
         self.ui.modalityStudyButton.enabled = running is self.ui.modalityStudyButton or (not busy and not problems)
         self.ui.applyButton.toolTip = problems[0] if problems else _("Segment the mapped volumes.")
 
@@ -577,6 +583,31 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._startJob(Job("episode", process, self.ui.trainButton, self.ui.trainButton.text),
                            _("Cancel training"))
 
+    def onJoinFederation(self) -> None:
+        """Join a federated episode as a site with the case folder or manifest above, in the engine's child process
+        (a Flower SuperNode); the button then leaves the federation."""
+        if self._job is not None:
+            if self._job.kind == "federated":
+                self._cancelJob()
+            return
+        if not self._ensureLogic():
+            return
+        folder, manifest = self._pathText(self.ui.casesDirectoryButton.directory), \
+            self._pathText(self.ui.casesManifestLineEdit.currentPath)
+        certificate = self._pathText(self.ui.federatedCertificateLineEdit.currentPath)
+        with slicer.util.tryWithErrorDisplay(_("Could not join the federated episode."), waitCursor=True):
+            if folder and manifest:
+                raise ValueError(_("Give a case folder or a manifest, not both."))
+            process = self.logic.engine.startFederatedSite(
+                folder or manifest or None, self.ui.federatedServerLineEdit.text, certificate=certificate or None,
+                site=self.ui.federatedSiteLineEdit.text.strip() or None,
+                device=self.ui.deviceComboBox.currentData or "auto")
+            if not certificate:
+                self._log(_("No CA certificate: the connection to the server is not encrypted (use this only for a "
+                            "test on a trusted network)."))
+            self._startJob(Job("federated", process, self.ui.joinFederationButton,
+                               self.ui.joinFederationButton.text), _("Leave federated episode"))
+
     @staticmethod
     def _pathText(value) -> str:
         text = str(value or "").strip()
@@ -638,6 +669,12 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 study = self.logic.engine.finishModalityStudy(process)
                 self._log(study.summary())
                 self._status(study.summary().splitlines()[-1])
+        elif job.kind == "federated":
+            if state is ProcessState.SUCCEEDED:
+                self._status(_("This site left the federated episode after {s:.0f} s; the coordinator writes the "
+                               "new version.").format(s=process.elapsed))
+            else:
+                slicer.util.errorDisplay(_("Federated episode failed: {error}").format(error=process.error))
         else:
             process.discardWork()
             if state is ProcessState.SUCCEEDED:
@@ -779,6 +816,8 @@ class BrainLesionCLTest(ScriptedLoadableModuleTest):
         self.test_segment_phantom()
         self.setUp()
         self.test_overwrite_needs_confirmation()
+        self.setUp()
+        self.test_widget_joins_and_leaves_a_federation()
 
     def _phantomNodes(self):
         return loadPhantomCase()
@@ -815,6 +854,27 @@ class BrainLesionCLTest(ScriptedLoadableModuleTest):
         dice = diceScore(mask, truth)
         self.assertGreater(dice, 0.6)
         self.assertGreater(widget.ui.lesionTable.rowCount, 0)
+
+    def test_widget_joins_and_leaves_a_federation(self):
+        """The federated panel: a site process starts (waiting for a server nobody runs) and the button leaves."""
+        if importlib.util.find_spec("flwr") is None:
+            self.delayDisplay("Flower is not installed: federated panel not tested")
+            return
+        import tempfile
+
+        self.delayDisplay("Joining and leaving a federated episode")
+        widget = slicer.modules.brainlesioncl.widgetRepresentation().self()
+        cases = tempfile.mkdtemp(prefix="BrainLesionCL-federated-test-")
+        widget.ui.casesDirectoryButton.directory = cases
+        widget.ui.casesManifestLineEdit.currentPath = ""
+        widget.ui.federatedServerLineEdit.text = "127.0.0.1:9"
+        widget.ui.joinFederationButton.click()
+        self.assertIsNotNone(widget._job)
+        self.assertEqual(widget._job.kind, "federated")
+        process = widget._job.process
+        widget.ui.joinFederationButton.click()
+        self.assertIsNone(widget._job)
+        self.assertIsNotNone(process.returncode)
 
     def test_segment_phantom(self):
         self.delayDisplay("Segmenting a tumour phantom with the shipped model (console API)")

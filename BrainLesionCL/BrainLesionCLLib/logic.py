@@ -660,6 +660,30 @@ class BrainLesionCLLogic:
             self.writeSceneCases(sceneCases, str(work))
             return EngineProcess(arguments(work), workDirs=[work]).start()
 
+    def startFederatedSite(self, casesSource: str | None, server: str, *, certificate: str | None = None,
+                           site: str | None = None, device: str = "auto") -> EngineProcess:
+        """Join a federated episode as a site (``brainlesioncl federated site``: a Flower SuperNode) in a child
+        process; its progress is the round the site last answered. Cancelling leaves the federation.
+
+        ``certificate``: the CA certificate that signed the server's (TLS); without it the connection is not
+        encrypted, for a test on a trusted network only.
+        """
+        if not casesSource:
+            raise BrainLesionCLError("Choose the case folder or manifest this site trains on.")
+        if not Path(casesSource).exists():
+            raise BrainLesionCLError(f"The cases {casesSource} do not exist.")
+        server = (server or "").strip()
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit():
+            raise BrainLesionCLError(f"Server address {server!r} must look like host:port, e.g. "
+                                     "federation.example.org:9092 (ask the study's coordinator).")
+        arguments = ["--registry", str(self.registry.root), "federated", "site", "--cases", str(casesSource),
+                     "--superlink", server, "--device", device, "--progress", "json"]
+        arguments += ["--root-certificates", str(certificate)] if certificate else ["--insecure"]
+        if site:
+            arguments += ["--label", site]
+        return EngineProcess(arguments).start()
+
     def writeSceneCases(self, cases: Sequence[tuple[Mapping[str, object], object]], folder: str) -> Path:
         """Write scene cases as a case folder the child-process episode reads (one sub-folder per case)."""
         root = Path(folder)

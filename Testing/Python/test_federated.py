@@ -285,7 +285,7 @@ def test_a_real_superlink_and_two_real_sites_write_the_version_their_audits_pred
             processes.append(subprocess.Popen(
                 [*cli, "federated", "site", "--cases", str(cases), "--superlink", f"127.0.0.1:{fleet}", "--label",
                  label, "--audit-dir", str(tmp_path / "audit" / label), "--clientappio-address", f"127.0.0.1:{io}",
-                 "--device", "cpu", "--insecure"],
+                 "--device", "cpu", "--insecure", "--progress", "json"],
                 stdout=open(logs / f"{label}.log", "w"), stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
         subprocess.run([*cli, "federated", "app", str(tmp_path / "app"), "--parent", version, "--disease", "stroke",
                         "--rounds", "1", "--local-steps", "2", "--crop-size", "32", "--strategy", "naive", "--control",
@@ -319,3 +319,6 @@ def test_a_real_superlink_and_two_real_sites_write_the_version_their_audits_pred
             assert torch.allclose(value.double(), expected, atol=1e-6), key
     assert registry.get(new[0]).metadata.training["federated"]["cases_per_site"] == {"north": 2, "south": 2}
     assert np.isfinite(registry.get(new[0]).metadata.training["federated"]["history"][0]["dice"])
+    for label in sites:  # each site showed its progress (what the Slicer panel reads) from Flower's processes
+        log = (logs / f"{label}.log").read_text()
+        assert 'PROGRESS {"fraction": 1.0, "stage": "round 1/1: ' in log, log[-2000:]

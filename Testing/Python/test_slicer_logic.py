@@ -226,6 +226,34 @@ def test_cancel_kills_the_child_process() -> None:
     assert time.perf_counter() - started < 5
 
 
+def test_federated_site_command_with_tls_and_its_refusals(slicer_core, registry, tmp_path) -> None:
+    """Joining a federation runs ``federated site`` against this registry, with TLS when a CA certificate is given;
+    missing cases and an address without a port are refused before any process starts."""
+    from BrainLesionCLLib import BrainLesionCLLogic
+    from BrainLesionCLLib.process import ProcessState
+
+    from brainlesioncl.errors import BrainLesionCLError
+
+    logic = BrainLesionCLLogic(registry=registry)
+    with pytest.raises(BrainLesionCLError, match="case folder or manifest"):
+        logic.startFederatedSite(None, "host:9092")
+    with pytest.raises(BrainLesionCLError, match="do not exist"):
+        logic.startFederatedSite(str(tmp_path / "missing"), "host:9092")
+    with pytest.raises(BrainLesionCLError, match="host:port"):
+        logic.startFederatedSite(str(tmp_path), "host")
+    certificate = tmp_path / "ca.crt"
+    certificate.write_text("not a real certificate")
+    process = logic.startFederatedSite(str(tmp_path), " 127.0.0.1:9 ", certificate=str(certificate), site="north")
+    try:
+        arguments = process.arguments
+        assert arguments[:4] == ["--registry", str(registry.root), "federated", "site"]
+        assert arguments[arguments.index("--root-certificates") + 1] == str(certificate)
+        assert "--insecure" not in arguments and arguments[arguments.index("--superlink") + 1] == "127.0.0.1:9"
+    finally:
+        process.cancel()
+    assert process.wait(timeout=20) in (ProcessState.CANCELLED, ProcessState.FAILED)
+
+
 def test_episode_from_scene_annotations(slicer_core, mrml_scene, registry, tiny_version) -> None:
     from BrainLesionCLLib import BrainLesionCLLogic
 

@@ -272,6 +272,33 @@ def test_episode_from_the_current_case_cleans_up_on_cancel(panel) -> None:
     assert not cases.exists() and _work_dirs() == before
 
 
+def test_joining_a_federated_episode_runs_a_site_in_the_child_process_and_leaves_on_click(panel, tmp_path) -> None:
+    """The Advanced panel joins a federation as a site (``brainlesioncl federated site``); a bad address is refused
+    before anything starts; the button then leaves (the child process tree is killed)."""
+    pytest.importorskip("flwr", reason="Flower is not installed: pip install 'brainlesioncl[federated]'")
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    panel.ui.casesDirectoryButton.directory = str(cases)
+    panel.ui.federatedServerLineEdit.text = "no-port-here"
+    panel.ui.joinFederationButton.click()
+    assert panel.widget._job is None and "host:port" in panel.dialogs.errors()[-1]
+
+    panel.ui.federatedServerLineEdit.text = "127.0.0.1:9"  # nothing listens: the site keeps waiting for the server
+    panel.ui.federatedSiteLineEdit.text = "north"
+    panel.ui.joinFederationButton.click()
+    job = panel.widget._job
+    assert job is not None and job.kind == "federated" and job.process.returncode is None
+    arguments = job.process.arguments
+    assert arguments[arguments.index("--cases") + 1] == str(cases) and "--insecure" in arguments
+    assert arguments[arguments.index("--label") + 1] == "north" and arguments[-1] != "--root-certificates"
+    assert panel.ui.joinFederationButton.text == "Leave federated episode" and not panel.ui.trainButton.enabled
+    assert "not encrypted" in panel.ui.logTextEdit.toPlainText()
+    process = job.process
+    panel.ui.joinFederationButton.click()
+    assert panel.widget._job is None and process.returncode is not None
+    assert panel.ui.joinFederationButton.text == "Join federated episode" and panel.ui.trainButton.enabled
+
+
 def test_modality_study_first_thing_runs_in_the_child_process(panel) -> None:
     """Defect 11: pressing it before anything else raised ModuleNotFoundError; it also ran on the GUI thread."""
     panel.map_case()

@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
     server.set_defaults(func=cmd_server)
 
     site = commands.add_parser("site", help="join as a hospital: a Flower SuperNode training on local cases",
-                               parents=[device])
+                               parents=[progress, device])
     site.add_argument("--cases", required=True, help="folder or CSV/JSON manifest of this site's annotated cases")
     site.add_argument("--superlink", default=FLEET_ADDRESS, help=f"server address (default {FLEET_ADDRESS})")
     site.add_argument("--label", help="this site's name in the server's log (default: site-<n>)")
@@ -197,11 +197,55 @@ def cmd_site(args: argparse.Namespace) -> int:
         node["label"] = args.label
     if args.audit_dir:
         node["audit"] = str(Path(args.audit_dir).resolve())
+    printer = progress_printer(args.progress)
+    status_dir = None
+    if printer is not None:  # the site's training runs in Flower's processes; it reports through a status file
+        import tempfile
+
+        status_dir = Path(tempfile.mkdtemp(prefix="brainlesioncl-site-"))
+        node["status"] = str(status_dir / "status.json")
     command = [_flower_command("flower-supernode"), "--superlink", args.superlink,
                "--clientappio-api-address", args.clientappio_address,
                "--node-config", " ".join(f"{k}={_toml(v)}" for k, v in node.items())]
     command += ["--insecure"] if args.insecure else ["--root-certificates", args.root_certificates]
-    return _exec(command)
+    if printer is None or status_dir is None:
+        return _exec(command)
+    try:
+        return _follow(command, Path(node["status"]), printer)
+    finally:
+        shutil.rmtree(status_dir, ignore_errors=True)
+
+
+def _follow(command: list[str], status: Path, printer) -> int:
+    """Run the SuperNode and turn the site's status file into progress lines until it stops (Ctrl+C stops it)."""
+    import subprocess
+    import time
+
+    print("$ " + " ".join(command), file=sys.stderr, flush=True)
+    printer(0.0, "waiting for the server's first round")
+    process = subprocess.Popen(command, stdout=sys.stderr, stderr=subprocess.STDOUT)
+    seen = None
+    try:
+        while process.poll() is None:
+            time.sleep(1.0)
+            try:
+                record = json.loads(status.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            key = (record.get("round"), record.get("kind"))
+            if key == seen:
+                continue
+            seen = key
+            metrics, rounds = record.get("metrics", {}), max(int(record.get("rounds") or 1), 1)
+            detail = (f"loss {metrics['loss']:.4f}" if "loss" in metrics else
+                      f"validation Dice {metrics.get('dice', 0.0):.3f}")
+            printer(min(int(record["round"]) / rounds, 1.0),
+                    f"round {record['round']}/{rounds}: {record['kind']} reply sent ({detail})")
+        return process.returncode
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 130
 
 
 def write_flower_app(folder: Path, settings, *, registry: str | None, control: str,

@@ -39,8 +39,8 @@ __all__ = ["SITE_CONFIG_KEYS", "SequentialGrid", "build_client_app", "build_serv
 
 #: What a site's ``node-config`` may hold: its cases (folder, CSV or JSON manifest), its model registry, its label in
 #: the server's log (optional; sites are otherwise numbered), the preparation mode, label mapping and device, and an
-#: audit folder that keeps a copy of every reply the site sends.
-SITE_CONFIG_KEYS = ("cases", "registry", "label", "prepare", "label-mapping", "device", "audit")
+#: audit folder that keeps a copy of every reply the site sends, and a status file rewritten after every reply.
+SITE_CONFIG_KEYS = ("cases", "registry", "label", "prepare", "label-mapping", "device", "audit", "status")
 
 
 # ------------------------------------------------------------------------------------------------------------ server
@@ -182,6 +182,7 @@ def build_client_app(open_site: Callable[[Context, FederationSettings], Federate
             device=str(node.get("device", "auto")), label_mapping=str(node.get("label-mapping", "strict")),
             prepare=str(node.get("prepare", "auto")), label=str(node["label"]) if node.get("label") else None,
             audit_dir=str(node["audit"]) if node.get("audit") else None,
+            status_file=str(node["status"]) if node.get("status") else None,
         )
 
     def site_for(message: Message, context: Context) -> tuple[FederatedSite, dict[str, Any]]:
@@ -196,7 +197,8 @@ def build_client_app(open_site: Callable[[Context, FederationSettings], Federate
 
     def reply(message: Message, site: FederatedSite, config: Mapping[str, Any], metrics: Mapping[str, float],
               state: Mapping[str, torch.Tensor] | None = None) -> Message:
-        site.audit("train" if state is not None else "evaluate", int(config["round"]), metrics, state)
+        site.record_reply("train" if state is not None else "evaluate", int(config["round"]), int(config["rounds"]),
+                          metrics, state)
         records: dict[str, Any] = {"metrics": MetricRecord(dict(metrics)),
                                    "site": ConfigRecord({"label": site.label or ""})}
         if state is not None:

@@ -61,7 +61,7 @@ class FederatedServer:
 
     def _key(self) -> str:
         """The restart folder's name: the same federation (parent weights and settings) gets the same folder."""
-        identity = [self.settings.to_dict(), parent_fingerprint(self.registry, self.settings.parent)]
+        identity = [self.settings.to_dict(), self.fingerprint]
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
 

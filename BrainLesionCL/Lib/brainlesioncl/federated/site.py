@@ -50,12 +50,15 @@ class FederatedSite:
     """A site's local half of a federated episode (see the module docstring)."""
 
     def __init__(self, plan: EpisodePlan, fingerprint: str, *, label: str | None = None,
-                 audit_dir: str | os.PathLike | None = None) -> None:
+                 audit_dir: str | os.PathLike | None = None, status_file: str | os.PathLike | None = None) -> None:
         self.plan = plan
         self.fingerprint = fingerprint
         self.label = label
         #: Where every reply is copied before it leaves (the hospital's record of what it sent), or None.
         self.audit_dir = Path(audit_dir) if audit_dir else None
+        #: A small JSON file rewritten after every reply (round, rounds, kind, scores): how ``brainlesioncl
+        #: federated site --progress`` and the Slicer panel follow a site whose training runs in Flower's processes.
+        self.status_file = Path(status_file) if status_file else None
         #: The tensors a reply may carry: exactly the parent network's state-dict entries.
         self.expected = {k: (tuple(v.shape), v.dtype) for k, v in plan.network.state_dict().items()}
 
@@ -71,6 +74,7 @@ class FederatedSite:
         prepare: str = "auto",
         label: str | None = None,
         audit_dir: str | os.PathLike | None = None,
+        status_file: str | os.PathLike | None = None,
         progress: Callable[[dict], None] | None = None,
     ) -> FederatedSite:
         """Load this site's annotated cases (a folder or manifest, or prepared cases) and the parent the server
@@ -92,7 +96,7 @@ class FederatedSite:
             cases, settings.disease, parent=settings.parent, registry=registry, config=settings.episode_config(),
             device=device, label_mapping=label_mapping, prepare=prepare, progress=progress,
         )
-        return cls(plan, fingerprint, label=label, audit_dir=audit_dir)
+        return cls(plan, fingerprint, label=label, audit_dir=audit_dir, status_file=status_file)
 
     @property
     def case_count(self) -> int:
@@ -169,23 +173,30 @@ class FederatedSite:
         return {"num-examples": float(len(cases)), "dice": float(scores.get("dice") or 0.0),
                 "on-training-cases": float(not plan.validation)}
 
-    def audit(self, kind: str, server_round: int, metrics: Mapping[str, float],
-              state: Mapping[str, torch.Tensor] | None = None) -> None:
-        """Copy a reply into the audit folder before it is sent: ``round-<n>-<kind>.json`` (the numbers) and, for
-        training, ``round-<n>-train.safetensors`` (the tensors, exactly as sent). Lets a hospital show what left it."""
-        if self.audit_dir is None:
-            return
-        import json
+    def record_reply(self, kind: str, server_round: int, rounds: int, metrics: Mapping[str, float],
+                     state: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Before a reply leaves: copy it into the audit folder (``round-<n>-<kind>.json`` with the numbers, and for
+        training ``round-<n>-train.safetensors`` with the tensors exactly as sent), and update the status file."""
+        record = {"site": self.label, "round": server_round, "rounds": rounds, "kind": kind, "metrics": dict(metrics)}
+        if self.audit_dir is not None:
+            from safetensors.torch import save_file
 
-        from safetensors.torch import save_file
+            self.audit_dir.mkdir(parents=True, exist_ok=True)
+            stem = self.audit_dir / f"round-{server_round}-{kind}"
+            if state is not None:
+                partial = stem.with_name(stem.name + ".safetensors.partial")
+                save_file({k: v.contiguous() for k, v in state.items()}, str(partial))
+                partial.replace(stem.with_name(stem.name + ".safetensors"))
+            _write_json(stem.with_name(stem.name + ".json"), record)
+        if self.status_file is not None:
+            self.status_file.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(self.status_file, record)
 
-        self.audit_dir.mkdir(parents=True, exist_ok=True)
-        stem = self.audit_dir / f"round-{server_round}-{kind}"
-        if state is not None:
-            partial = stem.with_name(stem.name + ".safetensors.partial")
-            save_file({k: v.contiguous() for k, v in state.items()}, str(partial))
-            partial.replace(stem.with_name(stem.name + ".safetensors"))
-        text = stem.with_name(stem.name + ".json.partial")
-        text.write_text(json.dumps({"site": self.label, "round": server_round, "kind": kind,
-                                    "metrics": dict(metrics)}, indent=1), encoding="utf-8")
-        text.replace(stem.with_name(stem.name + ".json"))
+
+def _write_json(path: Path, record: Mapping[str, object]) -> None:
+    """Atomically (a reader never sees half a file)."""
+    import json
+
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    partial.replace(path)
