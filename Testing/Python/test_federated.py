@@ -57,7 +57,7 @@ def _settings(version: str, **overrides) -> FederationSettings:
 
 def _run(registry: ModelRegistry, settings: FederationSettings, sites: dict[str, list], *,
          registries: dict[str, ModelRegistry] | None = None, drop=None, audit: Path | None = None,
-         sent: dict | None = None) -> str:
+         sent: dict | None = None, transform: dict | None = None) -> str:
     """A federation over in-memory sites through Flower's apps and strategy (SequentialGrid transport)."""
     labels = list(sites)
 
@@ -74,7 +74,7 @@ def _run(registry: ModelRegistry, settings: FederationSettings, sites: dict[str,
                 return state, metrics
 
             site.train_round = recorded
-        return site
+        return (transform or {}).get(label, lambda opened: opened)(site)
 
     grid = SequentialGrid(build_client_app(open_site), [{"partition-id": i} for i in range(len(labels))], drop=drop)
     return run_federation(FederatedServer(settings, registry=registry), grid)
@@ -149,6 +149,27 @@ def test_a_site_with_another_parent_is_refused_and_the_others_go_on(parent, tmp_
     assert federated["cases_per_site"] == {"A": 2, "B": 2}
     assert any("refuses" in reason and "Every site must start from the same version" in reason
                for reason in federated["history"][0]["failures"])
+
+
+def test_a_site_whose_training_diverged_is_left_out_of_the_average(parent) -> None:
+    registry, version = parent
+    sites = {"A": _cases(2, 21), "B": _cases(2, 22), "C": _cases(2, 23)}
+
+    def diverge(site: FederatedSite) -> FederatedSite:
+        original = site.train_round
+
+        def nan_round(*args, **kwargs):
+            state, metrics = original(*args, **kwargs)
+            return {k: v * float("nan") if v.is_floating_point() else v for k, v in state.items()}, metrics
+
+        site.train_round = nan_round
+        return site
+
+    new = _run(registry, _settings(version), sites, transform={"C": diverge})
+    federated = registry.get(new).metadata.training["federated"]
+    assert federated["cases_per_site"] == {"A": 2, "B": 2}
+    assert any("not finite" in reason for reason in federated["history"][0]["failures"])
+    assert all(torch.isfinite(v).all() for v in registry.get(new).state_dict("network").values())
 
 
 def test_a_site_with_a_modality_the_model_lacks_is_refused_with_the_fix(parent, tmp_path) -> None:

@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -86,6 +87,10 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
                     failures.append(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
                 elif arrays and set(reply.content["arrays"].keys()) != expected:
                     failures.append(f"{self._name(reply)} sent tensors that are not the parent's; ignored")
+                elif arrays and not all(np.isfinite(a).all() for a in reply.content.array_records["arrays"]
+                                        .to_numpy_ndarrays() if a.dtype.kind == "f"):
+                    failures.append(f"{self._name(reply)} sent weights that are not finite (NaN or infinite: its "
+                                    "training diverged); ignored")
                 else:
                     valid.append(reply)
             return valid, failures
