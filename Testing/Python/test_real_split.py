@@ -3,13 +3,22 @@ the manifests the episodes read find every training case with its label."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 
 from conftest import REPO, shared_path
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-import real_sequence  # noqa: E402
+
+def _load_benchmark(name: str):
+    """A benchmark script as a module, without putting benchmarks/ on sys.path for the rest of the session."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+real_sequence = _load_benchmark("real_sequence")
 
 
 def test_no_case_both_trains_and_evaluates() -> None:

@@ -6,7 +6,6 @@ Skipped with the reason when slicer-core is not installed.
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import numpy as np
@@ -213,8 +212,8 @@ def test_brain_mask_segment_and_bias_correction_reach_the_engine(slicer_core, mr
     assert stored.sum() == sitk.GetArrayFromImage(brain).sum()
 
 
-def test_cancel_kills_the_child_process() -> None:
-    sys.path.insert(0, str(__import__("conftest").REPO / "BrainLesionCL"))
+def test_cancel_kills_the_child_process(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(__import__("conftest").REPO / "BrainLesionCL"))  # restored after the test
     from BrainLesionCLLib.process import EngineProcess, ProcessState
 
     process = EngineProcess(["phantoms", "/nonexistent-dir-that-will-not-matter", "--count", "500"])
