@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import CancelledError, SettingsError
 from ..modalities import Disease, disease_context
+from ..models.blocks import NETWORK_STRIDE
 
 __all__ = [
     "InferenceMode",
@@ -85,8 +86,8 @@ class InferenceConfig:
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
         if not 0 <= self.overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
-        if self.roi_size % 16 or self.fast_roi_size % 16:
-            raise ValueError("ROI sizes must be multiples of 16")
+        if self.roi_size % NETWORK_STRIDE or self.fast_roi_size % NETWORK_STRIDE:
+            raise ValueError(f"ROI sizes must be multiples of {NETWORK_STRIDE}")
         if self.min_lesion_mm3 < 0:
             raise ValueError(f"min_lesion_mm3 must be >= 0, got {self.min_lesion_mm3}")
         if not 0 < self.threshold < 1:
@@ -100,7 +101,7 @@ class InferenceConfig:
 
 def _padded(spatial: Sequence[int]) -> tuple[int, ...]:
     """Each size rounded up to the next multiple of 16 (four poolings by two)."""
-    return tuple(-(-int(s) // 16) * 16 for s in spatial)
+    return tuple(-(-int(s) // NETWORK_STRIDE) * NETWORK_STRIDE for s in spatial)
 
 
 def select_device(device: str | torch.device | None = "auto") -> torch.device:

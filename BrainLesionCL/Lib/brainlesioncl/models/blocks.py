@@ -13,7 +13,20 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
-__all__ = ["conv_block", "MoEConvolution", "ParameterFreeResidualUnit"]
+__all__ = ["NETWORK_STRIDE", "MoEConvolution", "ParameterFreeResidualUnit", "check_spatial_size", "conv_block",
+           "decoder_stages", "upsample_x2"]
+
+#: Both U-Nets halve the volume four times: every spatial size they take is a multiple of this (and at least 32).
+NETWORK_STRIDE = 16
+
+
+def check_spatial_size(shape) -> None:
+    """Raise ValueError naming the fix unless every size is a multiple of 16 and at least 32."""
+    if any(int(s) % NETWORK_STRIDE or int(s) < 2 * NETWORK_STRIDE for s in shape):
+        raise ValueError(
+            f"spatial size {tuple(int(s) for s in shape)} must be a multiple of {NETWORK_STRIDE} and at least "
+            f"{2 * NETWORK_STRIDE} (four stride-2 stages); pad the input"
+        )
 
 _DROPOUT = 0.2
 
@@ -160,3 +173,30 @@ class ParameterFreeResidualUnit(nn.Module):
         y = second(y, context) if isinstance(second, MoEConvolution) else second(y)
         # Out-of-place to stay autograd-safe with any second block; the copy is small next to the convs.
         return torch.cat([y[:, : self.in_channels] + shortcut, y[:, self.in_channels :]], dim=1)
+
+
+def upsample_x2(mode: str) -> nn.Upsample:
+    """x2 upsampling: "trilinear" (BrainCL) or "nearest" (MultiUnet)."""
+    return nn.Upsample(scale_factor=2, mode=mode, **({"align_corners": False} if mode == "trilinear" else {}))
+
+
+def decoder_stages(
+    channels: tuple[int, ...], out_channels: int, upsample_mode: str, *, mixing=None
+) -> list[nn.Sequential]:
+    """The four decoder stages both U-Nets share. Each takes the concatenation of the deeper features and a skip,
+    upsamples x2, applies a conv block, then ``mixing`` (a conv block, or the MoE U-Net's expert convolution) down to
+    the next skip's width; the last stage ends in a bare conv to ``out_channels`` (the logits).
+
+    The layer order inside a stage (upsample, conv, mixing) is what the published checkpoints' keys encode."""
+    mixing = mixing or conv_block
+    stages = []
+    stage_in = channels[4] + channels[3]
+    for j in range(4):
+        upsample, conv_a = upsample_x2(upsample_mode), conv_block(stage_in, stage_in)
+        if j < 3:
+            out = channels[2 - j]
+            stages.append(nn.Sequential(upsample, conv_a, mixing(stage_in, out)))
+            stage_in = 2 * out
+        else:
+            stages.append(nn.Sequential(upsample, conv_a, conv_block(stage_in, out_channels, conv_only=True)))
+    return stages

@@ -21,7 +21,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from .blocks import MoEConvolution, ParameterFreeResidualUnit, conv_block
+from .blocks import MoEConvolution, ParameterFreeResidualUnit, check_spatial_size, decoder_stages
 from .config import JsonConfig
 
 __all__ = ["MoEUNetConfig", "MoEUNet"]
@@ -94,24 +94,7 @@ class MoEUNet(nn.Module):
             self.encoder.append(ParameterFreeResidualUnit(previous, width, strides=stride, second=moe(width, width)))
             previous = width
 
-        self.decoder = nn.ModuleList()
-        stage_in = ch[4] + ch[3]
-        for j in range(4):
-            upsample = nn.Upsample(
-                scale_factor=2,
-                mode=cfg.upsample_mode,
-                **({"align_corners": False} if cfg.upsample_mode == "trilinear" else {}),
-            )
-            conv_a = conv_block(stage_in, stage_in)
-            if j < 3:
-                out = ch[2 - j]
-                conv_b: nn.Module = moe(stage_in, out)
-                next_in = 2 * out
-            else:
-                conv_b = conv_block(stage_in, cfg.out_channels, conv_only=True)
-                next_in = 0
-            self.decoder.append(nn.Sequential(upsample, conv_a, conv_b))
-            stage_in = next_in
+        self.decoder = nn.ModuleList(decoder_stages(ch, cfg.out_channels, cfg.upsample_mode, mixing=moe))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -130,11 +113,7 @@ class MoEUNet(nn.Module):
         self, x: torch.Tensor, context: torch.Tensor, give_feature: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, out_channels, *spatial); with ``give_feature`` also the bottleneck feature."""
-        if any(s % 16 or s < 32 for s in x.shape[2:]):
-            raise ValueError(
-                f"spatial size {tuple(x.shape[2:])} must be a multiple of 16 and at least 32 (four stride-2 stages); "
-                "pad the input"
-            )
+        check_spatial_size(x.shape[2:])
         if context.dim() != 2 or context.shape[1] != self.config.context_dim:
             raise ValueError(
                 f"context must have shape (B, {self.config.context_dim}), got {tuple(context.shape)}"

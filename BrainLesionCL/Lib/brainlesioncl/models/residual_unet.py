@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import ParameterFreeResidualUnit, conv_block
+from .blocks import ParameterFreeResidualUnit, check_spatial_size, conv_block, decoder_stages
 from .config import JsonConfig
 
 __all__ = ["ResidualUNetConfig", "ResidualUNet"]
@@ -53,31 +53,14 @@ class ResidualUNet(nn.Module):
                 f"conv_{i}", ParameterFreeResidualUnit(previous, width, strides=stride, second=conv_block(width, width))
             )
             previous = width
-        stage_in = ch[4] + ch[3]
-        for j in range(4):
-            upsample = nn.Upsample(
-                scale_factor=2,
-                mode=cfg.upsample_mode,
-                **({"align_corners": False} if cfg.upsample_mode == "trilinear" else {}),
-            )
-            if j < 3:
-                out = ch[2 - j]
-                stage = nn.Sequential(upsample, conv_block(stage_in, stage_in), conv_block(stage_in, out))
-                stage_in = 2 * out
-            else:
-                stage = nn.Sequential(
-                    upsample, conv_block(stage_in, stage_in), conv_block(stage_in, cfg.out_channels, conv_only=True)
-                )
-            self.add_module(f"up_stage_{j + 1}", stage)
+        for j, stage in enumerate(decoder_stages(ch, cfg.out_channels, cfg.upsample_mode)):
+            self.add_module(f"up_stage_{j + 1}", stage)  # the published res_unet's names
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor | None = None, give_feature: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         del context
-        if any(s % 16 or s < 32 for s in x.shape[2:]):
-            raise ValueError(
-                f"spatial size {tuple(x.shape[2:])} must be a multiple of 16 and at least 32; pad the input"
-            )
+        check_spatial_size(x.shape[2:])
         skips = []
         h = x
         for i in range(1, 6):

@@ -27,6 +27,7 @@ from ..errors import CancelledError, CorruptModelError, SettingsError
 from ..inference.predictor import InferenceConfig, Predictor, build_context, cpu_has_native_bf16, select_device
 from ..io.atomic import storage_error
 from ..metrics import dice
+from ..models.blocks import NETWORK_STRIDE
 from .data import TrainingCase, make_batch
 
 __all__ = [
@@ -67,7 +68,8 @@ class TrainConfig:
                 raise SettingsError(f"--{option} must be a whole number >= {low}, got {value!r}.")
         if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
             raise SettingsError(f"steps_per_epoch must be None or a whole number >= 1, got {self.steps_per_epoch!r}.")
-        if not isinstance(self.crop_size, int) or self.crop_size % 16 or self.crop_size < 32:
+        crop = self.crop_size
+        if not isinstance(crop, int) or crop % NETWORK_STRIDE or crop < 2 * NETWORK_STRIDE:
             raise SettingsError(
                 f"--crop-size must be a multiple of 16 and at least 32 (the network halves the crop four times), got "
                 f"{self.crop_size!r}; e.g. 32, 48, 64 or 96."
