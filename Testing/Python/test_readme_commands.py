@@ -27,7 +27,7 @@ from brainlesioncl.registry import ModelRegistry
 from conftest import REPO
 
 README = REPO / "README.md"
-SHIPPED = "braincl-demo-v2"  # the default of a fresh install (default_models/defaults.json)
+SHIPPED = "braincl-demo-v4"  # the default of a fresh install (default_models/defaults.json)
 
 
 def readme_commands() -> list[str]:
@@ -97,13 +97,13 @@ def test_readme_flow_on_the_shipped_model(fresh_install) -> None:
 
     # an episode from the shipped model (the README's command, with a CPU-test budget) -> the next version of its name
     out = run(fresh_install, "brainlesioncl episode cases/ --disease stroke --strategy ours --epochs 1 --crop-size 32")
-    assert f"New version braincl-demo-v4 (parent {SHIPPED})" in out
-    run(fresh_install, "brainlesioncl models activate braincl-demo-v4")
+    assert f"New version braincl-demo-v5 (parent {SHIPPED})" in out
+    run(fresh_install, "brainlesioncl models activate braincl-demo-v5")
     listing = run(fresh_install, "brainlesioncl models list")
-    assert re.search(r"^\*\s+braincl-demo-v4\b", listing, flags=re.M), listing
+    assert re.search(r"^\*\s+braincl-demo-v5\b", listing, flags=re.M), listing
     assert f"Rolled back to {SHIPPED}" in run(fresh_install, "brainlesioncl models rollback")
-    run(fresh_install, "brainlesioncl models export braincl-demo-v4 exported-v4")
-    assert json.loads((work / "exported-v4" / "bundle.json").read_text())["parent"] == SHIPPED
+    run(fresh_install, "brainlesioncl models export braincl-demo-v5 exported-v5")
+    assert json.loads((work / "exported-v5" / "bundle.json").read_text())["parent"] == SHIPPED
 
     # import published-style weights (a BrainCL exprience_*.pt dict) under a name with dashes, and activate one
     registry = ModelRegistry(work / "home" / ".brainlesioncl" / "models")
