@@ -277,6 +277,24 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of running processes containing ``text`` (Linux /proc; empty elsewhere)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        stat = cmdline.with_name("stat")
+        try:
+            zombie = stat.read_text().split(") ", 1)[1].startswith("Z")
+        except (OSError, IndexError):
+            zombie = False
+        if text in line and not zombie:
+            found.append(line)
+    return found
+
+
 @pytest.mark.slow
 def test_a_real_superlink_and_two_real_sites_write_the_version_their_audits_predict(parent, tmp_path) -> None:
     """Flower's own processes on 127.0.0.1 (insecure): a SuperLink, two SuperNodes started by
@@ -326,6 +344,7 @@ def test_a_real_superlink_and_two_real_sites_write_the_version_their_audits_pred
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+    assert not _processes_mentioning(f"127.0.0.1:{fleet}"), "a SuperNode outlived its `federated site` command"
     new = sorted({info.version for info in registry.list()} - before)
     assert len(new) == 1, (run.stdout[-2000:], [(p.name, p.read_text()[-1500:]) for p in logs.iterdir()])
     weights = registry.get(new[0]).state_dict("network")

@@ -140,14 +140,56 @@ def _flower_command(name: str) -> str:
 
 
 def _exec(command: list[str]) -> int:
-    """Run a Flower process in the foreground until it stops (Ctrl+C stops it); prints the command first."""
-    import subprocess
+    """Run a Flower process in the foreground until it stops; prints the command first."""
+    return _run_flower(command)
 
-    print("$ " + " ".join(command), flush=True)
+
+def _run_flower(command: list[str], status: Path | None = None, printer=None) -> int:
+    """Run a Flower process until it stops. Ctrl+C or SIGTERM (a parent such as Slicer cancelling) stop it too, so
+    no SuperNode outlives the command. With ``status``, the site's status file becomes progress lines."""
+    import signal
+    import subprocess
+    import time
+
+    print("$ " + " ".join(command), file=sys.stderr if printer else sys.stdout, flush=True)
+    if printer is not None:
+        printer(0.0, "waiting for the server's first round")
+
+    def stop(_signum, _frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    process = subprocess.Popen(command, stdout=sys.stderr if printer else None, stderr=subprocess.STDOUT)
+    seen = None
     try:
-        return subprocess.call(command)
+        while process.poll() is None:
+            time.sleep(1.0 if status is not None else 0.2)
+            if status is None or printer is None:
+                continue
+            try:
+                record = json.loads(status.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            key = (record.get("round"), record.get("kind"))
+            if key == seen:
+                continue
+            seen = key
+            metrics, rounds = record.get("metrics", {}), max(int(record.get("rounds") or 1), 1)
+            detail = (f"loss {metrics['loss']:.4f}" if "loss" in metrics else
+                      f"validation Dice {metrics.get('dice', 0.0):.3f}")
+            printer(min(int(record["round"]) / rounds, 1.0),
+                    f"round {record['round']}/{rounds}: {record['kind']} reply sent ({detail})")
+        return process.returncode
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def _toml(value: Any) -> str:
@@ -211,41 +253,9 @@ def cmd_site(args: argparse.Namespace) -> int:
     if printer is None or status_dir is None:
         return _exec(command)
     try:
-        return _follow(command, Path(node["status"]), printer)
+        return _run_flower(command, Path(node["status"]), printer)
     finally:
         shutil.rmtree(status_dir, ignore_errors=True)
-
-
-def _follow(command: list[str], status: Path, printer) -> int:
-    """Run the SuperNode and turn the site's status file into progress lines until it stops (Ctrl+C stops it)."""
-    import subprocess
-    import time
-
-    print("$ " + " ".join(command), file=sys.stderr, flush=True)
-    printer(0.0, "waiting for the server's first round")
-    process = subprocess.Popen(command, stdout=sys.stderr, stderr=subprocess.STDOUT)
-    seen = None
-    try:
-        while process.poll() is None:
-            time.sleep(1.0)
-            try:
-                record = json.loads(status.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            key = (record.get("round"), record.get("kind"))
-            if key == seen:
-                continue
-            seen = key
-            metrics, rounds = record.get("metrics", {}), max(int(record.get("rounds") or 1), 1)
-            detail = (f"loss {metrics['loss']:.4f}" if "loss" in metrics else
-                      f"validation Dice {metrics.get('dice', 0.0):.3f}")
-            printer(min(int(record["round"]) / rounds, 1.0),
-                    f"round {record['round']}/{rounds}: {record['kind']} reply sent ({detail})")
-        return process.returncode
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
-        return 130
 
 
 def write_flower_app(folder: Path, settings, *, registry: str | None, control: str,
