@@ -564,11 +564,8 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not self._ensureLogic():
             return
-        folder, manifest = self._pathText(self.ui.casesDirectoryButton.directory), \
-            self._pathText(self.ui.casesManifestLineEdit.currentPath)
         with slicer.util.tryWithErrorDisplay(_("Could not start the episode."), waitCursor=True):
-            if folder and manifest:
-                raise ValueError(_("Give a case folder or a manifest, not both."))
+            source = self._caseSource()
             sceneCases = []
             if self.ui.useCurrentCaseCheckBox.checked:
                 annotation = self.ui.outputSegmentationSelector.currentNode()
@@ -576,7 +573,7 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     raise ValueError(_("Select the annotated segmentation in the Output selector."))
                 sceneCases = [(self._inputs(), annotation)]
             process = self.logic.engine.startEpisode(
-                folder or manifest or None, self.ui.diseaseComboBox.currentData or "unknown",
+                source, self.ui.diseaseComboBox.currentData or "unknown",
                 strategy=self.ui.strategyComboBox.currentData or "ours", epochs=self.ui.epochsSpinBox.value,
                 cropSize=self.ui.cropSpinBox.value, device=self.ui.deviceComboBox.currentData or "auto",
                 sceneCases=sceneCases)
@@ -592,14 +589,10 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not self._ensureLogic():
             return
-        folder, manifest = self._pathText(self.ui.casesDirectoryButton.directory), \
-            self._pathText(self.ui.casesManifestLineEdit.currentPath)
         certificate = self._pathText(self.ui.federatedCertificateLineEdit.currentPath)
         with slicer.util.tryWithErrorDisplay(_("Could not join the federated episode."), waitCursor=True):
-            if folder and manifest:
-                raise ValueError(_("Give a case folder or a manifest, not both."))
             process = self.logic.engine.startFederatedSite(
-                folder or manifest or None, self.ui.federatedServerLineEdit.text, certificate=certificate or None,
+                self._caseSource(), self.ui.federatedServerLineEdit.text, certificate=certificate or None,
                 site=self.ui.federatedSiteLineEdit.text.strip() or None,
                 device=self.ui.deviceComboBox.currentData or "auto")
             if not certificate:
@@ -607,6 +600,14 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                             "test on a trusted network)."))
             self._startJob(Job("federated", process, self.ui.joinFederationButton,
                                self.ui.joinFederationButton.text), _("Leave federated episode"))
+
+    def _caseSource(self) -> str | None:
+        """The case folder or the manifest of the Advanced panel (None when neither is given); both is an error."""
+        folder = self._pathText(self.ui.casesDirectoryButton.directory)
+        manifest = self._pathText(self.ui.casesManifestLineEdit.currentPath)
+        if folder and manifest:
+            raise ValueError(_("Give a case folder or a manifest, not both."))
+        return folder or manifest or None
 
     @staticmethod
     def _pathText(value) -> str:
