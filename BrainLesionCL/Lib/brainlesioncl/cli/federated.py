@@ -139,11 +139,6 @@ def _flower_command(name: str) -> str:
     return path
 
 
-def _exec(command: list[str]) -> int:
-    """Run a Flower process in the foreground until it stops; prints the command first."""
-    return _run_flower(command)
-
-
 def _run_flower(command: list[str], status: Path | None = None, printer=None) -> int:
     """Run a Flower process until it stops. Ctrl+C or SIGTERM (a parent such as Slicer cancelling) stop it too, so
     no SuperNode outlives the command. With ``status``, the site's status file becomes progress lines."""
@@ -225,7 +220,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         command += ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key]
     if args.database:
         command += ["--database", args.database]
-    return _exec(command)
+    return _run_flower(command)
 
 
 def cmd_site(args: argparse.Namespace) -> int:
@@ -251,7 +246,7 @@ def cmd_site(args: argparse.Namespace) -> int:
                "--node-config", " ".join(f"{k}={_toml(v)}" for k, v in node.items())]
     command += ["--insecure"] if args.insecure else ["--root-certificates", args.root_certificates]
     if printer is None or status_dir is None:
-        return _exec(command)
+        return _run_flower(command)
     try:
         return _run_flower(command, Path(node["status"]), printer)
     finally:

@@ -64,16 +64,19 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
             node = reply.metadata.src_node_id
             return label or self.site_names.setdefault(node, f"site-{len(self.site_names) + 1}")
 
+        @staticmethod
+        def _config(server_round: int) -> ConfigRecord:
+            """The episode's settings for this round (rounds count on after a restart's resume)."""
+            return ConfigRecord({**server.round_config(server_round + offset)})
+
         def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                             grid: Grid) -> Iterable[Message]:
-            config = ConfigRecord({**server.round_config(server_round + offset), "round": server_round + offset})
-            return super().configure_train(server_round, arrays, config, grid)
+            return super().configure_train(server_round, arrays, self._config(server_round), grid)
 
         def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                                grid: Grid) -> Iterable[Message]:
             self.latest = arrays  # the round's global model (after DP noise, when on): what gets checkpointed
-            config = ConfigRecord({**server.round_config(server_round + offset), "round": server_round + offset})
-            return super().configure_evaluate(server_round, arrays, config, grid)
+            return super().configure_evaluate(server_round, arrays, self._config(server_round), grid)
 
         def _metrics(self, replies: list[Message]) -> list[tuple[str, dict[str, float]]]:
             """``(site name, {metric: number})`` of each reply (sites send scalars only)."""

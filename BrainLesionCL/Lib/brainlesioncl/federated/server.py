@@ -16,7 +16,6 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import torch
 
@@ -90,7 +89,9 @@ class FederatedServer:
 
     # -- rounds ----------------------------------------------------------------------------------------------------
     def round_config(self, server_round: int) -> dict[str, int | float | str]:
-        return {**self.settings.round_config(server_round), "parent-fingerprint": self.fingerprint}
+        """What every site gets with a round: the settings, the parent's fingerprint and the round's number."""
+        return {**self.settings.round_config(server_round), "parent-fingerprint": self.fingerprint,
+                "round": server_round}
 
     def record_training(self, server_round: int, replies: Sequence[tuple[str, Mapping[str, float]]],
                         failures: list[str]) -> None:
@@ -158,7 +159,4 @@ class FederatedServer:
         )
         shutil.rmtree(self.work, ignore_errors=True)
         return version
-
-    def describe_sites(self) -> dict[str, Any]:
-        return {"rounds": [asdict(r) for r in self.rounds]}
 

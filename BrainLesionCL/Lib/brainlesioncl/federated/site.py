@@ -13,7 +13,6 @@ other weights) refuses to train, and says why, instead of averaging weights of t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -36,14 +35,9 @@ class FederationError(BrainLesionCLError):
 
 
 def parent_fingerprint(registry: ModelRegistry, version: str) -> str:
-    """SHA-256 of a version's network weights: two sites agree on the parent only if their files are identical."""
-    bundle = registry.get(version)
-    weights = sorted(Path(bundle.path).glob("*.safetensors")) or sorted(Path(bundle.path).glob("*.pt"))
-    digest = hashlib.sha256()
-    for path in weights:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """SHA-256 of a version's network weights, as its bundle records it (the file is checked against it whenever the
+    network is built): two sites agree on the parent only if their weights are identical."""
+    return str(registry.get(version).metadata.sha256["network"])
 
 
 class FederatedSite:
