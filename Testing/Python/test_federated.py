@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from cl_helpers import blob_cases, write_cases
 
@@ -242,9 +243,12 @@ def test_simulate_command_trains_from_case_folders_and_app_writes_a_flower_app(p
     registry, version = parent
     a = write_cases(tmp_path / "a", 2, "stroke")
     b = write_cases(tmp_path / "b", 3, "stroke")
+    for label in b.glob("*/label.nii.gz"):  # a multi-class label, as BraTS ships them: needs --label-mapping
+        image = sitk.ReadImage(str(label))
+        sitk.WriteImage(image * 2, str(label))
     code = main(["--registry", str(registry.root), "federated", "simulate", "--parent", version, "--disease",
                  "stroke", "--rounds", "1", "--local-steps", "2", "--crop-size", "32", "--device", "cpu",
-                 "--site", f"north={a}", "--site", f"south={b}", "--progress", "json"])
+                 "--site", f"north={a}", "--site", f"south={b}", "--progress", "json", "--label-mapping", "nonzero"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     meta = registry.get(summary["version"]).metadata

@@ -113,6 +113,9 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
                               parents=[settings, progress, device])
     sim.add_argument("--site", action="append", required=True, metavar="[LABEL=]CASES",
                      help="one site's annotated cases (folder or manifest), repeatable")
+    sim.add_argument("--prepare", choices=["auto", "on", "off"], default="auto")
+    sim.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict",
+                     help="nonzero: every nonzero label value is lesion (multi-class labels such as BraTS 1/2/4)")
     sim.add_argument("--audit-dir", help="keep a copy of every site's replies under AUDIT_DIR/<site>")
     sim.add_argument("--activate", action="store_true", help="activate the new version when done")
     sim.set_defaults(func=cmd_simulate)
@@ -321,7 +324,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         label, cases = sites[int(context.node_config["partition-id"])]
         audit = Path(args.audit_dir) / label if args.audit_dir else None
         return FederatedSite.open(cases, site_settings, registry=registry, device=args.device, label=label,
-                                  audit_dir=audit)
+                                  audit_dir=audit, prepare=args.prepare, label_mapping=args.label_mapping)
 
     grid = SequentialGrid(build_client_app(open_site), [{"partition-id": i} for i in range(len(sites))])
     version = run_federation(server, grid)
