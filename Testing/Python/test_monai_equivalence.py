@@ -3,7 +3,8 @@
 Kept ours (each says why in its docstring): the non-zero z-score (one float64 pass, no tensor round trip), the
 foreground box with a margin (clipped to the volume, as the resampled grid needs) and the pad to a multiple of 16
 (amounts, not a padded copy: the inverse mapping back to the patient grid needs them). These tests pin each to
-MONAI's ``NormalizeIntensity(nonzero=True)``, ``generate_spatial_bounding_box`` and ``DivisiblePad``.
+MONAI's ``NormalizeIntensity(nonzero=True)``, ``generate_spatial_bounding_box`` and ``DivisiblePad``; and the networks'
+conv block (kept ours so that segmenting does not import all of MONAI) to MONAI's ``Convolution``.
 """
 
 from __future__ import annotations
@@ -53,3 +54,25 @@ def test_pad_amounts_are_monais_divisible_pad(length: int) -> None:
     assert padded.shape[0] == length + before + after
     assert np.all(padded[before:before + length] == 1)
     assert not padded[:before].any() and not padded[before + length:].any()
+
+
+@pytest.mark.parametrize(("strides", "conv_only"), [(1, False), (2, False), (1, True)])
+def test_conv_block_is_monais_convolution(strides: int, conv_only: bool) -> None:
+    import torch
+    from monai.networks.blocks import Convolution
+
+    from brainlesioncl.models.blocks import conv_block
+
+    torch.manual_seed(strides)
+    theirs = Convolution(spatial_dims=3, in_channels=3, out_channels=5, strides=strides, kernel_size=3, act="PRELU",
+                         norm="INSTANCE", dropout=0.2, adn_ordering="NDA", conv_only=conv_only).eval()
+    ours = conv_block(3, 5, strides=strides, conv_only=conv_only).eval()
+    assert [(k, tuple(v.shape)) for k, v in ours.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()]
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 16, 12, 8)
+    torch.testing.assert_close(ours(x), theirs(x))
+    def leaves(module):
+        return [(name, type(m)) for name, m in module.named_modules() if not list(m.children())]
+
+    assert leaves(ours) == leaves(theirs)  # same layers (incl. the parameter-free norm and dropout) in the same order

@@ -25,7 +25,6 @@ from enum import Enum
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 from torch import nn
 
 from ..errors import CancelledError, SettingsError
@@ -151,11 +150,19 @@ def autocast_dtype(precision: str, device: torch.device, mode: InferenceMode) ->
 
 
 def build_context(
-    present: Sequence[bool], disease: Disease | str, disease_slots: Sequence[str]
+    present: Sequence[bool], disease: Disease | str, disease_slots: Sequence[str], *,
+    disease_vector: Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """The MoE gate input: modality-present flags in channel order, then the disease vector. Shape (1, C + S)."""
+    """The MoE gate input: modality-present flags in channel order, then the disease vector. Shape (1, C + S).
+
+    ``disease_vector`` (one number per slot) replaces the tag's one-hot, e.g. the router's mix for ``auto``."""
     flags = [1.0 if p else 0.0 for p in present]
-    disease_part = disease_context(disease, disease_slots) if disease_slots else []
+    if disease_vector is not None:
+        if len(disease_vector) != len(disease_slots):
+            raise ValueError(f"disease_vector has {len(disease_vector)} numbers for {len(disease_slots)} slots")
+        disease_part = [float(v) for v in disease_vector]
+    else:
+        disease_part = disease_context(disease, disease_slots) if disease_slots else []
     return torch.tensor([flags + disease_part], dtype=torch.float32)
 
 
@@ -307,6 +314,8 @@ class Predictor:
         progress: ProgressCallback | None,
         cancel: CancelCheck | None,
     ) -> torch.Tensor:
+        from monai.inferers import sliding_window_inference  # here: importing MONAI costs seconds a single pass skips
+
         total = math.ceil(_num_windows(x.shape[2:], roi, overlap) / batch)
         runner = _Windows(self.network, total, progress, cancel)
         logits = sliding_window_inference(

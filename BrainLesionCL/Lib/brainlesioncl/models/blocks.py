@@ -1,20 +1,20 @@
 """Building blocks shared by the residual U-Nets (BrainCL MoE U-Net and MultiUnet).
 
 Both published networks are built from MONAI ``Convolution`` blocks (conv -> InstanceNorm -> Dropout -> PReLU, the
-"NDA" order) and a residual unit whose shortcut has **no parameters**: an average pool added to the first ``in``
-channels of the output. The module names here mirror the published ones (``conv.unit0``, ``conv.unit1``,
-``experts.k``, ``gating_network``) so their ``state_dict`` loads with ``strict=True``.
+"NDA" order; :class:`ConvBlock` is that block with the same module names) and a residual unit whose shortcut has
+**no parameters**: an average pool added to the first ``in`` channels of the output. The module names here mirror
+the published ones (``conv.unit0``, ``conv.unit1``, ``experts.k``, ``gating_network``) so their ``state_dict`` loads
+with ``strict=True``.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
 from torch import nn
 
-__all__ = ["NETWORK_STRIDE", "MoEConvolution", "ParameterFreeResidualUnit", "check_spatial_size", "conv_block",
-           "decoder_stages", "upsample_x2"]
+__all__ = ["NETWORK_STRIDE", "ConvBlock", "MoEConvolution", "ParameterFreeResidualUnit", "check_spatial_size",
+           "conv_block", "decoder_stages", "upsample_x2"]
 
 #: Both U-Nets halve the volume four times: every spatial size they take is a multiple of this (and at least 32).
 NETWORK_STRIDE = 16
@@ -31,33 +31,45 @@ def check_spatial_size(shape) -> None:
 _DROPOUT = 0.2
 
 
+class ConvBlock(nn.Sequential):
+    """MONAI's ``Convolution(spatial_dims=3, kernel_size=3, act="PRELU", norm="INSTANCE", adn_ordering="NDA")``:
+    ``conv`` (Conv3d, kernel 3, padding 1, bias), then ``adn`` = ``N`` InstanceNorm3d(affine=False) -> ``D`` Dropout
+    -> ``A`` PReLU(1); with ``conv_only`` just ``conv``.
+
+    Why ours and not MONAI's class: the same modules under the same names (so the published state dicts load
+    strictly, and ``Testing/Python/test_monai_equivalence.py`` pins outputs and keys to MONAI's block), but importing
+    ``monai`` loads every MONAI sub-package (about 3 s of a 2-core machine's start-up, most of a ``segment`` run of
+    the shipped model). Segmenting therefore never imports MONAI unless it slides windows; training still uses it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, strides: int = 1, conv_only: bool = False,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.add_module("conv", nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=strides, padding=1))
+        if not conv_only:
+            adn = nn.Sequential()
+            adn.add_module("N", nn.InstanceNorm3d(out_channels))
+            adn.add_module("D", nn.Dropout(dropout))
+            adn.add_module("A", nn.PReLU())
+            self.add_module("adn", adn)
+
+
 def conv_block(
     in_channels: int, out_channels: int, *, strides: int = 1, conv_only: bool = False, dropout: float = _DROPOUT
-) -> Convolution:
+) -> ConvBlock:
     """3-D conv (kernel 3, padding 1, bias) followed by InstanceNorm(affine=False) -> Dropout -> PReLU(1)."""
-    return Convolution(
-        spatial_dims=3,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        strides=strides,
-        kernel_size=3,
-        act="PRELU",
-        norm="INSTANCE",
-        dropout=dropout,
-        adn_ordering="NDA",
-        conv_only=conv_only,
-    )
+    return ConvBlock(in_channels, out_channels, strides=strides, conv_only=conv_only, dropout=dropout)
 
 
 def _conv_of(expert: nn.Module) -> nn.Conv3d:
-    """The convolution of a MONAI ``Convolution`` block (its submodule ``conv``)."""
+    """The convolution of a conv block (its submodule ``conv``)."""
     conv = expert.get_submodule("conv")
     assert isinstance(conv, nn.Conv3d)
     return conv
 
 
 def _prelu_of(expert: nn.Module) -> nn.PReLU:
-    """The activation of a MONAI ``Convolution`` block's ADN (``adn.A``), a PReLU in every expert."""
+    """The activation of a conv block's ADN (``adn.A``), a PReLU in every expert."""
     prelu = expert.get_submodule("adn.A")
     assert isinstance(prelu, nn.PReLU)
     return prelu
