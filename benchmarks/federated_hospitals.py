@@ -66,8 +66,10 @@ def _cases(disease: str, modalities: tuple[str, ...], count: int, seed: int, set
             curved = sitk.GetImageFromArray(array.astype(np.float32))
             curved.CopyInformation(image)
             images[modality] = curved
+        # prepare="off": a phantom's sequences are aligned by construction (auto would co-register the thick-slice
+        # site's 2 mm sequences, which holds nothing to gain and can fail on so coarse a grid).
         cases.append(load_training_case(f"{label}-{i}", images, phantom.label, disease, BRAINCL_CHANNEL_ORDER,
-                                        preprocessing=PreprocessConfig(spacing=SPACING)))
+                                        preprocessing=PreprocessConfig(spacing=SPACING), prepare="off"))
     return cases
 
 
