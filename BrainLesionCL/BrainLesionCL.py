@@ -362,7 +362,8 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 layout.addRow(f"{channel}:", selector)
                 self._selectors[channel] = selector
             self._hideOwnVolumes()
-            self._refill(self.ui.diseaseComboBox, [(d, d) for d in engine.modelDiseases()], saved["disease"])
+            self._refill(self.ui.diseaseComboBox,
+                         [(d, _("Automatic") if d == "auto" else d) for d in engine.modelDiseases()], saved["disease"])
             self._refill(self.ui.deviceComboBox, engine.detectDevices(), saved["device"])
             self._refill(self.ui.strategyComboBox, [(s, s) for s in engine.strategyNames()], saved["strategy"])
         finally:
@@ -428,18 +429,27 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---------------------------------------------------------------------------------------- parameter node
     def cleanup(self) -> None:
         self._cancelJob()
+        self._stopEngine()
         self.removeObservers()
+
+    def _stopEngine(self) -> None:
+        """End the engine process kept alive between Segment clicks (it holds PyTorch and the model in memory)."""
+        if self.logic is not None and self.logic.engineReady:
+            self.logic.engine.stopEngine()
 
     def enter(self) -> None:
         self.initializeParameterNode()
 
     def exit(self) -> None:
+        if self._job is None:  # a running segmentation finishes in the background; an idle engine is released
+            self._stopEngine()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelJob()  # its nodes are going away; its temporary patient images too
+        self._stopEngine()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -699,6 +709,8 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._hideOwnVolumes()
             for line in outcome.qualityLines:
                 self._log(_("Preparation: {line}").format(line=line))
+            if outcome.routingText:  # "Automatic": say which disease routing was used and how sure the model was
+                self._log(outcome.routingText)
             self._status(_("Done in {s:.1f} s with {model}: {ml:.2f} mL in {n} lesion(s).").format(
                 s=outcome.seconds, model=outcome.modelVersion, ml=outcome.lesionVolumeMl, n=outcome.lesionCount))
 

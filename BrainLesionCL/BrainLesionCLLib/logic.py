@@ -43,7 +43,7 @@ from brainlesioncl.preprocessing.geometry import same_geometry
 from brainlesioncl.registry import ModelRegistry
 
 from .mrml_io import label_into_segment, segment_to_image, volume_to_image
-from .process import EngineProcess
+from .process import EngineProcess, EngineWorker, WorkerJob
 from .terminology import BRAIN_STYLE, METASTASIS_CLASSES, load_terminology, style_for
 
 __all__ = ["BrainLesionCLLogic", "ModalityStudyOutcome", "SegmentOutcome", "PROBABILITY_ROLE", "ROLE_ATTRIBUTE"]
@@ -85,6 +85,18 @@ class SegmentOutcome:
     uncertaintyNode: object | None = None
     #: The "Brain" segment (raw exams, when asked): the brain mask the model worked in.
     brainSegmentId: str | None = None
+    #: What ``disease="auto"`` chose (RoutingDecision.to_json(): disease, confident, probabilities), else None.
+    routing: dict | None = None
+
+    @property
+    def routingText(self) -> str:
+        """One line for the panel: the disease auto chose and how sure it was ("" when the disease was given)."""
+        if not self.routing:
+            return ""
+        from brainlesioncl.inference import RoutingDecision
+
+        return RoutingDecision(self.routing["disease"], dict(self.routing["probabilities"]),
+                               bool(self.routing["confident"]), self.routing.get("note", "")).describe()
 
     @property
     def qualityLines(self) -> list[str]:
@@ -131,6 +143,9 @@ class BrainLesionCLLogic:
         registry: the model registry (default: the user's, ``~/.brainlesioncl/models`` plus the shipped model).
         segmenterFactory: ``(registry, version, device) -> Segmenter``; tests inject a known predictor.
         networkFactory: ``(registry, version) -> network`` for the modality study; tests inject a known predictor.
+        keepEngineLoaded: segment in one engine process kept alive between calls (:class:`EngineWorker`): the first
+            Segment pays for starting Python, PyTorch and the model, later ones only for the work. False: a new
+            process per segmentation.
     """
 
     def __init__(
@@ -138,13 +153,30 @@ class BrainLesionCLLogic:
         registry: ModelRegistry | None = None,
         segmenterFactory: Callable[[ModelRegistry, str, str], Segmenter] | None = None,
         networkFactory: Callable[[ModelRegistry, str], object] | None = None,
+        keepEngineLoaded: bool = True,
     ) -> None:
         self.registry = registry or ModelRegistry()
+        self.keepEngineLoaded = keepEngineLoaded
+        self._worker: EngineWorker | None = None
         self._segmenterFactory = segmenterFactory or (
             lambda registry, version, device: Segmenter.from_bundle(registry.get(version), device=device)
         )
         self._networkFactory = networkFactory or (lambda registry, version: registry.get(version).build())
         load_terminology(slicer)  # the module's SNOMED CT context, where Slicer's Terminologies module exists
+
+    # ------------------------------------------------------------------------------------------ engine process
+    def _runEngine(self, arguments: list[str], workDirs: list) -> EngineProcess | WorkerJob:
+        """Run an engine command in the kept-alive worker (started on first use) or in a process of its own."""
+        if not self.keepEngineLoaded:
+            return EngineProcess(arguments, workDirs=workDirs).start()
+        if self._worker is None:
+            self._worker = EngineWorker()
+        return self._worker.submit(arguments, workDirs)
+
+    def stopEngine(self) -> None:
+        """End the kept-alive engine process (module exit, scene close); the next Segment starts a new one."""
+        if self._worker is not None:
+            self._worker.stop()
 
     # ------------------------------------------------------------------------------------------------- models
     def activeModel(self) -> str:
@@ -155,10 +187,13 @@ class BrainLesionCLLogic:
         return list(self.registry.get(version).metadata.channels)
 
     def modelDiseases(self, version: str | None = None) -> list[str]:
-        """Disease tags the user can pick with this model (its slots, plus metastasis and unknown)."""
-        slots = list(self.registry.get(version).metadata.disease_slots)
+        """Disease tags the user can pick with this model (its slots, plus metastasis and unknown; auto first when the
+        model has a disease router)."""
+        metadata = self.registry.get(version).metadata
+        slots = list(metadata.disease_slots)
         extra = [d for d in ("metastasis", "unknown") if d not in slots]
-        return slots + (extra if "tumour" in slots else ["unknown"])
+        automatic = ["auto"] if metadata.router else []
+        return automatic + slots + (extra if "tumour" in slots else ["unknown"])
 
     @staticmethod
     def strategyNames() -> list[str]:
@@ -447,11 +482,12 @@ class BrainLesionCLLogic:
         result = segmenter.segment(images, disease, reference=reference_key, progress=progress, cancel=cancel,
                                    prepare=prepare)
         segmentation, segment_id, probability_node = self._import(
-            result.label, result.probability if probabilityVolume else None, reference, disease, outputSegmentation,
-            overwrite)
+            result.label, result.probability if probabilityVolume else None, reference, result.disease,
+            outputSegmentation, overwrite)
         return SegmentOutcome(segmentation, segment_id, result.lesion_volume_ml, result.lesion_count,
                               result.model_version, time.perf_counter() - start, probability_node,
-                              lesion_rows(result.label, result.probability), result.quality)
+                              lesion_rows(result.label, result.probability), result.quality,
+                              routing=result.routing.to_json() if result.routing is not None else None)
 
     def startSegmentation(
         self,
@@ -494,12 +530,12 @@ class BrainLesionCLLogic:
                 arguments += ["--write-prepared", str(work / "prepared")]
             if biasCorrection:
                 arguments.append("--bias-correction")
-            process = EngineProcess(arguments, workDirs=[work]).start()
+            process = self._runEngine(arguments, [work])
         process.context = {"work": work, "reference": mapped[reference_key], "disease": disease,  # type: ignore
                            "probability": probabilityVolume, "uncertainty": uncertainty, "brainMask": brainMask}
         return process
 
-    def finishSegmentation(self, process: EngineProcess, outputSegmentation=None, *,
+    def finishSegmentation(self, process: EngineProcess | WorkerJob, outputSegmentation=None, *,
                            overwrite: bool = False) -> SegmentOutcome:
         """Import a finished child-process segmentation into the scene, then delete its temporary files."""
         context = process.context  # type: ignore[attr-defined]
@@ -509,8 +545,10 @@ class BrainLesionCLLogic:
                 raise BrainLesionCLError(f"Segmentation failed: {process.error}")
             label = sitk.ReadImage(str(work / "label.nrrd"))
             probability = sitk.ReadImage(str(work / "probability.nrrd"))
+            routing = (process.summary or {}).get("routing")
+            disease = routing["disease"] if routing else context["disease"]  # auto: name the segment by the choice
             segmentation, segment_id, probability_node = self._import(
-                label, probability if context["probability"] else None, context["reference"], context["disease"],
+                label, probability if context["probability"] else None, context["reference"], disease,
                 outputSegmentation, overwrite)
             volume, count = label_statistics(label)
             version = (process.summary or {}).get("model", "")
@@ -518,7 +556,7 @@ class BrainLesionCLLogic:
             outcome = SegmentOutcome(segmentation, segment_id, volume, count, version, process.elapsed,
                                      probability_node, _engine_lesion_rows(work / "lesions.json")
                                      or lesion_rows(label, probability, uncertainty),
-                                     (process.summary or {}).get("quality") or {})
+                                     (process.summary or {}).get("quality") or {}, routing=routing)
             if uncertainty is not None:
                 outcome.uncertaintyNode = self.heatVolume(uncertainty, context["reference"], "uncertainty")
             mask_file = work / "prepared" / "brain_mask.nii.gz"

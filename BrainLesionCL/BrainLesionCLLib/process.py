@@ -7,6 +7,11 @@ whole process tree (the process group on Linux/macOS; on Windows, where ``Python
 Python would survive its parent, every descendant found with psutil, or ``taskkill /T``), so nothing the engine started
 keeps running. Temporary folders holding patient images (``workDirs``) are removed when the process is cancelled or its
 owner calls :meth:`EngineProcess.discardWork`. No Qt here.
+
+:class:`EngineWorker` keeps one engine process (``brainlesioncl worker``) alive between Segment clicks: the first
+click pays for starting Python, importing PyTorch and reading the model, later clicks only for the work. Its jobs
+(:class:`WorkerJob`) look like an :class:`EngineProcess` to the caller. Cancelling a job ends the worker (the next
+job starts a new one), and so does :meth:`EngineWorker.stop` (module exit, scene close).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EngineProcess", "ProcessState", "engine_command", "kill_process_tree", "python_executable"]
+__all__ = ["EngineProcess", "EngineWorker", "ProcessState", "WorkerJob", "engine_command", "kill_process_tree",
+           "python_executable"]
 
 _ENGINE_DIR = Path(__file__).resolve().parents[1] / "Lib"
 
@@ -45,6 +51,34 @@ def python_executable() -> str:
 def engine_command(arguments: Sequence[str]) -> list[str]:
     """The command that runs ``brainlesioncl <arguments>`` in a child Python."""
     return [python_executable(), "-m", "brainlesioncl.cli.main", *arguments]
+
+
+def _spawn(arguments: Sequence[str], environment: dict[str, str], stdin: bool = False
+           ) -> tuple[subprocess.Popen, queue.Queue[str | None]]:
+    """Start ``brainlesioncl <arguments>`` with a reader thread that queues its output lines (None at the end)."""
+    env = {**os.environ, **environment}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ENGINE_DIR), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    process = subprocess.Popen(
+        engine_command(arguments), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        stdin=subprocess.PIPE if stdin else None,
+        text=True, encoding="utf-8", errors="replace",  # never the locale's codec: names may be non-ASCII
+        start_new_session=(os.name != "nt"), bufsize=1,
+        # Windows: a process group of its own, and no console window popping up over Slicer.
+        creationflags=(getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+                       | getattr(subprocess, "CREATE_NO_WINDOW", 0)),
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return process, lines
 
 
 def kill_process_tree(process: subprocess.Popen) -> None:
@@ -86,30 +120,11 @@ class EngineProcess:
     workDirs: list = field(default_factory=list)
 
     def start(self) -> EngineProcess:
-        env = {**os.environ, **self.environment}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ENGINE_DIR), env.get("PYTHONPATH", "")) if p)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        self._lines: queue.Queue[str | None] = queue.Queue()
         self._cancelled = False
         self._eof = False
         self.started = time.perf_counter()
-        env.setdefault("PYTHONIOENCODING", "utf-8")
-        self._process = subprocess.Popen(
-            engine_command(self.arguments), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-            text=True, encoding="utf-8", errors="replace",  # never the locale's codec: names may be non-ASCII
-            start_new_session=(os.name != "nt"), bufsize=1,
-            # Windows: a process group of its own, and no console window popping up over Slicer.
-            creationflags=(getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-                           | getattr(subprocess, "CREATE_NO_WINDOW", 0)),
-        )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._process, self._lines = _spawn(self.arguments, self.environment)
         return self
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
 
     @property
     def elapsed(self) -> float:
@@ -203,3 +218,144 @@ class EngineProcess:
             if line.startswith("error:"):
                 return line[len("error:"):].strip()
         return self.log[-1] if self.log else f"exit code {self.returncode}"
+
+
+@dataclass
+class WorkerJob:
+    """One command run by an :class:`EngineWorker`; the same surface as :class:`EngineProcess` (poll, state,
+    fraction, stage, log, summary, cancel, discardWork, error, elapsed, returncode, wait)."""
+
+    arguments: list[str]
+    worker: EngineWorker
+    requestId: int
+    fraction: float = 0.0
+    stage: str = "starting"
+    log: list[str] = field(default_factory=list)
+    summary: dict | None = None
+    state: ProcessState = ProcessState.RUNNING
+    started: float = 0.0
+    finished: float | None = None
+    workDirs: list = field(default_factory=list)
+    _returncode: int | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    def poll(self) -> ProcessState:
+        if self.state is ProcessState.RUNNING:
+            self.worker._pump(self)
+        return self.state
+
+    def _end(self, state: ProcessState, code: int | None) -> None:
+        self.state, self._returncode = state, code
+        self.finished = self.finished or time.perf_counter()
+
+    _consume = EngineProcess._consume
+    wait = EngineProcess.wait
+    discardWork = EngineProcess.discardWork
+    error = EngineProcess.error
+
+    def cancel(self) -> None:
+        """End the job by ending the worker (whatever it was doing stops at once); remove the temporary folders."""
+        if self.state is ProcessState.RUNNING:
+            self._end(ProcessState.CANCELLED, self.worker.stop())  # the killed worker's exit status
+        self.discardWork()
+
+
+class EngineWorker:
+    """A ``brainlesioncl worker`` child kept alive between jobs (one job at a time). Started by the first
+    :meth:`submit`; a job finds it dead (cancelled, crashed) and a new one is started for the next."""
+
+    def __init__(self, environment: dict[str, str] | None = None) -> None:
+        self.environment = dict(environment or {})
+        self._process: subprocess.Popen | None = None
+        self._lines: queue.Queue[str | None] | None = None
+        self._next_id = 0
+        self._current: WorkerJob | None = None
+        #: How many worker processes were started (1 after many jobs means the worker was reused).
+        self.starts = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None and self._current.state is ProcessState.RUNNING
+
+    def submit(self, arguments: Sequence[str], workDirs: Sequence = ()) -> WorkerJob:
+        """Send one command (``brainlesioncl`` arguments, e.g. a ``segment``) to the worker, starting it if needed."""
+        if self.busy:
+            raise RuntimeError("the engine worker is busy with another job; wait for it or cancel it")
+        if not self.alive:
+            self._process, self._lines = _spawn(["worker"], self.environment, stdin=True)
+            self.starts += 1
+        self._next_id += 1
+        job = WorkerJob(list(arguments), self, self._next_id, started=time.perf_counter(), workDirs=list(workDirs))
+        assert self._process is not None and self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps({"id": job.requestId, "arguments": job.arguments}) + "\n")
+            self._process.stdin.flush()
+        except OSError:  # the worker died between the check and the write
+            self.stop()
+            job.log.append("error: the engine worker ended unexpectedly; press the button again to restart it")
+            job._end(ProcessState.FAILED, 1)
+            return job
+        self._current = job
+        return job
+
+    def _pump(self, job: WorkerJob) -> None:
+        """Move the worker's output lines into ``job`` until none is waiting; notice the end of the job."""
+        assert self._lines is not None
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                if not self.alive and job.state is ProcessState.RUNNING:  # died without a DONE line
+                    self._drain_into(job)
+                    if job.state is ProcessState.RUNNING:
+                        job._end(ProcessState.FAILED, self._process.poll() if self._process else 1)
+                return
+            if line is None:
+                if job.state is ProcessState.RUNNING:
+                    job._end(ProcessState.FAILED, self._process.wait() if self._process else 1)
+                return
+            if line.startswith("READY "):
+                job.stage = "engine ready"
+                continue
+            if line.startswith("DONE "):
+                reply = json.loads(line[len("DONE "):])
+                if reply.get("id") == job.requestId:
+                    code = int(reply.get("returncode", 1))
+                    job._end(ProcessState.SUCCEEDED if code == 0 else ProcessState.FAILED, code)
+                    self._current = None
+                    return
+                continue
+            job._consume(line)
+
+    def _drain_into(self, job: WorkerJob, timeout: float = 2.0) -> None:
+        deadline = time.perf_counter() + timeout
+        assert self._lines is not None
+        while time.perf_counter() < deadline:
+            try:
+                line = self._lines.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if line is None:
+                return
+            if not line.startswith(("READY ", "DONE ")):
+                job._consume(line)
+
+    def stop(self) -> int | None:
+        """End the worker process and everything it started; its exit status (None: there was none). Idempotent."""
+        process, self._process, self._current = self._process, None, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            kill_process_tree(process)
+        return process.wait()

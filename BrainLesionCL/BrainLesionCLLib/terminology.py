@@ -55,9 +55,10 @@ BRAIN_STYLE = SegmentStyle("Brain", (0.98, 0.82, 0.62), "SCT^12738006^Brain", ca
 
 def style_for(disease: str) -> SegmentStyle:
     """The segment style of a disease tag (an alias is resolved by the engine first)."""
-    from brainlesioncl.modalities import resolve_disease
+    from brainlesioncl.modalities import Disease, resolve_disease
 
-    return _STYLES[resolve_disease(disease).value]
+    tag = resolve_disease(disease)
+    return _STYLES["unknown" if tag is Disease.AUTO else tag.value]  # auto: the caller passes the choice when known
 
 
 def load_terminology(slicer_module) -> bool:

@@ -183,6 +183,37 @@ def test_child_process_segmentation_with_the_real_engine(slicer_core, mrml_scene
     assert mask.shape == slicer.util.arrayFromVolume(flair).shape
 
 
+def test_automatic_disease_in_the_child_process_names_the_segment_by_the_choice(slicer_core, mrml_scene, registry,
+                                                                                tmp_path) -> None:
+    """A model with a disease router offers "auto" first; the child reports its choice, the panel's outcome carries
+    it and the segment is named after the chosen disease (a router whose only preference is stroke: a known answer)."""
+    import dataclasses
+
+    from BrainLesionCLLib import BrainLesionCLLogic, ProcessState
+
+    from brainlesioncl.inference import DiseaseRouter
+    from brainlesioncl.models import MoEUNet, MoEUNetConfig
+
+    from conftest import TINY_CHANNELS
+
+    dim = 2 * sum(TINY_CHANNELS)
+    router = DiseaseRouter(("tumour", "stroke", "MS", "WMH"), np.zeros(dim), np.ones(dim), np.zeros((dim, 4)),
+                           np.array([0.0, 6.0, 0.0, 0.0]))
+    metadata = dataclasses.replace(tiny_metadata("routed"), router=router.to_json())
+    version = registry.add(metadata, {"network": MoEUNet(MoEUNetConfig(channels=TINY_CHANNELS)).state_dict()})
+    logic = BrainLesionCLLogic(registry=registry)
+    assert logic.modelDiseases(version)[0] == "auto"
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    flair = _node_from_image(slicer, sphere_case(grid), "flair")
+    process = logic.startSegmentation({"FLAIR": flair}, disease="auto", model=version, device="cpu")
+    assert process.wait(timeout=120) is ProcessState.SUCCEEDED, process.log[-10:]
+    outcome = logic.finishSegmentation(process)
+    assert outcome.routing["disease"] == "stroke" and outcome.routing["confident"]
+    assert outcome.routingText.startswith("disease auto: stroke")
+    assert outcome.segmentationNode.GetSegmentation().GetNthSegment(0).GetName() == "Stroke lesion"
+
+
 def test_brain_mask_segment_and_bias_correction_reach_the_engine(slicer_core, mrml_scene, registry,
                                                                  tiny_version) -> None:
     """A curated case has no brain mask to show (the segment is not invented); the N4 choice reaches the child; a
@@ -223,6 +254,57 @@ def test_cancel_kills_the_child_process(monkeypatch) -> None:
     process.cancel()
     assert process.wait(timeout=10) is ProcessState.CANCELLED
     assert time.perf_counter() - started < 5
+
+
+def test_the_engine_stays_loaded_between_segmentations(slicer_core, mrml_scene, registry, tiny_version) -> None:
+    """Issue 16: the second Segment reuses the engine process (no new Python, PyTorch or model load); a bad request
+    fails alone and the worker goes on; Cancel ends the worker and the next Segment starts a fresh one; stopEngine
+    (module exit, scene close) leaves no process behind."""
+    from BrainLesionCLLib import BrainLesionCLLogic, ProcessState
+
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
+    flair = _node_from_image(slicer, sphere_case(grid), "flair")
+    logic = BrainLesionCLLogic(registry=registry)
+    seconds = []
+    for _ in range(2):
+        job = logic.startSegmentation({"FLAIR": flair}, disease="WMH", device="cpu")
+        assert job.wait(timeout=120) is ProcessState.SUCCEEDED, job.log[-10:]
+        seconds.append(job.elapsed)
+        outcome = logic.finishSegmentation(job)
+        assert outcome.modelVersion == tiny_version and outcome.segmentationNode is not None
+        assert not job.context["work"].exists()
+    worker = logic._worker
+    assert worker is not None and worker.starts == 1 and worker.alive  # one process served both
+    assert seconds[1] < seconds[0]  # the first paid for starting Python and PyTorch
+
+    refused = worker.submit(["--registry", str(registry.root), "segment", "--input", "FLAIR=/no/such/file.nii.gz",
+                             "--output", "/tmp/never-written.nii.gz"])
+    assert refused.wait(timeout=60) is ProcessState.FAILED and "/no/such/file" in refused.error
+    assert worker.alive and worker.starts == 1
+
+    job = logic.startSegmentation({"FLAIR": flair}, disease="WMH", device="cpu")
+    work = job.context["work"]
+    job.cancel()
+    assert job.state is ProcessState.CANCELLED and not worker.alive and not work.exists()
+    again = logic.startSegmentation({"FLAIR": flair}, disease="WMH", device="cpu")
+    assert again.wait(timeout=120) is ProcessState.SUCCEEDED and worker.starts == 2
+    logic.finishSegmentation(again)
+    logic.stopEngine()
+    assert not worker.alive
+
+
+def test_the_worker_refuses_commands_that_need_a_process_of_their_own(capsys) -> None:
+    from brainlesioncl.cli.worker import serve
+
+    serve(['{"id": 1, "arguments": ["episode", "cases/", "--disease", "MS"]}\n', "not json\n",
+           '{"id": 2, "arguments": ["--help-me"]}\n'])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("READY ")
+    assert any("start `brainlesioncl episode` as a process of its own" in line for line in out)
+    assert any("could not read the request" in line for line in out)
+    done = [json.loads(line[5:]) for line in out if line.startswith("DONE ")]
+    assert done == [{"id": 1, "returncode": 2}, {"id": 2, "returncode": 2}]
 
 
 def test_federated_site_command_with_tls_and_its_refusals(slicer_core, registry, tmp_path) -> None:

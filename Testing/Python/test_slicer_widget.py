@@ -203,6 +203,37 @@ def test_segment_keeps_the_output_chosen_at_start(panel) -> None:
     assert panel.ui.lesionTable.rowCount == count
 
 
+def test_automatic_disease_is_offered_and_the_choice_is_shown(panel) -> None:
+    """Issue 16: with a model that has a disease router the selector offers "Automatic"; after Segment the panel
+    says which disease the model chose and how sure it was, and the segment is named after it."""
+    import dataclasses
+
+    import numpy as np
+
+    from brainlesioncl.inference import DiseaseRouter
+    from brainlesioncl.models import MoEUNet, MoEUNetConfig
+
+    from conftest import TINY_CHANNELS, tiny_metadata
+
+    dim = 2 * sum(TINY_CHANNELS)
+    router = DiseaseRouter(("tumour", "stroke", "MS", "WMH"), np.zeros(dim), np.ones(dim), np.zeros((dim, 4)),
+                           np.array([0.0, 0.0, 0.0, 6.0]))
+    version = panel.registry.add(dataclasses.replace(tiny_metadata("routed"), router=router.to_json()),
+                                 {"network": MoEUNet(MoEUNetConfig(channels=TINY_CHANNELS)).state_dict()})
+    panel.registry.activate(version)
+    panel.widget._buildModelControls()
+    combo = panel.ui.diseaseComboBox
+    combo.currentIndex = combo.findData("auto")
+    assert combo.currentText == "Automatic"
+    panel.map_case()
+    panel.ui.applyButton.click()
+    panel.wait()
+    assert not panel.dialogs.shown, panel.dialogs.shown
+    assert "disease auto: WMH" in panel.ui.logTextEdit.toPlainText()
+    output = panel.ui.outputSegmentationSelector.currentNode()
+    assert output.GetSegmentation().GetNthSegment(0).GetName() == "White matter hyperintensity"
+
+
 def test_segment_and_train_never_run_together(panel, tmp_path) -> None:
     """Defect 8: both shared one process slot, and pressing one silently cancelled the other."""
     panel.map_case()
@@ -227,10 +258,10 @@ def test_cancel_and_a_failed_start_leave_no_patient_images(panel, monkeypatch) -
 
     from BrainLesionCLLib import process as process_module
 
-    def cannot_start(self):
+    def cannot_start(*args, **kwargs):
         raise OSError("PythonSlicer not found")
 
-    monkeypatch.setattr(process_module.EngineProcess, "start", cannot_start)
+    monkeypatch.setattr(process_module, "_spawn", cannot_start)  # the kept-alive worker and one-off processes
     panel.ui.applyButton.click()
     assert panel.widget._job is None and "PythonSlicer not found" in panel.dialogs.errors()[-1]
     assert _work_dirs() == before

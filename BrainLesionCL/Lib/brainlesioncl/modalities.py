@@ -152,6 +152,8 @@ class Disease(str, Enum):
     WMH = "WMH"
     METASTASIS = "metastasis"
     UNKNOWN = "unknown"
+    #: Decided per case from the image by the model's disease router (:mod:`brainlesioncl.inference.routing`).
+    AUTO = "auto"
 
     def __str__(self) -> str:
         return self.value
@@ -166,6 +168,7 @@ _DISEASE_ALIASES: dict[str, Disease] = {
     "metastasis": Disease.METASTASIS, "metastases": Disease.METASTASIS, "mets": Disease.METASTASIS,
     "met": Disease.METASTASIS,
     "unknown": Disease.UNKNOWN, "other": Disease.UNKNOWN, "none": Disease.UNKNOWN,
+    "auto": Disease.AUTO, "automatic": Disease.AUTO,
 }
 
 #: Disease slots (one-hot order) of the published BrainCL model.
@@ -199,6 +202,10 @@ def disease_context(disease: str | Disease, slots: Sequence[str | Disease]) -> l
         DiseaseNotSupportedError: the model has no slot for the tag and no fallback applies.
     """
     tag = resolve_disease(disease)
+    if tag is Disease.AUTO:
+        raise DiseaseNotSupportedError(
+            "'auto' is decided per case from the image (Segmenter.segment does it); a context vector needs the "
+            "chosen disease or 'unknown'.")
     resolved = [resolve_disease(s) for s in slots]
     if not resolved:
         raise DiseaseNotSupportedError("The model declares no disease slots; it cannot take a disease tag.")

@@ -10,6 +10,7 @@ One module per command group, each with ``register(subparsers, ...)`` and its ``
 * :mod:`.episode`: ``episode`` (continual learning on local cases; data-parallel under ``torchrun``), ``adapt``,
   ``modality-study`` and ``report`` (continual-learning plots);
 * :mod:`.federated`: ``federated server|site|app|simulate`` (an episode trained by several hospitals, on Flower);
+* :mod:`.worker`: ``worker`` (a long-lived process running commands sent on stdin: the Slicer module's engine);
 * :mod:`.common`: what they share (progress, ``--input`` and ``--option`` parsing, option groups).
 
 Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant. The Slicer module runs this same
@@ -31,10 +32,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import BrainLesionCLError
-from . import episode, federated, models, phantoms, prepare, segment
+from . import episode, federated, models, phantoms, prepare, segment, worker
 from .common import device_options, progress_options
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "command_names", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     episode.register(sub, progress=progress, device=device)
     federated.register(sub, progress=progress, device=device)
     prepare.register(sub)
+    worker.register(sub)
     return parser
+
+
+def command_names() -> set[str]:
+    """Every top-level command (``segment``, ``models``, ...)."""
+    parser = build_parser()
+    return {name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                      help="one input volume (repeat per modality): FLAIR, T1, T1c, T2, PD, DWI, SWI, ADC or aliases; "
                           "auto=FILE identifies the contrast from DICOM tags, a BIDS sidecar or the name")
     seg.add_argument("--disease", "-d", default="unknown",
-                     help="tumour, stroke, MS, WMH, metastasis or unknown (default)")
+                     help="tumour, stroke, MS, WMH, metastasis, unknown (default: a neutral mix of the routings) or "
+                          "auto (the model reads the disease from the image and says what it chose)")
     seg.add_argument("--output", "-o", help="output labelmap (.nii.gz, .nii, .nrrd, .mha)")
     seg.add_argument("--probabilities", help="also write the lesion probability map here")
     seg.add_argument("--reference", help="modality whose grid the output takes (default: the first --input)")
@@ -106,7 +107,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - start, 2),
         "device": str(segmenter.device),
         "quality": result.quality,
+        "timings": {stage: round(seconds, 3) for stage, seconds in result.timings.items()},
+        **({"routing": result.routing.to_json()} if result.routing is not None else {}),
     }
+    if result.routing is not None and args.progress != "json":
+        print(result.routing.describe())
     print(json.dumps(summary) if args.progress == "json" else _human_summary(summary))
     return 0
 
@@ -144,11 +149,33 @@ def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> di
     return result
 
 
+#: Loaded models kept between requests by ``brainlesioncl worker`` (None: one-shot runs keep nothing).
+_segmenter_cache: dict[tuple, Any] | None = None
+
+
+def enable_segmenter_cache() -> None:
+    """Keep every model :func:`_make_segmenter` loads, for the next request of a long-lived worker."""
+    global _segmenter_cache
+    if _segmenter_cache is None:
+        _segmenter_cache = {}
+
+
 def _make_segmenter(args: argparse.Namespace, disease: str):
-    from ..inference import InferenceConfig, Segmenter, resolve_disease_model
+    from ..inference import resolve_disease_model
 
     registry = registry_of(args)
     version = resolve_disease_model(registry, disease, args.model)
+    if _segmenter_cache is None:
+        return _load_segmenter(args, registry, version)
+    key = (str(registry.root), version, args.device, args.mode, args.min_lesion_mm3)
+    if key not in _segmenter_cache:
+        _segmenter_cache[key] = _load_segmenter(args, registry, version)
+    return _segmenter_cache[key]
+
+
+def _load_segmenter(args: argparse.Namespace, registry, version: str):
+    from ..inference import InferenceConfig, Segmenter
+
     config = InferenceConfig(mode=args.mode, min_lesion_mm3=args.min_lesion_mm3)
     bundle = registry.get(version)
     from ..models import ModelKind
@@ -196,8 +223,9 @@ def _segment_batch(args: argparse.Namespace) -> int:
             probabilities = out_dir / f"{case.name}_prob.nii.gz" if args.save_probabilities else None
             result = segmenter.segment({m.value: p for m, p in case.images.items()}, disease)
             result.write(output, probabilities=probabilities, overwrite=args.overwrite)
+            chosen = f" ({result.routing.describe()})" if result.routing is not None else ""
             print(f"[{index}/{len(cases)}] {case.name}: {result.lesion_count} lesion(s), "
-                  f"{result.lesion_volume_ml:.2f} mL -> {output}")
+                  f"{result.lesion_volume_ml:.2f} mL -> {output}{chosen}")
         except BrainLesionCLError as err:
             failures += 1
             print(f"[{index}/{len(cases)}] {case.name}: FAILED: {err}", file=sys.stderr)

@@ -309,9 +309,9 @@ def resolve_lineage(
         episode_index = int(parent_metadata.training.get("episode", 0)) + 1
     slots = list(parent_metadata.disease_slots)
     tag = resolve_disease(disease)
-    if tag is Disease.UNKNOWN:
+    if tag in (Disease.UNKNOWN, Disease.AUTO):
         raise DiseaseNotSupportedError(
-            "An episode needs the cases' disease; 'unknown' is for segmentation only. Pick the disease tag the "
+            f"An episode needs the cases' disease; '{tag.value}' is for segmentation only. Pick the disease tag the "
             "annotations describe."
         )
     if slots:  # MultiUnet-style networks have no disease input
@@ -431,6 +431,10 @@ def write_episode_version(
             **training,
         },
         metrics=dict(metrics or {}),
+        # The parent's disease router (``--disease auto``) carries over: old diseases' cases are gone (no replay), so
+        # it cannot be refitted here; distillation keeps the encoder close to the parent's. It records the version
+        # it was fitted on, and segmenting says so when that is an ancestor.
+        router=metadata_in.router,
     )
     return plan.registry.add(metadata, state_dicts), metadata
 

@@ -14,13 +14,14 @@ import os
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 from torch import nn
 
-from ..errors import CancelledError, InvalidImageError, ModelError, OutputPathError
+from ..errors import CancelledError, DiseaseNotSupportedError, InvalidImageError, ModelError, OutputPathError
 from ..io.atomic import StagedOutputs
 from ..io.image_io import read_image, squeeze_to_3d, stage_image, validate_image
 from ..modalities import Disease, Modality, map_channels, resolve_disease, resolve_modality
@@ -30,6 +31,7 @@ from ..preprocessing.pipeline import PreprocessConfig
 from ..registry.bundle import ModelBundle, ModelMetadata
 from ..registry.registry import ModelRegistry
 from .predictor import CancelCheck, InferenceConfig, InferenceMode, Predictor, ProgressCallback, build_context
+from .routing import DiseaseRouter, RoutingDecision, encoder_signature
 
 __all__ = ["SegmentationResult", "Segmenter", "label_statistics", "resolve_disease_model"]
 
@@ -57,6 +59,8 @@ class SegmentationResult:
     preparation: Preparation | None = None
     #: Voxel-wise predictive entropy (bits, 0..1) from test-time flips, on the reference grid; None unless asked.
     uncertainty: sitk.Image | None = None
+    #: What ``disease="auto"`` chose and how sure it was; None when the disease was given.
+    routing: RoutingDecision | None = None
 
     def write(
         self,
@@ -133,6 +137,8 @@ class Segmenter:
             self.preprocessing = PreprocessConfig.from_dict({**self.preprocessing.to_dict(), "crop_foreground": False})
         #: Brain extraction for raw exams (default: deepbet); tests inject a known mask function.
         self.extract_brain = None
+        #: The ``--disease auto`` classifier of the bundle (None: the model has none; auto is then refused).
+        self.router = DiseaseRouter.from_json(metadata.router) if metadata.router else None
         self.predictor = Predictor(
             network,
             activation=metadata.output.get("activation", "softmax"),
@@ -160,6 +166,18 @@ class Segmenter:
     def check_disease(self, disease: Disease | str) -> Disease:
         """Resolve a tag and make sure this model can take it (before any heavy work)."""
         tag = resolve_disease(disease)
+        if tag is Disease.AUTO:
+            if self.router is None:
+                raise DiseaseNotSupportedError(
+                    f"Model {self.metadata.version or self.metadata.name} has no disease router, so it cannot choose "
+                    "the disease itself: pick the disease (or 'unknown' for a neutral mix), or use a model that has "
+                    "one (the shipped braincl-demo models do; see `brainlesioncl models list`).")
+            missing = [c for c in self.router.classes if c not in self.metadata.disease_slots]
+            if missing:
+                raise DiseaseNotSupportedError(
+                    f"The disease router chooses among {list(self.router.classes)} but the model has no slot for "
+                    f"{missing}; the bundle is inconsistent: re-install or re-import it, or pick the disease.")
+            return tag
         build_context([True] * len(self.metadata.channels), tag, self.metadata.disease_slots)
         if not self.metadata.disease_slots and tag not in (Disease.UNKNOWN,):
             logger.info("model %s has no disease input; the %s tag does not change its output",
@@ -228,8 +246,19 @@ class Segmenter:
         report(0.05, "resampling and normalising")
         check_cancel()
         prepared = preparation.network_input(self.metadata.channels, self.preprocessing)
-        context = build_context(prepared.present, tag, self.metadata.disease_slots)
         timings["preprocess"] = time.perf_counter() - t0
+        routing = None
+        if tag is Disease.AUTO:
+            t0 = time.perf_counter()
+            report(0.1, "choosing the disease routing from the image")
+            check_cancel()
+            routing = self.route(prepared.array, prepared.present)
+            context = build_context(prepared.present, Disease.UNKNOWN, self.metadata.disease_slots,
+                                    disease_vector=routing.disease_vector(self.metadata.disease_slots))
+            timings["routing"] = time.perf_counter() - t0
+            logger.info("%s", routing.describe())
+        else:
+            context = build_context(prepared.present, tag, self.metadata.disease_slots)
 
         t0 = time.perf_counter()
 
@@ -264,7 +293,7 @@ class Segmenter:
             label=label,
             probability=probability_image,
             model_version=self.metadata.version or self.metadata.name,
-            disease=tag.value,
+            disease=routing.disease if routing is not None else tag.value,
             channels_used=[m.value for m in mapped],
             context=[float(v) for v in context[0].tolist()],
             lesion_volume_ml=volume_ml,
@@ -273,7 +302,22 @@ class Segmenter:
             quality=preparation.qc,
             preparation=preparation,
             uncertainty=uncertainty_image,
+            routing=routing,
         )
+
+    def route(self, array: np.ndarray, present: list[bool]) -> RoutingDecision:
+        """The ``auto`` decision for a prepared (C, X, Y, Z) array: one encoder pass with the neutral context."""
+        if self.router is None:
+            raise DiseaseNotSupportedError("this model has no disease router; pick the disease")
+        neutral = build_context(present, Disease.UNKNOWN, self.metadata.disease_slots)
+        with torch.autocast(device_type=self.predictor.device.type, enabled=False):
+            signature = encoder_signature(self.predictor.network, array, neutral)
+        decision = self.router.decide(signature)
+        fitted = self.router.fitted_on.get("version")
+        if fitted and fitted != self.metadata.version:
+            decision = replace(decision, note=f"The router was fitted on {fitted}; episodes since then changed the "
+                                              "network, so its choice is less certain than it says.")
+        return decision
 
 
 def read_inputs(mapped: Mapping[Modality, ImageInput]) -> dict[Modality, sitk.Image]:

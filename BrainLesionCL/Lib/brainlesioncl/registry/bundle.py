@@ -11,7 +11,8 @@ activation), where it came from (provenance, parent version) and the sha256 of e
     channels: ["DWI", "FLAIR", ...], disease_slots: ["tumour", ...],
     output: {"activation": "softmax" | "sigmoid", "lesion_channel": 1},
     preprocessing: {...PreprocessConfig...}, provenance: {...}, parent: "<version>" | null,
-    training: {...}, metrics: {...}
+    training: {...}, metrics: {...}, router: {...} (optional: the ``--disease auto`` classifier,
+    :class:`~brainlesioncl.inference.routing.DiseaseRouter`)
 
 Single-network kinds use the component name ``network``; the two-stage metastasis kind uses ``detector`` and
 ``segmentor``.
@@ -75,6 +76,8 @@ class ModelMetadata:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     sha256: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    #: The fitted ``--disease auto`` router (DiseaseRouter.to_json()), or None when the model has none.
+    router: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.kind = ModelKind(self.kind)
@@ -111,6 +114,7 @@ class ModelMetadata:
             "provenance": self.provenance,
             "training": self.training,
             "metrics": self.metrics,
+            **({"router": self.router} if self.router is not None else {}),
         }
 
     @classmethod
@@ -151,6 +155,7 @@ class ModelMetadata:
                 metrics=dict(data.get("metrics", {})),
                 created=data.get("created", ""),
                 schema_version=schema,
+                router=dict(data["router"]) if data.get("router") is not None else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise CorruptModelError(
