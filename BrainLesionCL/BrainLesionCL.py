@@ -809,7 +809,7 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 def diceScore(mask, truth) -> float:
-    from brainlesioncl.metrics import dice
+    from brainlesioncl.evaluation.segmentation import dice
 
     return dice(mask, truth)
 

@@ -23,8 +23,8 @@ sys.path.insert(0, str(HERE))
 
 
 def _score(segmenter, images, disease, truth, reference=None) -> tuple[float, float, float, float]:
+    from brainlesioncl.evaluation.segmentation import dice
     from brainlesioncl.io import to_xyz
-    from brainlesioncl.metrics import dice
 
     scores, seconds = [], []
     for correct in (False, True):

@@ -48,9 +48,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=500)
     args = parser.parse_args()
 
+    from brainlesioncl.evaluation.segmentation import case_metrics
     from brainlesioncl.inference import InferenceConfig, Segmenter
     from brainlesioncl.io import to_xyz
-    from brainlesioncl.metrics import case_metrics
     from brainlesioncl.registry import ModelRegistry
 
     bundle = ModelRegistry().get(args.model)

@@ -59,9 +59,9 @@ def main() -> int:
         print(f"{DATA} is not available; the real-data evaluation needs ../shared/data beside the project.")
         return 0
 
+    from brainlesioncl.evaluation.segmentation import case_metrics
     from brainlesioncl.inference import InferenceConfig, Segmenter
     from brainlesioncl.io import to_xyz
-    from brainlesioncl.metrics import case_metrics
     from brainlesioncl.registry import ModelRegistry
 
     registry = ModelRegistry()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from brainlesioncl.metrics import dice
+from brainlesioncl.evaluation.segmentation import dice
 
 
 def make_case(folder: Path, seed: int = 0) -> dict[str, str]:

@@ -35,7 +35,7 @@ SIZE = (104, 120, 96)
 
 def score(saved, small: dict, training: str) -> tuple[str, dict]:
     """The results table of saved predictions: BraTS 2023 lesion-wise (MET variant) and, when installed, panoptica."""
-    from brainlesioncl.lesion_metrics import lesion_scores, lesion_wise_metrics
+    from brainlesioncl.evaluation.lesions import lesion_scores, lesion_wise_metrics
 
     spacing = (SPACING,) * 3
     count = len([k for k in saved.files if k.startswith("truth_")])
@@ -44,7 +44,7 @@ def score(saved, small: dict, training: str) -> tuple[str, dict]:
     try:
         import panoptica  # noqa: F401
 
-        from brainlesioncl.lesion_metrics import panoptica_scores
+        from brainlesioncl.evaluation.lesions import panoptica_scores
     except ImportError:
         panoptica_scores = None
     for index in range(count):

@@ -126,9 +126,9 @@ def evaluate_version(registry_root: Path, version: str, split: dict[str, Any], p
     import SimpleITK as sitk
     from evaluate_real import reference_on_label_grid
 
+    from brainlesioncl.evaluation.segmentation import dice
     from brainlesioncl.inference import Segmenter
     from brainlesioncl.io import to_xyz
-    from brainlesioncl.metrics import dice
     from brainlesioncl.registry import ModelRegistry
 
     segmenter = Segmenter.from_bundle(ModelRegistry(registry_root).get(version))
@@ -205,7 +205,7 @@ def main() -> int:
         print(f"{DATA} is not available; the real-data sequence needs ../shared/data beside the project.")
         return 0
 
-    from brainlesioncl.continual.metrics import cl_metrics
+    from brainlesioncl.evaluation.continual import cl_metrics
     from brainlesioncl.registry import ModelRegistry
 
     split = load_split()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from brainlesioncl.evaluation.segmentation import dice
 from brainlesioncl.inference import Segmenter
 from brainlesioncl.io import to_xyz
-from brainlesioncl.metrics import dice
 from brainlesioncl.phantoms import PhantomConfig, generate_case
 from brainlesioncl.registry import ModelRegistry, builtin_models_dir
 

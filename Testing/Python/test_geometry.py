@@ -40,7 +40,7 @@ def _oblique_origin(grid_kwargs: dict) -> dict:
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    from brainlesioncl.metrics import dice
+    from brainlesioncl.evaluation.segmentation import dice
 
     return dice(a, b)
 

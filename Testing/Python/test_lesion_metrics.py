@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from brainlesioncl.lesion_metrics import FP_HD95_MM, lesion_scores, lesion_wise_metrics
+from brainlesioncl.evaluation.lesions import FP_HD95_MM, lesion_scores, lesion_wise_metrics
 
 
 def _box(shape, lo, hi) -> np.ndarray:
@@ -128,7 +128,7 @@ def test_a_match_takes_the_whole_predicted_component() -> None:
 
 def test_variants_and_region_metrics() -> None:
     from brainlesioncl.errors import SettingsError
-    from brainlesioncl.lesion_metrics import VARIANTS
+    from brainlesioncl.evaluation.lesions import VARIANTS
 
     assert {k: (v.dilation_iterations, v.min_lesion_mm3) for k, v in VARIANTS.items()} == {
         "MET": (1, 2.0), "MEN": (1, 50.0), "GLI": (3, 50.0), "PED": (3, 50.0), "SSA": (3, 50.0)}
@@ -145,7 +145,7 @@ def test_whole_volume_dice_and_hd95_agree_with_monai() -> None:
     import torch
     from monai.metrics import compute_dice, compute_hausdorff_distance
 
-    from brainlesioncl.metrics import dice, hd95_mm
+    from brainlesioncl.evaluation.segmentation import dice, hd95_mm
 
     rng = np.random.default_rng(7)
     spacing = (1.2, 0.9, 2.5)
@@ -160,7 +160,7 @@ def test_whole_volume_dice_and_hd95_agree_with_monai() -> None:
 
 def test_panoptica_instance_scores() -> None:
     pytest.importorskip("panoptica", reason="panoptica is optional: pip install 'brainlesioncl[challenge]'")
-    from brainlesioncl.lesion_metrics import panoptica_scores
+    from brainlesioncl.evaluation.lesions import panoptica_scores
 
     a = _box(SHAPE, (2, 2, 2), (6, 6, 6))
     b = _box(SHAPE, (20, 20, 20), (23, 23, 23))

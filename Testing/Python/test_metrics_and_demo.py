@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from brainlesioncl.demo import run_demo
-from brainlesioncl.metrics import case_metrics, dice
+from brainlesioncl.evaluation.segmentation import case_metrics, dice
 
 
 def test_overlap_metrics_by_hand() -> None:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .evaluation.segmentation import case_metrics
 from .inference import Segmenter
 from .io import to_xyz, write_image
-from .metrics import case_metrics
 from .phantoms import PhantomConfig, generate_case, save_preview
 from .registry import ModelRegistry
 

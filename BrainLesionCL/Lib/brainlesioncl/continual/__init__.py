@@ -1,7 +1,7 @@
 """Continual learning: episodes, strategies and the metrics of forgetting."""
 
+from ..evaluation.continual import CLMetrics, cl_metrics
 from .episode import EpisodeConfig, EpisodeResult, load_episode_cases, train_episode
-from .metrics import CLMetrics, cl_metrics
 from .strategies import STRATEGIES, Strategy, make_strategy
 
 __all__ = [

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidImageError
-from .metrics import cl_metrics
+from ..evaluation.continual import cl_metrics
 
 __all__ = ["load_results", "plot_heatmap", "plot_radar", "write_report"]
 

@@ -24,9 +24,9 @@ from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 
 from ..errors import CancelledError, CorruptModelError, SettingsError
+from ..evaluation.segmentation import dice
 from ..inference.predictor import InferenceConfig, Predictor, build_context, cpu_has_native_bf16, select_device
 from ..io.atomic import storage_error
-from ..metrics import dice
 from ..models.blocks import NETWORK_STRIDE
 from .data import TrainingCase, make_batch
 
@@ -104,7 +104,7 @@ def segmentation_loss(activation: str = "softmax") -> nn.Module:
     return DiceCELoss(softmax=True, to_onehot_y=True, include_background=False, smooth_nr=0.0)
 
 
-#: Binary Dice (1.0 when both are empty): the one implementation, in :mod:`brainlesioncl.metrics`.
+#: Binary Dice (1.0 when both are empty): the one implementation, in :mod:`brainlesioncl.evaluation.segmentation`.
 dice_score = dice
 
 

@@ -20,10 +20,10 @@ published lesion-wise Dice was computed with the official BraTS 2023 code, so ou
    TC (1, 3), ET (3).
 
 Where we differ from the official code: HD95 is MONAI's (95th percentile of each direction's surface-voxel distances,
-the larger of the two, in mm), the one implementation used everywhere in BrainLesionCL (:func:`~brainlesioncl.metrics
-.hd95_mm`); the official code uses the surface-distance package, whose surfel-area weighting can differ by a fraction
-of a voxel. Matching works on bounding boxes (``scipy.ndimage.find_objects``), so cases with hundreds of metastases
-stay fast.
+the larger of the two, in mm), the one implementation used everywhere in BrainLesionCL
+(:func:`~brainlesioncl.evaluation.segmentation.hd95_mm`); the official code uses the surface-distance package, whose
+surfel-area weighting can differ by a fraction of a voxel. Matching works on bounding boxes
+(``scipy.ndimage.find_objects``), so cases with hundreds of metastases stay fast.
 
 The current challenges (BraTS 2025) score with panoptica's instance matching: :func:`panoptica_scores` runs the
 maintained ``panoptica`` package (``pip install brainlesioncl[challenge]``), not a re-implementation.
@@ -38,8 +38,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from .errors import SettingsError
-from .metrics import dice, hd95_mm
+from ..errors import SettingsError
+from .segmentation import dice, hd95_mm
 
 __all__ = ["FP_HD95_MM", "REGIONS", "VARIANTS", "ChallengeVariant", "LesionScores", "lesion_scores",
            "lesion_wise_metrics", "panoptica_scores"]
