@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from brainlesioncl.errors import DiseaseNotSupportedError, ModelError
+from brainlesioncl.evaluation.segmentation import dice
 from brainlesioncl.inference import DiseaseRouter, RoutingDecision, Segmenter, build_context, fit_router
-from brainlesioncl.inference.routing import encoder_signature
+from brainlesioncl.inference.routing import INTENSITY_FEATURES, case_signature, encoder_signature
 from brainlesioncl.io import to_xyz
-from brainlesioncl.metrics import dice
 from brainlesioncl.modalities import Disease, disease_context, resolve_disease
 from brainlesioncl.models import MoEUNet, MoEUNetConfig
 from brainlesioncl.phantoms import PhantomConfig, generate_case
@@ -102,7 +102,7 @@ def test_segment_auto_routes_with_the_decision_and_reports_it() -> None:
     """The context the network gets is the decision's, and the result says what was chosen (here a router whose
     only preference is the stroke slot, so the answer is known whatever the untrained encoder computes)."""
     segmenter = _tiny_segmenter()
-    dim = 2 * 5 * 8
+    dim = 2 * 5 * 8 + 6 * INTENSITY_FEATURES
     weights = np.zeros((dim, 4))
     router = DiseaseRouter(SLOTS, np.zeros(dim), np.ones(dim), weights, np.array([0.0, 5.0, 0.0, 0.0]),
                            fitted_on={"version": "tiny-v0"})
@@ -132,6 +132,13 @@ def test_encoder_signature_is_the_pooled_encoder_of_the_neutral_context() -> Non
     assert signature.shape == (2 * 5 * 8,) and np.isfinite(signature).all()
     other = encoder_signature(segmenter.predictor.network, array * 2, context)
     assert not np.allclose(signature, other)  # it reads the image
+    present = [True, True, False, True, False, False]
+    array[[2, 4, 5]] = 0
+    full = case_signature(segmenter.predictor.network, array, present, context)
+    assert full.shape == (2 * 5 * 8 + 6 * INTENSITY_FEATURES,)
+    intensity = full[2 * 5 * 8:].reshape(6, INTENSITY_FEATURES)
+    assert (intensity[[2, 4, 5]] == 0).all() and (intensity[[0, 1, 3], 0] == 1).all()
+    assert 0.01 < intensity[0, -4] < 0.05  # share above 2 SD of a standard normal: 2.3 %
 
 
 @pytest.mark.slow

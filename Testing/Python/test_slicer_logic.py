@@ -192,11 +192,12 @@ def test_automatic_disease_in_the_child_process_names_the_segment_by_the_choice(
     from BrainLesionCLLib import BrainLesionCLLogic, ProcessState
 
     from brainlesioncl.inference import DiseaseRouter
+    from brainlesioncl.inference.routing import INTENSITY_FEATURES
     from brainlesioncl.models import MoEUNet, MoEUNetConfig
 
     from conftest import TINY_CHANNELS
 
-    dim = 2 * sum(TINY_CHANNELS)
+    dim = 2 * sum(TINY_CHANNELS) + 6 * INTENSITY_FEATURES
     router = DiseaseRouter(("tumour", "stroke", "MS", "WMH"), np.zeros(dim), np.ones(dim), np.zeros((dim, 4)),
                            np.array([0.0, 6.0, 0.0, 0.0]))
     metadata = dataclasses.replace(tiny_metadata("routed"), router=router.to_json())

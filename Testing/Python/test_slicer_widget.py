@@ -211,11 +211,12 @@ def test_automatic_disease_is_offered_and_the_choice_is_shown(panel) -> None:
     import numpy as np
 
     from brainlesioncl.inference import DiseaseRouter
+    from brainlesioncl.inference.routing import INTENSITY_FEATURES
     from brainlesioncl.models import MoEUNet, MoEUNetConfig
 
     from conftest import TINY_CHANNELS, tiny_metadata
 
-    dim = 2 * sum(TINY_CHANNELS)
+    dim = 2 * sum(TINY_CHANNELS) + 6 * INTENSITY_FEATURES
     router = DiseaseRouter(("tumour", "stroke", "MS", "WMH"), np.zeros(dim), np.ones(dim), np.zeros((dim, 4)),
                            np.array([0.0, 0.0, 0.0, 6.0]))
     version = panel.registry.add(dataclasses.replace(tiny_metadata("routed"), router=router.to_json()),

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from ..errors import DiseaseNotSupportedError, InvalidImageError, SettingsError
+from ..evaluation.segmentation import case_metrics
 from ..inference.predictor import select_device
-from ..metrics import case_metrics
 from ..modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS, Disease, disease_context, resolve_disease
 from ..models import ModelKind, MoEUNet, MoEUNetConfig
 from ..preprocessing import PreprocessConfig

@@ -4,9 +4,10 @@ The MoE gates take a disease one-hot; a clinician does not always know the disea
 unlabelled referral). The router decides from the case itself:
 
 1. **Signature**: one encoder pass with the neutral ``unknown`` context; every encoder stage's output is pooled over
-   space (mean and maximum per channel), giving a short vector (2 x 248 numbers for the demonstration width). The
-   encoder is the cheap half of the network: its first unit already halves the resolution, while the decoder's last
-   stages run at full resolution.
+   space (mean and maximum per channel), giving a short vector (2 x 248 numbers for the demonstration width); plus,
+   per channel, where the brain's z-scored intensities lie (quantiles, the share of voxels beyond 2, 3 and 4 SD:
+   lesions are the bright or dark tail). The encoder is the cheap half of the network: its first unit already halves
+   the resolution, while the decoder's last stages run at full resolution.
 2. **Classifier**: a multinomial logistic regression on the standardised signature, fitted on procedural phantoms of
    every disease (varied scanners, random modality subsets) and on annotated cases, and stored in the model bundle
    (``bundle.json`` key ``router``): a few thousand numbers, no image.
@@ -17,7 +18,9 @@ unlabelled referral). The router decides from the case itself:
 Why not "run every disease and keep the most confident output": measured on held-out phantoms, a wrong routing is
 often as confident as the right one (a tumour routed as WMH is segmented as sharply), and it costs one full network
 pass per disease. Why pooled encoder features and not a separate image classifier: the encoder already learnt what
-lesions look like on every sequence, and the signature costs one encoder pass, no second model to ship.
+lesions look like on every sequence, and the signature costs one encoder pass, no second model to ship. Measured
+(benchmarks/disease_routing.py): encoder features alone identify 67 % of held-out phantoms, intensity statistics
+alone 83 %, both together 83 % and the most real cases; a lesion map from a full extra pass added nothing.
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ from torch import nn
 from ..errors import ModelError
 from ..models.blocks import NETWORK_STRIDE
 
-__all__ = ["ROUTER_FEATURES", "DiseaseRouter", "RoutingDecision", "encoder_signature", "fit_router"]
+__all__ = ["ROUTER_FEATURES", "DiseaseRouter", "RoutingDecision", "case_signature", "encoder_signature",
+           "fit_router", "intensity_signature"]
 
 #: Name of the signature the router was fitted on; a router for another signature is refused, not misread.
-ROUTER_FEATURES = "encoder-mean-max-v1"
+ROUTER_FEATURES = "encoder-mean-max+intensity-v1"
+_QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
+#: Numbers per channel in :func:`intensity_signature`.
+INTENSITY_FEATURES = 1 + len(_QUANTILES) + 4
 
 
 @dataclass(frozen=True)
@@ -188,11 +195,32 @@ def encoder_signature(network: nn.Module, array: np.ndarray, context: torch.Tens
     return torch.cat(pooled).cpu().numpy().astype(np.float64)
 
 
-def fit_router(signatures: np.ndarray, labels: Sequence[str], classes: Sequence[str], *, l2: float = 0.01,
+def intensity_signature(array: np.ndarray, present: list[bool]) -> np.ndarray:
+    """Per channel of a prepared (z-scored in the brain) array: present flag, brain-intensity quantiles, and the
+    shares of voxels above 2, 3 and 4 and below -2 (zeros for an absent channel)."""
+    brain = np.any(array != 0, axis=0)
+    out: list[float] = []
+    for channel, there in zip(array, present, strict=True):
+        values = channel[brain].astype(np.float32)
+        if not there or values.size == 0:
+            out += [0.0] * INTENSITY_FEATURES
+            continue
+        out += [1.0, *np.quantile(values, _QUANTILES).tolist(), float((values > 2).mean()),
+                float((values > 3).mean()), float((values > 4).mean()), float((values < -2).mean())]
+    return np.asarray(out, dtype=np.float64)
+
+
+def case_signature(network: nn.Module, array: np.ndarray, present: list[bool], context: torch.Tensor) -> np.ndarray:
+    """What the router reads: :func:`encoder_signature` then :func:`intensity_signature`."""
+    return np.concatenate([encoder_signature(network, array, context), intensity_signature(array, present)])
+
+
+def fit_router(signatures: np.ndarray, labels: Sequence[str], classes: Sequence[str], *, l2: float = 0.3,
                threshold: float = 0.6, fitted_on: dict[str, Any] | None = None) -> DiseaseRouter:
     """Fit the router's logistic regression (L-BFGS, L2 penalty on the weights) on signatures (N, features).
 
-    Every class must have at least one example: a router that has never seen a disease cannot choose it.
+    Every class must have at least one example: a router that has never seen a disease cannot choose it. The
+    default penalty (0.3) is the one that generalised best from phantoms to real cases of 0.003, 0.03 and 0.3.
     """
     x = np.asarray(signatures, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != len(labels):

@@ -31,7 +31,7 @@ from ..preprocessing.pipeline import PreprocessConfig
 from ..registry.bundle import ModelBundle, ModelMetadata
 from ..registry.registry import ModelRegistry
 from .predictor import CancelCheck, InferenceConfig, InferenceMode, Predictor, ProgressCallback, build_context
-from .routing import DiseaseRouter, RoutingDecision, encoder_signature
+from .routing import DiseaseRouter, RoutingDecision, case_signature
 
 __all__ = ["SegmentationResult", "Segmenter", "label_statistics", "resolve_disease_model"]
 
@@ -311,7 +311,7 @@ class Segmenter:
             raise DiseaseNotSupportedError("this model has no disease router; pick the disease")
         neutral = build_context(present, Disease.UNKNOWN, self.metadata.disease_slots)
         with torch.autocast(device_type=self.predictor.device.type, enabled=False):
-            signature = encoder_signature(self.predictor.network, array, neutral)
+            signature = case_signature(self.predictor.network, array, list(present), neutral)
         decision = self.router.decide(signature)
         fitted = self.router.fitted_on.get("version")
         if fitted and fitted != self.metadata.version:
