@@ -4,7 +4,8 @@ Kept ours (each says why in its docstring): the non-zero z-score (one float64 pa
 foreground box with a margin (clipped to the volume, as the resampled grid needs) and the pad to a multiple of 16
 (amounts, not a padded copy: the inverse mapping back to the patient grid needs them). These tests pin each to
 MONAI's ``NormalizeIntensity(nonzero=True)``, ``generate_spatial_bounding_box`` and ``DivisiblePad``; and the networks'
-conv block (kept ours so that segmenting does not import all of MONAI) to MONAI's ``Convolution``.
+conv block (kept ours so that segmenting does not import all of MONAI) to MONAI's ``Convolution``; the metastasis
+pipeline's patch grid (start corners, which the stitching needs as numbers) to MONAI's ``dense_patch_slices``.
 """
 
 from __future__ import annotations
@@ -76,3 +77,16 @@ def test_conv_block_is_monais_convolution(strides: int, conv_only: bool) -> None
         return [(name, type(m)) for name, m in module.named_modules() if not list(m.children())]
 
     assert leaves(ours) == leaves(theirs)  # same layers (incl. the parameter-free norm and dropout) in the same order
+
+
+@pytest.mark.parametrize("shape", [(100, 70, 64), (64, 64, 64), (129, 96, 200), (65, 130, 97)])
+@pytest.mark.parametrize("overlap", [0.5, 0.25])
+def test_patch_grid_is_monais_dense_patch_slices(shape, overlap: float) -> None:
+    from monai.data.utils import dense_patch_slices
+
+    from brainlesioncl.metastasis.patches import patch_starts
+
+    size = 64
+    interval = [int(round(size * (1 - overlap)))] * 3
+    theirs = {tuple(int(s.start) for s in patch) for patch in dense_patch_slices(shape, (size,) * 3, interval)}
+    assert set(patch_starts(shape, size, overlap)) == theirs

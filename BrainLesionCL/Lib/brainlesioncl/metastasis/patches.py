@@ -20,7 +20,10 @@ def pad_to_patches(shape: Sequence[int], size: int) -> list[tuple[int, int]]:
 
 
 def patch_starts(shape: Sequence[int], size: int, overlap: float = 0.5) -> list[tuple[int, int, int]]:
-    """Start corners covering ``shape`` (each axis >= size) with the given overlap; the last patch ends at the edge."""
+    """Start corners covering ``shape`` (each axis >= size) with the given overlap; the last patch ends at the edge.
+
+    The same corners as MONAI's ``dense_patch_slices`` (pinned in Testing/Python/test_monai_equivalence.py); kept as
+    corners because :func:`stitch` and the detector's accept list index patches by them."""
     step = max(1, int(round(size * (1 - overlap))))
     axes = []
     for s in shape:

@@ -144,7 +144,11 @@ def _read_label(path: str | os.PathLike, name: str) -> sitk.Image:
 def random_crop(
     case: TrainingCase, size: int, rng: np.random.Generator, foreground_probability: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A random cube crop (zero-padded if the case is smaller); centred on a lesion voxel with the given probability."""
+    """A random cube crop (zero-padded if the case is smaller); centred on a lesion voxel with the given probability.
+
+    Kept ours rather than MONAI's ``RandCropByPosNegLabel``: the reference training jitters the centre by up to a
+    quarter crop around the lesion voxel (so lesions are not always in the middle) and pads small cases symmetrically,
+    neither of which that transform does; one crop per call also keeps the modality drop per crop."""
     image, label = case.image, case.label
     shape = np.array(label.shape)
     pad = np.maximum(size - shape, 0)
