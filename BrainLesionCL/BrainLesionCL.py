@@ -826,6 +826,8 @@ class BrainLesionCLTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_widget_segments_a_phantom()
         self.setUp()
+        self.test_widget_automatic_disease_reuses_the_engine()
+        self.setUp()
         self.test_segment_phantom()
         self.setUp()
         self.test_overwrite_needs_confirmation()
@@ -867,6 +869,31 @@ class BrainLesionCLTest(ScriptedLoadableModuleTest):
         dice = diceScore(mask, truth)
         self.assertGreater(dice, 0.6)
         self.assertGreater(widget.ui.lesionTable.rowCount, 0)
+
+    def test_widget_automatic_disease_reuses_the_engine(self):
+        """Two Segment clicks with "Automatic": the panel says which disease was chosen, and the second click runs
+        in the engine process the first one started."""
+        self.delayDisplay("Segmenting twice with the disease chosen automatically")
+        self._phantomNodes()
+        widget = slicer.modules.brainlesioncl.widgetRepresentation().self()
+        widget.ui.autoMapButton.click()
+        index = widget.ui.diseaseComboBox.findData("auto")
+        if index < 0:
+            self.delayDisplay("The active model has no disease router: Automatic not tested")
+            return
+        widget.ui.diseaseComboBox.currentIndex = index
+        for _click in range(2):
+            widget.ui.outputSegmentationSelector.setCurrentNode(None)
+            widget.ui.applyButton.click()
+            deadline = time.time() + 600
+            while widget._job is not None and time.time() < deadline:
+                widget._onPoll()
+                slicer.app.processEvents()
+                time.sleep(0.2)
+        self.assertIn("disease auto:", widget.ui.logTextEdit.toPlainText())
+        worker = widget.logic.engine._worker
+        self.assertIsNotNone(worker)
+        self.assertEqual(worker.starts, 1)
 
     def test_widget_joins_and_leaves_a_federation(self):
         """The federated panel: a site process starts (waiting for a server nobody runs) and the button leaves."""
