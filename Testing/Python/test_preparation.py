@@ -13,6 +13,7 @@ from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER, Modality
 from brainlesioncl.phantoms import PhantomConfig, generate_case
 from brainlesioncl.preparation import is_brain_extracted, prepare_inputs, quality_lines, register_rigid
 from brainlesioncl.preparation.bias import n4_correct
+from brainlesioncl.preprocessing import PreprocessConfig
 from brainlesioncl.training.data import load_training_case
 
 from conftest import ThresholdNet, tiny_metadata
@@ -148,10 +149,12 @@ def test_an_episode_learns_from_a_raw_annotated_exam_as_segment_sees_it() -> Non
     still = generate_case(PhantomConfig(**settings))  # the same head without motion
     order = list(BRAINCL_CHANNEL_ORDER)
     images = {m: raw.images[m] for m in ("FLAIR", "T1")}
-    prepared = load_training_case("raw", images, raw.label, "tumour", order, extract_brain=_truth_mask(raw))
-    as_given = load_training_case("raw", images, raw.label, "tumour", order, prepare="off")
+    whole = PreprocessConfig(crop_foreground=False)  # one grid for all three, so their voxels can be compared
+    prepared = load_training_case("raw", images, raw.label, "tumour", order, extract_brain=_truth_mask(raw),
+                                  preprocessing=whole)
+    as_given = load_training_case("raw", images, raw.label, "tumour", order, prepare="off", preprocessing=whole)
     aligned = load_training_case("still", {m: still.images[m] for m in ("FLAIR", "T1")}, still.label, "tumour",
-                                 order, prepare="off")
+                                 order, prepare="off", preprocessing=whole)
     flair, t1 = order.index(Modality.FLAIR), order.index(Modality.T1)
     assert prepared.label.sum() == as_given.label.sum() > 0
     assert (prepared.image[flair] != 0).mean() < 0.5 < (as_given.image[flair] != 0).mean()  # skull and scalp gone

@@ -95,6 +95,11 @@ def test_readme_flow_on_the_shipped_model(fresh_install) -> None:
     label, flair = sitk.ReadImage(str(work / "seg.nii.gz")), sitk.ReadImage(str(case / "FLAIR.nii.gz"))
     assert label.GetSize() == flair.GetSize() and (work / "prob.nii.gz").stat().st_size > 0
 
+    # the diagnosis read from the image: the shipped model has a disease router and says what it chose
+    out = run(fresh_install, f"brainlesioncl segment --input FLAIR={case}/FLAIR.nii.gz --input DWI={case}/DWI.nii.gz "
+                             "--disease auto -o auto.nii.gz")
+    assert "disease auto: " in out and (work / "auto.nii.gz").is_file()
+
     # an episode from the shipped model (the README's command, with a CPU-test budget) -> the next version of its name
     out = run(fresh_install, "brainlesioncl episode cases/ --disease stroke --strategy ours --epochs 1 --crop-size 32")
     assert f"New version braincl-demo-v5 (parent {SHIPPED})" in out
