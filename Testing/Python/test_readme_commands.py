@@ -143,6 +143,7 @@ def test_readme_flow_on_the_shipped_model(fresh_install) -> None:
     assert "letters, digits, '-', '_' and '.'" in out and "epoch" not in out
 
 
+@pytest.mark.slow
 def test_segment_on_a_phantom_matches_the_truth_with_the_shipped_model(fresh_install) -> None:
     """The README's segment command gives a real result with the shipped model, not just a file."""
     work, _env = fresh_install

@@ -257,6 +257,7 @@ def test_cancel_kills_the_child_process(monkeypatch) -> None:
     assert time.perf_counter() - started < 5
 
 
+@pytest.mark.slow
 def test_the_engine_stays_loaded_between_segmentations(slicer_core, mrml_scene, registry, tiny_version) -> None:
     """Issue 16: the second Segment reuses the engine process (no new Python, PyTorch or model load); a bad request
     fails alone and the worker goes on; Cancel ends the worker and the next Segment starts a fresh one; stopEngine

@@ -331,6 +331,7 @@ def test_joining_a_federated_episode_runs_a_site_in_the_child_process_and_leaves
     assert panel.ui.joinFederationButton.text == "Join federated episode" and panel.ui.trainButton.enabled
 
 
+@pytest.mark.slow
 def test_modality_study_first_thing_runs_in_the_child_process(panel) -> None:
     """Defect 11: pressing it before anything else raised ModuleNotFoundError; it also ran on the GUI thread."""
     panel.map_case()
