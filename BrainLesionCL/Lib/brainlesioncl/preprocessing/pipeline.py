@@ -50,10 +50,8 @@ class PreprocessConfig:
         spacing: working-grid spacing in mm when ``grid`` is ``ras1mm``.
         crop_foreground: crop to the nonzero bounding box before inference (the fast path; the reference protocol
             runs on the whole grid).
-        margin: voxels kept around the foreground box, at most: fewer where more would push the box past the next
-            multiple of ``divisible`` (the padding up to it is zeros too). Background is exactly 0 after
-            normalisation, which is also what the convolutions pad with, so a small margin loses nothing and saves
-            compute.
+        margin: voxels kept around the foreground box. Background is exactly 0 after normalisation, which is also
+            what the convolutions pad with, so a small margin loses nothing and saves compute.
         divisible: pad the cropped box to a multiple of this (16 for four stride-2 stages).
         min_size: pad every axis to at least this (the shortcut pooling of the 4th unit needs >= 32 voxels).
         zero_background: keep background voxels at 0 after z-scoring (BrainCL); False shifts them too (MultiUnet).
@@ -244,15 +242,8 @@ def _foreground_box(foreground: np.ndarray, config: PreprocessConfig) -> tuple[l
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
         idx = np.flatnonzero(foreground.any(axis=other))
-        extent = int(idx[-1]) + 1 - int(idx[0])
-        # The margin is zeros, and so is the padding to a multiple of `divisible`: keep only as much margin as fits
-        # without pushing the box past the next multiple (a whole extra slab of 16 for the network to compute).
-        margin = config.margin
-        if config.divisible > 1:
-            target = max(int(np.ceil(extent / config.divisible) * config.divisible), config.min_size)
-            margin = min(margin, max(0, (target - extent) // 2))
-        start.append(max(0, int(idx[0]) - margin))
-        stop.append(min(shape[axis], int(idx[-1]) + 1 + margin))
+        start.append(max(0, int(idx[0]) - config.margin))
+        stop.append(min(shape[axis], int(idx[-1]) + 1 + config.margin))
     return start, stop
 
 
