@@ -685,6 +685,10 @@ class BrainLesionCLLogic:
             raise BrainLesionCLError("Use either the current case or a case folder/manifest in one episode, not both.")
         if not casesSource and not sceneCases:
             raise BrainLesionCLError("Choose a case folder or manifest, or include the current case.")
+        if resolve_disease(disease).value in ("auto", "unknown"):
+            raise BrainLesionCLError(
+                "An episode learns the disease its annotations show: pick it in the disease selector (Automatic and "
+                "unknown are for segmenting).")
 
         def arguments(source) -> list[str]:
             return ["--registry", str(self.registry.root), "episode", str(source), "--disease",

@@ -296,6 +296,18 @@ def test_the_engine_stays_loaded_between_segmentations(slicer_core, mrml_scene, 
     assert not worker.alive
 
 
+def test_an_episode_needs_the_disease_the_annotations_show(slicer_core, registry, tmp_path) -> None:
+    """Automatic and unknown are for segmenting: the panel says so before writing or starting anything."""
+    from BrainLesionCLLib import BrainLesionCLLogic
+
+    from brainlesioncl.errors import BrainLesionCLError
+
+    logic = BrainLesionCLLogic(registry=registry)
+    for tag in ("auto", "unknown"):
+        with pytest.raises(BrainLesionCLError, match="pick it in the disease selector"):
+            logic.startEpisode(str(tmp_path), tag)
+
+
 def test_the_worker_refuses_commands_that_need_a_process_of_their_own(capsys) -> None:
     from brainlesioncl.cli.worker import serve
 
