@@ -846,6 +846,15 @@ class BrainLesionCLTest(ScriptedLoadableModuleTest):
                                            size=(104, 120, 96), spacing=1.5, seed=4242))
         return sitk.GetArrayFromImage(case.label) > 0
 
+    @staticmethod
+    def _waitForJob(widget, timeout: float = 600.0) -> None:
+        """Run the panel's poll loop (the QTimer's job) until its job ends."""
+        deadline = time.time() + timeout
+        while widget._job is not None and time.time() < deadline:
+            widget._onPoll()
+            slicer.app.processEvents()
+            time.sleep(0.2)
+
     def test_widget_segments_a_phantom(self):
         """The panel's own flow: setup, Auto-map, Segment in the child process, poll to the end, the result."""
         self.delayDisplay("Segmenting a phantom through the panel")
@@ -856,11 +865,7 @@ class BrainLesionCLTest(ScriptedLoadableModuleTest):
         widget.ui.diseaseComboBox.currentIndex = widget.ui.diseaseComboBox.findData("tumour")
         widget.ui.outputSegmentationSelector.setCurrentNode(None)
         widget.ui.applyButton.click()
-        deadline = time.time() + 600
-        while widget._job is not None and time.time() < deadline:
-            widget._onPoll()
-            slicer.app.processEvents()
-            time.sleep(0.2)
+        self._waitForJob(widget)
         output = widget.ui.outputSegmentationSelector.currentNode()
         self.assertIsNotNone(output)
         segmentId = output.GetSegmentation().GetNthSegmentID(0)
@@ -885,11 +890,7 @@ class BrainLesionCLTest(ScriptedLoadableModuleTest):
         for _click in range(2):
             widget.ui.outputSegmentationSelector.setCurrentNode(None)
             widget.ui.applyButton.click()
-            deadline = time.time() + 600
-            while widget._job is not None and time.time() < deadline:
-                widget._onPoll()
-                slicer.app.processEvents()
-                time.sleep(0.2)
+            self._waitForJob(widget)
         self.assertIn("disease auto:", widget.ui.logTextEdit.toPlainText())
         worker = widget.logic.engine._worker
         self.assertIsNotNone(worker)

@@ -43,7 +43,7 @@ from brainlesioncl.preprocessing.geometry import same_geometry
 from brainlesioncl.registry import ModelRegistry
 
 from .mrml_io import label_into_segment, segment_to_image, volume_to_image
-from .process import EngineProcess, EngineWorker, WorkerJob
+from .process import EngineJob, EngineProcess, EngineWorker
 from .terminology import BRAIN_STYLE, METASTASIS_CLASSES, load_terminology, style_for
 
 __all__ = ["BrainLesionCLLogic", "ModalityStudyOutcome", "SegmentOutcome", "PROBABILITY_ROLE", "ROLE_ATTRIBUTE"]
@@ -165,7 +165,7 @@ class BrainLesionCLLogic:
         load_terminology(slicer)  # the module's SNOMED CT context, where Slicer's Terminologies module exists
 
     # ------------------------------------------------------------------------------------------ engine process
-    def _runEngine(self, arguments: list[str], workDirs: list) -> EngineProcess | WorkerJob:
+    def _runEngine(self, arguments: list[str], workDirs: list) -> EngineJob:
         """Run an engine command in the kept-alive worker (started on first use) or in a process of its own."""
         if not self.keepEngineLoaded:
             return EngineProcess(arguments, workDirs=workDirs).start()
@@ -535,7 +535,7 @@ class BrainLesionCLLogic:
                            "probability": probabilityVolume, "uncertainty": uncertainty, "brainMask": brainMask}
         return process
 
-    def finishSegmentation(self, process: EngineProcess | WorkerJob, outputSegmentation=None, *,
+    def finishSegmentation(self, process: EngineJob, outputSegmentation=None, *,
                            overwrite: bool = False) -> SegmentOutcome:
         """Import a finished child-process segmentation into the scene, then delete its temporary files."""
         context = process.context  # type: ignore[attr-defined]

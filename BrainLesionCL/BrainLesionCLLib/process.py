@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EngineProcess", "EngineWorker", "ProcessState", "WorkerJob", "engine_command", "kill_process_tree",
-           "python_executable"]
+__all__ = ["EngineJob", "EngineProcess", "EngineWorker", "ProcessState", "WorkerJob", "engine_command",
+           "kill_process_tree", "python_executable"]
 
 _ENGINE_DIR = Path(__file__).resolve().parents[1] / "Lib"
 
@@ -104,11 +104,12 @@ def kill_process_tree(process: subprocess.Popen) -> None:
 
 
 @dataclass
-class EngineProcess:
-    """One running engine command. Start with :meth:`start`; poll until :attr:`state` is not RUNNING."""
+class EngineJob:
+    """What the widget sees of a running engine command, however it runs: progress, log, summary, state, and the
+    temporary folders it owns. :class:`EngineProcess` (a process of its own) and :class:`WorkerJob` (a command sent to
+    the kept-alive :class:`EngineWorker`) fill it in; they differ in how they poll, cancel and end."""
 
     arguments: list[str]
-    environment: dict[str, str] = field(default_factory=dict)
     fraction: float = 0.0
     stage: str = "starting"
     log: list[str] = field(default_factory=list)
@@ -119,16 +120,74 @@ class EngineProcess:
     #: Temporary folders this job owns (patient images): removed by :meth:`discardWork` and by :meth:`cancel`.
     workDirs: list = field(default_factory=list)
 
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def returncode(self) -> int | None:
+        raise NotImplementedError
+
+    def poll(self) -> ProcessState:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def _consume(self, line: str) -> None:
+        if line.startswith("PROGRESS "):
+            try:
+                record = json.loads(line[len("PROGRESS "):])
+                self.fraction, self.stage = float(record["fraction"]), str(record["stage"])
+                return
+            except (ValueError, KeyError):
+                pass
+        if line.startswith("{"):
+            try:
+                self.summary = json.loads(line)
+                return
+            except ValueError:
+                pass
+        self.log.append(line)
+
+    def wait(self, timeout: float | None = None, interval: float = 0.1) -> ProcessState:
+        """Block until the job ends (scripts and tests; the widget polls instead)."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while self.poll() is ProcessState.RUNNING:
+            if deadline is not None and time.perf_counter() > deadline:
+                self.cancel()
+                raise TimeoutError(f"brainlesioncl {' '.join(self.arguments[:1])} did not finish in {timeout} s")
+            time.sleep(interval)
+        return self.state
+
+    def discardWork(self) -> None:
+        """Remove the temporary folders this job owns (the patient images written for it). Idempotent."""
+        for folder in self.workDirs:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.workDirs = []
+
+    @property
+    def error(self) -> str:
+        """The child's error message (its last ``error:`` line), for the user."""
+        for line in reversed(self.log):
+            if line.startswith("error:"):
+                return line[len("error:"):].strip()
+        return self.log[-1] if self.log else f"exit code {self.returncode}"
+
+
+@dataclass
+class EngineProcess(EngineJob):
+    """One engine command in a process of its own. Start with :meth:`start`; poll until :attr:`state` is not
+    RUNNING."""
+
+    environment: dict[str, str] = field(default_factory=dict)
+
     def start(self) -> EngineProcess:
         self._cancelled = False
         self._eof = False
         self.started = time.perf_counter()
         self._process, self._lines = _spawn(self.arguments, self.environment)
         return self
-
-    @property
-    def elapsed(self) -> float:
-        return (self.finished or time.perf_counter()) - self.started
 
     @property
     def returncode(self) -> int | None:
@@ -171,32 +230,6 @@ class EngineProcess:
             self._consume(line)
         return True  # the reader is stuck on a pipe a grandchild still holds: report what we have
 
-    def _consume(self, line: str) -> None:
-        if line.startswith("PROGRESS "):
-            try:
-                record = json.loads(line[len("PROGRESS "):])
-                self.fraction, self.stage = float(record["fraction"]), str(record["stage"])
-                return
-            except (ValueError, KeyError):
-                pass
-        if line.startswith("{"):
-            try:
-                self.summary = json.loads(line)
-                return
-            except ValueError:
-                pass
-        self.log.append(line)
-
-    def wait(self, timeout: float | None = None, interval: float = 0.1) -> ProcessState:
-        """Block until the process ends (scripts and tests; the widget polls instead)."""
-        deadline = None if timeout is None else time.perf_counter() + timeout
-        while self.poll() is ProcessState.RUNNING:
-            if deadline is not None and time.perf_counter() > deadline:
-                self.cancel()
-                raise TimeoutError(f"brainlesioncl {' '.join(self.arguments[:1])} did not finish in {timeout} s")
-            time.sleep(interval)
-        return self.state
-
     def cancel(self) -> None:
         """Kill the child and everything it started, and remove its temporary folders. Idempotent."""
         if self._process.poll() is None:
@@ -205,42 +238,13 @@ class EngineProcess:
             self._process.wait()
         self.discardWork()
 
-    def discardWork(self) -> None:
-        """Remove the temporary folders this job owns (the patient images written for it). Idempotent."""
-        for folder in self.workDirs:
-            shutil.rmtree(folder, ignore_errors=True)
-        self.workDirs = []
-
-    @property
-    def error(self) -> str:
-        """The child's error message (its last ``error:`` line), for the user."""
-        for line in reversed(self.log):
-            if line.startswith("error:"):
-                return line[len("error:"):].strip()
-        return self.log[-1] if self.log else f"exit code {self.returncode}"
-
-
 @dataclass
-class WorkerJob:
-    """One command run by an :class:`EngineWorker`; the same surface as :class:`EngineProcess` (poll, state,
-    fraction, stage, log, summary, cancel, discardWork, error, elapsed, returncode, wait)."""
+class WorkerJob(EngineJob):
+    """One command run by an :class:`EngineWorker`."""
 
-    arguments: list[str]
-    worker: EngineWorker
-    requestId: int
-    fraction: float = 0.0
-    stage: str = "starting"
-    log: list[str] = field(default_factory=list)
-    summary: dict | None = None
-    state: ProcessState = ProcessState.RUNNING
-    started: float = 0.0
-    finished: float | None = None
-    workDirs: list = field(default_factory=list)
+    worker: EngineWorker = field(kw_only=True)
+    requestId: int = field(kw_only=True)
     _returncode: int | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return (self.finished or time.perf_counter()) - self.started
 
     @property
     def returncode(self) -> int | None:
@@ -254,11 +258,6 @@ class WorkerJob:
     def _end(self, state: ProcessState, code: int | None) -> None:
         self.state, self._returncode = state, code
         self.finished = self.finished or time.perf_counter()
-
-    _consume = EngineProcess._consume
-    wait = EngineProcess.wait
-    discardWork = EngineProcess.discardWork
-    error = EngineProcess.error
 
     def cancel(self) -> None:
         """End the job by ending the worker (whatever it was doing stops at once); remove the temporary folders."""
@@ -296,7 +295,8 @@ class EngineWorker:
             self._process, self._lines = _spawn(["worker"], self.environment, stdin=True)
             self.starts += 1
         self._next_id += 1
-        job = WorkerJob(list(arguments), self, self._next_id, started=time.perf_counter(), workDirs=list(workDirs))
+        job = WorkerJob(list(arguments), worker=self, requestId=self._next_id, started=time.perf_counter(),
+                        workDirs=list(workDirs))
         assert self._process is not None and self._process.stdin is not None
         try:
             self._process.stdin.write(json.dumps({"id": job.requestId, "arguments": job.arguments}) + "\n")
