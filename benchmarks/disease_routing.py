@@ -73,26 +73,12 @@ def fitting_phantoms(per_disease: int):
             yield disease, images
 
 
-def _prepared(segmenter, images: dict, reference: str | None = None):
-    from brainlesioncl.inference.segmenter import inputs_order, read_inputs
-    from brainlesioncl.modalities import map_channels, resolve_modality
-    from brainlesioncl.preparation import prepare_inputs
-
-    mapped = map_channels(images, segmenter.metadata.channels)
-    read = read_inputs(mapped)
-    ordered = {m: read[m] for m in inputs_order(images, mapped)}
-    ref = resolve_modality(reference) if reference else next(iter(ordered))
-    preparation = prepare_inputs(ordered, ref, mode="off" if not isinstance(next(iter(images.values())), (str, Path))
-                                 else "auto")
-    return preparation.network_input(segmenter.metadata.channels, segmenter.preprocessing)
-
-
-def signature_of(segmenter, images: dict, reference: str | None = None) -> np.ndarray:
-    from brainlesioncl.inference import build_context, case_signature
-
-    prepared = _prepared(segmenter, images, reference)
-    neutral = build_context(prepared.present, "unknown", segmenter.metadata.disease_slots)
-    return case_signature(segmenter.predictor.network, prepared.array, list(prepared.present), neutral)
+def signature_of(segmenter, images: dict) -> np.ndarray:
+    """The router's signature of a case, prepared as ``segment`` prepares it (phantoms: aligned by construction, so
+    ``prepare="off"``; files: ``auto``)."""
+    in_memory = not isinstance(next(iter(images.values())), (str, Path))
+    _preparation, prepared = segmenter.prepare(images, prepare="off" if in_memory else "auto")
+    return segmenter.signature(prepared)
 
 
 def fit(segmenter, per_disease: int, use_real: bool) -> Any:

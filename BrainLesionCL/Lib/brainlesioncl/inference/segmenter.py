@@ -27,7 +27,7 @@ from ..io.image_io import read_image, squeeze_to_3d, stage_image, validate_image
 from ..modalities import Disease, Modality, map_channels, resolve_disease, resolve_modality
 from ..models.factory import ModelKind
 from ..preparation import Preparation, prepare_inputs
-from ..preprocessing.pipeline import PreprocessConfig
+from ..preprocessing.pipeline import PreparedCase, PreprocessConfig
 from ..registry.bundle import ModelBundle, ModelMetadata
 from ..registry.registry import ModelRegistry
 from .predictor import CancelCheck, InferenceConfig, InferenceMode, Predictor, ProgressCallback, build_context
@@ -224,35 +224,15 @@ class Segmenter:
 
         mapped = map_channels(inputs, self.metadata.channels)
         tag = self.check_disease(disease)
-        if reference is not None:
-            reference = next((m for m in mapped if m.value.lower() == str(reference).lower()), reference)
-
-        t0 = time.perf_counter()
-        report(0.0, "reading images")
-        check_cancel()
-
-        images = read_inputs(mapped)
-        timings["read"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        report(0.03, "checking whether the exam needs preparation (skull, co-registration)")
-        check_cancel()
-        ordered_inputs = {m: images[m] for m in inputs_order(inputs, mapped)}
-        reference_modality = resolve_modality(reference) if reference is not None else next(iter(ordered_inputs))
-        preparation = prepare_inputs(ordered_inputs, reference_modality, mode=prepare, register=register,
-                                     extract_brain=self.extract_brain, bias_correction=bias_correction)
-        timings["prepare"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        report(0.05, "resampling and normalising")
-        check_cancel()
-        prepared = preparation.network_input(self.metadata.channels, self.preprocessing)
-        timings["preprocess"] = time.perf_counter() - t0
+        preparation, prepared = self.prepare(inputs, reference=reference, prepare=prepare, register=register,
+                                             bias_correction=bias_correction, progress=report, cancel=cancel,
+                                             timings=timings)
         routing = None
         if tag is Disease.AUTO:
             t0 = time.perf_counter()
             report(0.1, "choosing the disease routing from the image")
             check_cancel()
-            routing = self.route(prepared.array, prepared.present)
+            routing = self.route(prepared)
             context = build_context(prepared.present, Disease.UNKNOWN, self.metadata.disease_slots,
                                     disease_vector=routing.disease_vector(self.metadata.disease_slots))
             timings["routing"] = time.perf_counter() - t0
@@ -305,14 +285,63 @@ class Segmenter:
             routing=routing,
         )
 
-    def route(self, array: np.ndarray, present: list[bool]) -> RoutingDecision:
-        """The ``auto`` decision for a prepared (C, X, Y, Z) array: one encoder pass with the neutral context."""
+    def prepare(
+        self,
+        inputs: Mapping[str | Modality, ImageInput],
+        *,
+        reference: str | Modality | None = None,
+        prepare: str = "auto",
+        register: bool = True,
+        bias_correction: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCheck | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> tuple[Preparation, PreparedCase]:
+        """What :meth:`segment` gives the network: read, prepare (raw exams), resample and normalise the inputs.
+        Returns the preparation (transforms, brain mask, QC) and the network input. ``timings`` collects the stages."""
+        timings = timings if timings is not None else {}
+        report = progress or (lambda _f, _s: None)
+
+        def check_cancel() -> None:
+            if cancel is not None and cancel():
+                raise CancelledError("Segmentation cancelled; nothing was written.")
+
+        mapped = map_channels(inputs, self.metadata.channels)
+        if reference is not None:
+            reference = next((m for m in mapped if m.value.lower() == str(reference).lower()), reference)
+        t0 = time.perf_counter()
+        report(0.0, "reading images")
+        check_cancel()
+        images = read_inputs(mapped)
+        timings["read"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        report(0.03, "checking whether the exam needs preparation (skull, co-registration)")
+        check_cancel()
+        ordered_inputs = {m: images[m] for m in inputs_order(inputs, mapped)}
+        reference_modality = resolve_modality(reference) if reference is not None else next(iter(ordered_inputs))
+        preparation = prepare_inputs(ordered_inputs, reference_modality, mode=prepare, register=register,
+                                     extract_brain=self.extract_brain, bias_correction=bias_correction)
+        timings["prepare"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report(0.05, "resampling and normalising")
+        check_cancel()
+        prepared = preparation.network_input(self.metadata.channels, self.preprocessing)
+        timings["preprocess"] = time.perf_counter() - t0
+        return preparation, prepared
+
+    def signature(self, prepared: PreparedCase) -> np.ndarray:
+        """What the disease router reads from a prepared case: one encoder pass with the neutral context (fp32,
+        as the router was fitted), then the brain-intensity statistics."""
+        neutral = build_context(prepared.present, Disease.UNKNOWN, self.metadata.disease_slots)
+        with torch.autocast(device_type=self.predictor.device.type, enabled=False):
+            return case_signature(self.predictor.network, prepared.array, list(prepared.present), neutral)
+
+    def route(self, prepared: PreparedCase) -> RoutingDecision:
+        """The ``auto`` decision for a prepared case."""
         if self.router is None:
             raise DiseaseNotSupportedError("this model has no disease router; pick the disease")
-        neutral = build_context(present, Disease.UNKNOWN, self.metadata.disease_slots)
-        with torch.autocast(device_type=self.predictor.device.type, enabled=False):
-            signature = case_signature(self.predictor.network, array, list(present), neutral)
-        decision = self.router.decide(signature)
+        decision = self.router.decide(self.signature(prepared))
         fitted = self.router.fitted_on.get("version")
         if fitted and fitted != self.metadata.version:
             decision = replace(decision, note=f"The router was fitted on {fitted}; episodes since then changed the "
