@@ -66,8 +66,8 @@ def _cases(disease: str, modalities: tuple[str, ...], count: int, seed: int, set
             curved = sitk.GetImageFromArray(array.astype(np.float32))
             curved.CopyInformation(image)
             images[modality] = curved
-        # prepare="off": a phantom's sequences are aligned by construction (auto would co-register the thick-slice
-        # site's 2 mm sequences, which holds nothing to gain and can fail on so coarse a grid).
+        # prepare="off": a phantom's sequences are aligned and stripped by construction. (The recorded run needed it:
+        # the thick-slice site's series then kept a 1e-31 background residue that auto mode took for a raw head.)
         cases.append(load_training_case(f"{label}-{i}", images, phantom.label, disease, BRAINCL_CHANNEL_ORDER,
                                         preprocessing=PreprocessConfig(spacing=SPACING), prepare="off"))
     return cases

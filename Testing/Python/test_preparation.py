@@ -49,6 +49,25 @@ def test_skull_detection(raw_exam) -> None:
     assert is_brain_extracted(raw_exam.images["FLAIR"])[0] is False
 
 
+def test_a_stripped_series_resliced_to_thick_slices_is_still_recognised_as_stripped() -> None:
+    """Reslicing or smoothing leaves numerical residue (1e-31) where a stripped series had exact zeros; counting only
+    exact zeros took such a brain for a whole head, and auto mode then registered it and ran brain extraction on it."""
+    case = generate_case(PhantomConfig(disease="stroke", modalities=("FLAIR", "DWI"), size=(78, 90, 72), spacing=2.0,
+                                       seed=201, slice_thickness=4.0))
+    dwi = case.images["DWI"]
+    assert np.count_nonzero(sitk.GetArrayViewFromImage(dwi) == 0) / np.prod(dwi.GetSize()) > 0.5  # stripped again
+    residue = sitk.SmoothingRecursiveGaussian(dwi, (1e-3, 1e-3, 2.0))  # what a reslicing tool leaves
+    array = sitk.GetArrayViewFromImage(residue)
+    assert np.count_nonzero(array == 0) / array.size < 0.5 and np.count_nonzero(np.abs(array) < 1e-20) > 0
+    assert is_brain_extracted(residue)[0] is True
+    raw = generate_case(PhantomConfig(disease="none", modalities=("FLAIR", "T1"), size=(78, 90, 72), spacing=2.0,
+                                      seed=4, skull=True, slice_thickness=4.0))
+    assert is_brain_extracted(sitk.SmoothingRecursiveGaussian(raw.images["T1"], (1e-3, 1e-3, 2.0)))[0] is False
+    preparation = prepare_inputs({Modality.FLAIR: case.images["FLAIR"], Modality.DWI: residue}, Modality.FLAIR,
+                                 extract_brain=lambda image: pytest.fail("a stripped exam went to brain extraction"))
+    assert preparation.qc["decision"].startswith("curated") and not preparation.transforms
+
+
 @pytest.mark.slow
 def test_registration_error_on_misaligned_thick_slices(raw_exam) -> None:
     """Target: mean error over the brain <= 1.5 mm for the exam (T1, T2, DWI onto FLAIR, each from ~7.5 mm of

@@ -155,6 +155,8 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
         image = _grid_image(array, config.spacing)
         if index > 0 and config.slice_thickness:
             image = _thick_slices(image, config.slice_thickness)
+            if head is None:  # skull stripping runs on the acquired series: its background is exactly 0 again
+                image = _strip(image, anatomy.intracranial, config.spacing)
         if index > 0 and config.misalign:
             image, motion[modality] = _move(image, *config.misalign, rng)
         images[modality] = image
@@ -208,6 +210,13 @@ def _thick_slices(image: sitk.Image, thickness: float) -> sitk.Image:
     direction = np.array(image.GetDirection()).reshape(3, 3)
     grid.SetOrigin(tuple(centre - direction @ ((np.array(size) - 1) / 2 * new_spacing)))
     return sitk.Resample(smoothed, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def _strip(image: sitk.Image, intracranial: np.ndarray, spacing: float) -> sitk.Image:
+    """Zero ``image`` outside the intracranial volume carried onto its grid, as skull stripping a series does."""
+    inside = sitk.Resample(_grid_image(intracranial.astype(np.float32), spacing), image, sitk.Transform(),
+                           sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.Mask(image, sitk.Cast(inside >= 0.5, sitk.sitkUInt8))
 
 
 def _move(image: sitk.Image, mm: float, degrees: float, rng: np.random.Generator) -> tuple[sitk.Image, dict]:

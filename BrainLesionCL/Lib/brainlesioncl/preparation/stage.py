@@ -113,27 +113,39 @@ def quality_lines(qc: Mapping) -> list[str]:
 
 #: Above this, what is not background is a whole head (scalp, skull, neck), not a brain.
 MAX_BRAIN_EXTRACTED_ML = 2300.0
+#: Background values within this fraction of the 99th percentile count as the background value.
+BACKGROUND_TOLERANCE = 1e-4
 
 
 def is_brain_extracted(image: sitk.Image) -> tuple[bool, str]:
-    """Whether an image is already skull-stripped: a large part of the volume is one exact value (0, or the constant
-    an intensity normalisation left) and what remains is brain-sized. A raw exam's air is noise (no exact value
-    dominates), or, where a scanner zeroed the air, what remains is a whole head (more than 2.3 L)."""
+    """Whether an image is already skull-stripped: a large part of the volume is one value (0, or the constant an
+    intensity normalisation left) and what remains is brain-sized. A raw exam's air is noise (no value dominates),
+    or, where a scanner zeroed the air, what remains is a whole head (more than 2.3 L).
+
+    "One value" allows numerical residue (:data:`BACKGROUND_TOLERANCE` of the bright end): a stripped series that a
+    tool resliced or smoothed (thick slices, Gaussian or sinc interpolation) keeps a background of values like 1e-31
+    around the exact zero, and counting only exact zeros took such a brain for a raw head and sent it to brain
+    extraction. Rician air noise sits percents above zero, orders of magnitude above the tolerance."""
     array = sitk.GetArrayViewFromImage(image)
     values, counts = np.unique(array, return_counts=True)
-    mode = int(np.argmax(counts))
-    share = float(counts[mode]) / array.size
-    remaining_ml = float(array.size - counts[mode]) * float(np.prod(image.GetSpacing())) / 1000.0
+    mode_value = float(values[int(np.argmax(counts))])
+    tolerance = BACKGROUND_TOLERANCE * float(np.percentile(np.abs(array), 99))
+    background, share = mode_value, 0.0
+    for candidate in {mode_value, 0.0}:
+        candidate_share = float(np.count_nonzero(np.abs(array - candidate) <= tolerance)) / array.size
+        if candidate_share > share:
+            background, share = candidate, candidate_share
+    remaining_ml = (1.0 - share) * array.size * float(np.prod(image.GetSpacing())) / 1000.0
     if share < 0.2:
         faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
         border = float(np.median(np.concatenate([f.ravel() for f in faces])))
         if border > 0.15 * float(np.percentile(array, 90)):  # the border is tissue: a crop inside the brain, no air
             return True, "no background at all (the field of view lies inside the brain): used as given"
-        return False, f"the background is noise (no exact value covers more than {share:.0%} of the volume)"
+        return False, f"the background is noise (no value covers more than {share:.0%} of the volume)"
     if remaining_ml > MAX_BRAIN_EXTRACTED_ML:
-        return False, (f"{share:.0%} of the volume is exactly {float(values[mode]):g}, but the rest is "
-                       f"{remaining_ml:.0f} mL: a whole head, not a brain")
-    return True, f"{share:.0%} of the volume is exactly {float(values[mode]):g} and the rest is {remaining_ml:.0f} mL"
+        return False, (f"{share:.0%} of the volume is {background:g}, but the rest is {remaining_ml:.0f} mL: a whole "
+                       "head, not a brain")
+    return True, f"{share:.0%} of the volume is {background:g} and the rest is {remaining_ml:.0f} mL"
 
 
 def prepare_inputs(images: Mapping[Modality, sitk.Image], reference: Modality, *, mode: str = "auto",
