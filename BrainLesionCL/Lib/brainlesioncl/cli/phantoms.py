@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
     ph.add_argument("--spacing", type=float, default=1.0, help="voxel size in mm")
     ph.add_argument("--seed", type=int, default=0)
     ph.add_argument("--preview", action="store_true", help="also write preview.png per case")
+    ph.add_argument("--lesion-style", choices=["classic", "clinical"], default="classic",
+                    help="clinical: MS, WMH and acute stroke as small and subtle as on real scans")
+    ph.add_argument("--lesion-library", metavar="DIR",
+                    help="folder of real stroke lesion masks in MNI152 space for the clinical style's acute strokes")
     ph.set_defaults(func=cmd_phantoms)
 
     demo = sub.add_parser("demo", help="segment freshly generated phantoms with the active model and score them",
@@ -55,7 +59,7 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
         out, count=args.count, disease=args.disease, preset=args.preset, seed=args.seed,
         modalities=args.modalities.split(",") if args.modalities else None,
         size=tuple(args.size), spacing=args.spacing, preview=args.preview,
-        progress=progress_printer(args.progress),
+        progress=progress_printer(args.progress), lesion_style=args.lesion_style, lesion_library=args.lesion_library,
     )
     print(f"Wrote {len(folders)} case(s) to {out} (manifest.json, cases.csv).")
     return 0

@@ -52,6 +52,13 @@ LESION_SIGNAL: dict[str, dict[str, float]] = {
         "gliosis": (0.55, 0.56, 0.80, 0.95, 0.88, 0.50, 0.70, 0.45),
         "wmh": (0.72, 0.73, 0.78, 0.92, 0.88, 0.58, 0.72, 0.33),
         "haemorrhage": (0.70, 0.72, 0.35, 0.70, 0.60, 0.50, 0.08, 0.30),
+        # The clinical style (clinical_lesions.py): set so that, blended by each lesion's strength, the median
+        # lesion/brain ratio matches the real training cases (MS, WMH) or the published acute appearance (stroke).
+        "ms_lesion_subtle": (0.72, 0.74, 0.74, 0.74, 0.90, 0.58, 0.70, 0.33),
+        "ms_black_hole_subtle": (0.50, 0.52, 0.78, 0.70, 0.92, 0.52, 0.72, 0.40),
+        "ms_active_subtle": (0.72, 1.10, 0.76, 0.76, 0.90, 0.62, 0.70, 0.32),
+        "wmh_subtle": (0.74, 0.75, 0.74, 0.66, 0.88, 0.56, 0.70, 0.32),
+        "stroke_acute_subtle": (0.70, 0.72, 0.62, 0.60, 0.84, 0.90, 0.68, 0.14),
     }.items()
 }
 
@@ -87,7 +94,7 @@ def render(
         image = np.where(outside & (head == 2), jitter(scalp_signal), image)
     for compartment in lesions.compartments:
         value = jitter(LESION_SIGNAL[compartment.kind][modality])
-        m = compartment.membership
+        m = compartment.membership if compartment.strength == 1.0 else compartment.membership * compartment.strength
         image = image * (1 - m) + m * value
     if texture is not None:
         image *= 1.0 + 0.03 * texture

@@ -23,8 +23,10 @@ from ..io.image_io import stage_image
 from ..modalities import resolve_disease, resolve_modality
 from ..preprocessing.geometry import RAS_DIRECTION
 from .anatomy import build_anatomy
+from .clinical_lesions import clinical_multiple_sclerosis, clinical_stroke, clinical_white_matter_hyperintensities
 from .contrast import MODALITIES, render
 from .fields import Coordinates, smooth_noise
+from .lesion_library import LesionLibrary
 from .lesions import LESION_BUILDERS, Lesions
 from .preview import save_preview
 
@@ -42,6 +44,10 @@ DATASET_PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 _DEFAULT_MODALITIES = ("FLAIR", "T1", "T1c", "T2", "PD", "DWI", "SWI")
+
+#: ``classic``: the original shapes and contrasts; ``clinical``: MS, WMH and stroke as on real scans.
+LESION_STYLES = ("classic", "clinical")
+CLINICAL_BUILDERS = {"MS": clinical_multiple_sclerosis, "WMH": clinical_white_matter_hyperintensities}
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,10 @@ class PhantomConfig:
             (the head moved between acquisitions); the exact motion is in ``info["misalignment"]``.
         slice_thickness: every sequence after the first is acquired with axial slices this thick (mm), as clinical
             2D sequences are; the first keeps the isotropic grid.
+        lesion_style: ``classic`` (the shapes and contrasts every recorded benchmark used) or ``clinical``
+            (MS, WMH and acute stroke as subtle and small as on real scans: :mod:`.clinical_lesions`).
+        lesion_library: folder of real lesion masks in MNI152 space for the clinical style's acute strokes
+            (:class:`.lesion_library.LesionLibrary`); without it the shapes are procedural.
     """
 
     disease: str = "tumour"
@@ -77,6 +87,8 @@ class PhantomConfig:
     skull: bool = False
     misalign: tuple[float, float] | None = None
     slice_thickness: float | None = None
+    lesion_style: str = "classic"
+    lesion_library: str | None = None
 
     def __post_init__(self) -> None:
         disease = "none" if self.disease == "none" else (
@@ -90,6 +102,10 @@ class PhantomConfig:
         if unknown or not self.modalities:
             raise ValueError(f"cannot render {unknown or 'no modality'}; phantoms support {MODALITIES}")
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+        if self.lesion_style not in LESION_STYLES:
+            raise ValueError(f"lesion_style must be one of {LESION_STYLES}, not {self.lesion_style!r}")
+        if self.lesion_library is not None:
+            object.__setattr__(self, "lesion_library", str(self.lesion_library))
         if self.stroke_stage not in (None, "acute", "chronic"):
             raise ValueError(f"stroke_stage must be acute, chronic or None, not {self.stroke_stage!r}")
 
@@ -129,12 +145,7 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
         elastic_mm=config.elastic_mm,
     )
     anatomy = build_anatomy(coords, rng)
-    if config.disease == "none":
-        lesions = Lesions()
-    elif config.disease == "stroke":
-        lesions = LESION_BUILDERS["stroke"](anatomy, rng, stage=config.stroke_stage)
-    else:
-        lesions = LESION_BUILDERS[config.disease](anatomy, rng)
+    lesions = _build_lesions(config, anatomy, rng)
 
     classes = np.zeros(config.size, np.uint8)
     for compartment in lesions.compartments:
@@ -182,6 +193,20 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
         info=info,
         brain_mask=_grid_image((anatomy.intracranial >= 0.5).astype(np.uint8), config.spacing),
     )
+
+
+def _build_lesions(config: PhantomConfig, anatomy, rng: np.random.Generator) -> Lesions:
+    if config.disease == "none":
+        return Lesions()
+    clinical = config.lesion_style == "clinical"
+    if config.disease == "stroke" and clinical:
+        library = LesionLibrary(config.lesion_library) if config.lesion_library else None
+        return clinical_stroke(anatomy, rng, stage=config.stroke_stage, library=library)
+    if config.disease == "stroke":
+        return LESION_BUILDERS["stroke"](anatomy, rng, stage=config.stroke_stage)
+    if clinical and config.disease in CLINICAL_BUILDERS:
+        return CLINICAL_BUILDERS[config.disease](anatomy, rng)
+    return LESION_BUILDERS[config.disease](anatomy, rng)
 
 
 def _head_layers(anatomy, spacing: float) -> np.ndarray:
@@ -271,6 +296,8 @@ def generate_dataset(
     prefix: str | None = None,
     preview: bool = False,
     progress=None,
+    lesion_style: str = "classic",
+    lesion_library: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Write ``count`` cases (seeds ``seed .. seed+count-1``) plus ``manifest.json`` and ``cases.csv``;
     with ``preview``, also each case's ``preview.png``."""
@@ -289,7 +316,8 @@ def generate_dataset(
     folders, records = [], []
     for i in range(count):
         config = PhantomConfig(disease=disease, modalities=modalities, size=(size[0], size[1], size[2]),
-                               spacing=spacing, seed=seed + i)
+                               spacing=spacing, seed=seed + i, lesion_style=lesion_style,
+                               lesion_library=None if lesion_library is None else str(lesion_library))
         case = generate_case(config)
         folder = write_case(case, out / f"{prefix}_{seed + i:04d}")
         if preview:

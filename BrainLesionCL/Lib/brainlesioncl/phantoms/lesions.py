@@ -25,6 +25,7 @@ class Compartment:
     kind: str
     label_class: int
     membership: np.ndarray  # full-grid soft membership
+    strength: float = 1.0  # how far the signal moves from the tissue's towards the kind's (a lesion's own contrast)
 
 
 @dataclass
@@ -35,8 +36,8 @@ class Lesions:
     count: int = 0
     notes: dict = field(default_factory=dict)
 
-    def add(self, kind: str, label_class: int, membership: np.ndarray) -> None:
-        self.compartments.append(Compartment(kind, label_class, membership.astype(np.float32)))
+    def add(self, kind: str, label_class: int, membership: np.ndarray, *, strength: float = 1.0) -> None:
+        self.compartments.append(Compartment(kind, label_class, membership.astype(np.float32), strength))
 
 
 def _pick(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:

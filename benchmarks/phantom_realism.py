@@ -1,0 +1,188 @@
+"""Do phantoms that look like real lesions teach a model more about real lesions?
+
+Two parts, both from the repository root with ``../shared/data`` beside the project:
+
+``python benchmarks/phantom_realism.py appearance``
+    How lesions look, measured the same way on real **training** cases of ``benchmarks/real_split.json`` (their
+    evaluation cases are never looked at) and on phantoms of each lesion style: lesion median / brain median per
+    sequence, number of lesion components, their median volume and the share under 0.1 mL. The clinical style's
+    contrasts were set from this table.
+
+``python benchmarks/phantom_realism.py episodes --disease MS``
+    The effect on real cases: from the shipped default, one ``brainlesioncl episode`` (strategy ``ours``, the
+    budget of ``benchmarks/real_sequence.py``) on phantoms of each style, same count, seeds and budget; then every
+    version is scored on the evaluation cases of every real dataset and on the held-out phantoms (Dice, as the real
+    sequence scores them). The classic-style episode is the control: the same extra training without the realism.
+    ``--styles clinical`` and ``--styles classic`` can run as two processes; ``--evaluate`` scores what is finished.
+    Everything resumes (finished episodes are found in the work registry, evaluations are cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+DATA = ROOT.parent / "shared" / "data"
+STYLES = ("classic", "clinical")
+#: Per disease: the sequences the phantoms carry (those of the real dataset) and the seeds (apart from every other
+#: benchmark's and the shipped recipe's).
+EPISODE_PHANTOMS = {"MS": ("FLAIR", "T1", "T1c", "T2"), "stroke": ("FLAIR", "DWI"), "WMH": ("FLAIR", "T1")}
+EPISODE_SEED = 2027000
+
+
+# ------------------------------------------------------------------------------------------------------ appearance
+def appearance(seeds: int) -> dict[str, Any]:
+    import SimpleITK as sitk
+    from real_sequence import case_inputs, load_split
+
+    from brainlesioncl.phantoms import PhantomConfig, generate_case
+    from brainlesioncl.phantoms.appearance import lesion_appearance
+
+    split = load_split()
+    rows: dict[str, Any] = {}
+    for name in ("MS", "WMH"):
+        dataset = split["datasets"][name]
+        for case in dataset["train"]:
+            files, label_path = case_inputs(dataset, case)
+            label = sitk.ReadImage(str(label_path))
+            images = {m: sitk.GetArrayFromImage(sitk.ReadImage(str(p), sitk.sitkFloat32)) for m, p in files.items()}
+            rows[f"real {name} {case.split('/')[-1]} (train)"] = lesion_appearance(
+                images, sitk.GetArrayFromImage(label), float(np.prod(label.GetSpacing())) / 1000)
+    library = DATA / "templates" / "stroke_lesions_soop" / "lesions"
+    for disease, modalities in (("MS", ("FLAIR", "T1", "T1c", "T2")), ("WMH", ("FLAIR",)),
+                                ("stroke", ("FLAIR", "DWI", "ADC"))):
+        for style in STYLES:
+            for seed in range(1, seeds + 1):
+                config = PhantomConfig(disease=disease, modalities=modalities, seed=seed, lesion_style=style,
+                                       stroke_stage="acute" if disease == "stroke" else None,
+                                       lesion_library=str(library) if disease == "stroke" and library.is_dir()
+                                       and style == "clinical" and seed % 2 == 0 else None)
+                case = generate_case(config)
+                images = {m: sitk.GetArrayFromImage(i) for m, i in case.images.items()}
+                rows[f"phantom {disease} {style} seed {seed}"] = lesion_appearance(
+                    images, sitk.GetArrayFromImage(case.label), 0.001)
+    return rows
+
+
+def print_appearance(rows: dict[str, Any]) -> None:
+    sequences = ("FLAIR", "T1", "T1c", "T2", "DWI", "ADC")
+    print("| case | " + " | ".join(sequences) + " | components | median mL | < 0.1 mL | largest share |")
+    print("|---" + "|---:" * (len(sequences) + 4) + "|")
+    for name, row in rows.items():
+        cells = [f"{row[s]:.2f}" if s in row else "" for s in sequences]
+        print(f"| {name} | " + " | ".join(cells) + f" | {row['components']} | {row['median_ml']:.3f} | "
+              f"{row['below_0_1ml']:.0%} | {row['largest_share']:.0%} |")
+
+
+# -------------------------------------------------------------------------------------------------------- episodes
+def train_episodes(args: argparse.Namespace) -> dict[str, str]:
+    """One episode per style from ``args.parent`` on that style's phantoms; returns style -> new version."""
+    from real_sequence import find_episode, run_episode
+
+    from brainlesioncl.phantoms.generator import generate_dataset
+
+    registry_root = args.work / "registry"
+    library = DATA / "templates" / "stroke_lesions_soop" / "lesions"
+    versions = {}
+    for style in args.styles:
+        name = f"phantom-{style}-{args.disease.lower()}"
+        version = find_episode(registry_root, name, args.parent, args.disease)
+        if version is None:
+            cases = args.work / "cases" / f"{style}-{args.disease}"
+            if not (cases / "cases.csv").exists():
+                generate_dataset(cases, count=args.cases, disease=args.disease, seed=EPISODE_SEED,
+                                 modalities=EPISODE_PHANTOMS[args.disease], lesion_style=style,
+                                 lesion_library=library if style == "clinical" and args.disease == "stroke"
+                                 and library.is_dir() else None)
+            version = run_episode(registry_root, cases / "cases.csv", {"disease": args.disease}, parent=args.parent,
+                                  strategy="ours", name=name, args=args, log=args.work / f"{name}.log")
+        versions[style] = version
+        print(f"{style}: {version}", flush=True)
+    return versions
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from real_sequence import _phantoms, evaluate_version, find_episode, load_split
+
+    split = load_split()
+    registry_root = args.work / "registry"
+    cache_path = args.work / "evaluations.json"
+    cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.exists() else {}
+    versions = {"parent": args.parent}
+    for style in STYLES:
+        found = find_episode(registry_root, f"phantom-{style}-{args.disease.lower()}", args.parent, args.disease)
+        if found:
+            versions[style] = found
+    phantoms = None
+    for version in versions.values():
+        if version not in cache:
+            phantoms = phantoms or _phantoms(args.phantoms)
+            print(f"evaluating {version}", flush=True)
+            cache[version] = evaluate_version(registry_root, version, split, phantoms)
+            cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
+    return {"disease": args.disease, "parent": args.parent, "versions": versions,
+            "scores": {key: cache[v] for key, v in versions.items()},
+            "settings": {k: str(v) for k, v in vars(args).items() if k not in ("work",)}}
+
+
+def print_effect(result: dict[str, Any]) -> None:
+    columns = [k for k in next(iter(result["scores"].values())) if isinstance(result["scores"]["parent"][k], dict)]
+    print(f"\nDice % on evaluation cases after one {result['disease']} phantom episode from {result['parent']}\n")
+    print("| model | " + " | ".join(columns) + " |\n|---" + "|---:" * len(columns) + "|")
+    for key, scores in result["scores"].items():
+        label = result["parent"] if key == "parent" else f"+ {key} {result['disease']} phantoms"
+        print(f"| {label} | " + " | ".join(f"{100 * scores[c]['dice']:.1f}" for c in columns) + " |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="part", required=True)
+    look = sub.add_parser("appearance")
+    look.add_argument("--seeds", type=int, default=3, help="phantoms per disease and style")
+    look.add_argument("--output", type=Path, default=ROOT / "docs" / "phantom_realism" / "appearance.json")
+    ep = sub.add_parser("episodes")
+    ep.add_argument("--disease", default="MS", choices=sorted(EPISODE_PHANTOMS))
+    ep.add_argument("--styles", nargs="+", default=list(STYLES), choices=STYLES)
+    ep.add_argument("--parent", default="braincl-demo-v4")
+    ep.add_argument("--cases", type=int, default=12, help="phantoms per style")
+    ep.add_argument("--work", type=Path, default=ROOT / "work" / "phantom_realism")
+    ep.add_argument("--evaluate", action="store_true", help="only score the finished versions")
+    ep.add_argument("--phantoms", type=int, default=2, help="held-out phantoms per pathology in the scoring")
+    ep.add_argument("--epochs", type=int, default=4)
+    ep.add_argument("--steps", type=int, default=45)
+    ep.add_argument("--crop-size", type=int, default=64)
+    ep.add_argument("--batch-size", type=int, default=2)
+    ep.add_argument("--learning-rate", type=float, default=5e-4)
+    ep.add_argument("--seed", type=int, default=0)
+    ep.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"{DATA} is not available; this benchmark needs ../shared/data beside the project.")
+        return 0
+    if args.part == "appearance":
+        rows = appearance(args.seeds)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        print_appearance(rows)
+        return 0
+    args.work = args.work.resolve()
+    if not args.evaluate:
+        train_episodes(args)
+        return 0
+    result = evaluate(args)
+    output = args.output or ROOT / "docs" / "phantom_realism" / f"episodes_{args.disease}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print_effect(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
