@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from brainlesioncl.errors import SettingsError
 from brainlesioncl.phantoms import PhantomConfig, generate_case
 from brainlesioncl.phantoms.appearance import lesion_appearance
 from brainlesioncl.phantoms.fields import Coordinates
@@ -107,11 +110,11 @@ def test_a_library_lesion_lands_where_it_lies_in_mni_space(tmp_path) -> None:
 
 
 def test_a_library_refuses_a_folder_without_masks_and_masks_outside_the_volume_range(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="no .nii"):
+    with pytest.raises(SettingsError, match="no .nii"):
         LesionLibrary(tmp_path)
     _mni_sphere(tmp_path, (-40.0, -10.0, 20.0), 3.0, "tiny.nii.gz")  # 0.1 mL
     library = LesionLibrary(tmp_path, min_ml=1.0)
-    with pytest.raises(RuntimeError, match="no mask of 1.0-250.0 mL"):
+    with pytest.raises(SettingsError, match="no mask of 1.0-250.0 mL"):
         library.sample(Coordinates((40, 48, 36), 4.0), np.random.default_rng(0), attempts=3)
 
 
@@ -124,3 +127,15 @@ def test_real_acute_stroke_masks_make_acute_stroke_phantoms() -> None:
     row = lesion_appearance({m: sitk.GetArrayFromImage(i) for m, i in case.images.items()},
                             sitk.GetArrayFromImage(case.label), 0.008)
     assert row["DWI"] > 1.3 and row["ADC"] < 0.85, row
+
+
+def test_the_phantoms_command_writes_clinical_cases_and_names_a_missing_library(tmp_path, capsys) -> None:
+    from brainlesioncl.cli.main import main
+
+    assert main(["phantoms", str(tmp_path / "ms"), "--preset", "MSSEG", "--count", "1", "--size", "64", "78", "58",
+                 "--spacing", "2.5", "--lesion-style", "clinical"]) == 0
+    info = json.loads((tmp_path / "ms" / "MSSEG_0000" / "case.json").read_text())
+    assert info["style"] == "clinical" and info["config"]["lesion_style"] == "clinical"
+    assert main(["phantoms", str(tmp_path / "stroke"), "--disease", "stroke", "--count", "2",
+                 "--size", "40", "48", "36", "--spacing", "4", "--lesion-style", "clinical", "--lesion-library", str(tmp_path / "absent")]) == 2
+    assert "not a folder of NIfTI masks" in capsys.readouterr().err

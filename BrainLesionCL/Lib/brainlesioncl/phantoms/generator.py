@@ -104,8 +104,8 @@ class PhantomConfig:
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))
         if self.lesion_style not in LESION_STYLES:
             raise ValueError(f"lesion_style must be one of {LESION_STYLES}, not {self.lesion_style!r}")
-        if self.lesion_library is not None:
-            object.__setattr__(self, "lesion_library", str(self.lesion_library))
+        if self.lesion_library is not None:  # checked now, not when the first acute stroke is drawn
+            object.__setattr__(self, "lesion_library", str(LesionLibrary(self.lesion_library).folder))
         if self.stroke_stage not in (None, "acute", "chronic"):
             raise ValueError(f"stroke_stage must be acute, chronic or None, not {self.stroke_stage!r}")
 

@@ -18,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..errors import SettingsError
 from .fields import Coordinates
 
 __all__ = ["LesionLibrary", "MNI_CEREBRUM_CENTRE", "MNI_CEREBRUM_HALF_EXTENT", "PHANTOM_BRAIN_HALF_EXTENT"]
@@ -37,15 +38,21 @@ class LesionLibrary:
         folder: where the masks are (searched recursively, sorted, so a seed always picks the same file).
         min_ml, max_ml: keep only masks whose lesion volume lies in this range (checked when a mask is drawn; a
             mask outside it is skipped and another drawn).
+
+    Raises:
+        SettingsError: the folder does not exist or holds no mask.
     """
 
     def __init__(self, folder: str | os.PathLike, *, min_ml: float = 0.2, max_ml: float = 250.0) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise FileNotFoundError(f"lesion library {self.folder} is not a folder of NIfTI masks")
+            raise SettingsError(f"lesion library {self.folder} is not a folder of NIfTI masks; give the folder that "
+                                "holds the lesion masks (MNI152 space), or leave the library out for procedural "
+                                "shapes.")
         self.files = sorted(p for p in self.folder.rglob("*") if p.name.endswith((".nii", ".nii.gz")))
         if not self.files:
-            raise FileNotFoundError(f"lesion library {self.folder} holds no .nii/.nii.gz mask")
+            raise SettingsError(f"lesion library {self.folder} holds no .nii/.nii.gz mask; give the folder that holds "
+                                "the lesion masks (MNI152 space).")
         self.min_ml, self.max_ml = min_ml, max_ml
 
     def __len__(self) -> int:
@@ -63,7 +70,8 @@ class LesionLibrary:
             membership = self._resample(image, array, coords, flip=bool(rng.random() < 0.5))
             if membership.max() >= 0.5:
                 return membership, path.name
-        raise RuntimeError(f"no mask of {self.min_ml}-{self.max_ml} mL found in {attempts} draws from {self.folder}")
+        raise SettingsError(f"no mask of {self.min_ml}-{self.max_ml} mL found in {attempts} draws from {self.folder}; "
+                            "widen min_ml/max_ml or add masks in that range.")
 
     @staticmethod
     def _resample(image: sitk.Image, array: np.ndarray, coords: Coordinates, *, flip: bool) -> np.ndarray:
