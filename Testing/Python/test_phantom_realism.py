@@ -137,5 +137,6 @@ def test_the_phantoms_command_writes_clinical_cases_and_names_a_missing_library(
     info = json.loads((tmp_path / "ms" / "MSSEG_0000" / "case.json").read_text())
     assert info["style"] == "clinical" and info["config"]["lesion_style"] == "clinical"
     assert main(["phantoms", str(tmp_path / "stroke"), "--disease", "stroke", "--count", "2",
-                 "--size", "40", "48", "36", "--spacing", "4", "--lesion-style", "clinical", "--lesion-library", str(tmp_path / "absent")]) == 2
+                 "--size", "40", "48", "36", "--spacing", "4", "--lesion-style", "clinical",
+                 "--lesion-library", str(tmp_path / "absent")]) == 2
     assert "not a folder of NIfTI masks" in capsys.readouterr().err
