@@ -125,6 +125,11 @@ def test_the_version_is_the_case_weighted_mean_of_what_the_sites_sent(parent, tm
     federated = meta.training["federated"]
     assert federated["rounds"] == 1 and federated["sites"] == 2 and federated["cases_per_site"] == {"A": 2, "B": 4}
     assert federated["history"][0]["dice"] is not None and not federated["history"][0]["failures"]
+    start = registry.get(version).state_dict("network")
+    for label, state in (("A", state_a), ("B", state_b)):  # the round log's update norm is the site's real move
+        moved = sum(float(((state[k].double() - start[k].double()) ** 2).sum()) for k in start
+                    if start[k].is_floating_point()) ** 0.5
+        assert federated["history"][0]["update_norms"][label] == pytest.approx(moved, rel=1e-4) and moved > 0
     assert "stroke22-0" not in json.dumps(meta.to_json())
 
     parent_keys = set(registry.get(version).state_dict("network"))
@@ -231,7 +236,9 @@ def test_dp_clipping_bounds_how_far_one_round_moves_the_model(parent) -> None:
     moved = sum(((after[k].double() - before[k].double()) ** 2).sum() for k in before
                 if before[k].is_floating_point()) ** 0.5
     assert 0 < float(moved) <= 0.05 + 1e-4
-    assert registry.get(new).metadata.training["federated"]["dp_clip"] == 0.05
+    federated = registry.get(new).metadata.training["federated"]
+    assert federated["dp_clip"] == 0.05
+    assert all(0 < norm <= 0.05 + 1e-6 for norm in federated["history"][0]["update_norms"].values())  # as averaged
 
 
 # -- command line ------------------------------------------------------------------------------------------------------

@@ -207,8 +207,10 @@ def round_progress(settings, printer):
         loss = "-" if record.loss is None else f"{record.loss:.4f}"
         dice = "-" if record.dice is None else f"{record.dice:.3f}"
         failed = f", {len(record.failures)} failed" if record.failures else ""
+        norms = sorted(record.update_norms.values())
+        norm = f", median update norm {norms[len(norms) // 2]:.3g}" if norms else ""
         printer(record.round / settings.rounds, f"round {record.round}/{settings.rounds}: {record.sites} sites"
-                f"{failed}, loss {loss}, validation Dice {dice}")
+                f"{failed}, loss {loss}, validation Dice {dice}{norm}")
 
     return report
 

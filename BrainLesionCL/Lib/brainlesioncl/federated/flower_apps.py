@@ -58,6 +58,7 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
             super().__init__(**options)
             self.site_names: dict[int, str] = {}
             self.latest = ArrayRecord()
+            self.sent = ArrayRecord()  # the round's global weights, to measure each site's update against
 
         def _name(self, reply: Message) -> str:
             label = str(reply.content["site"]["label"]) if "site" in reply.content.config_records else ""
@@ -71,6 +72,7 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
 
         def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                             grid: Grid) -> Iterable[Message]:
+            self.sent = arrays
             return super().configure_train(server_round, arrays, self._config(server_round), grid)
 
         def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -98,9 +100,19 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
                     valid.append(reply)
             return valid, failures
 
+        def _update_norm(self, reply: Message) -> float:
+            """L2 norm of a site's weights minus the round's global weights (floating-point tensors)."""
+            sent = self.sent.to_torch_state_dict()
+            squares = 0.0
+            for key, tensor in reply.content["arrays"].to_torch_state_dict().items():
+                if tensor.is_floating_point() and key in sent:
+                    squares += float(((tensor.double() - sent[key].double()) ** 2).sum())
+            return squares**0.5
+
         def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> Any:
             valid, failures = self._split(replies, arrays=True)
-            server.record_training(server_round + offset, self._metrics(valid), failures)
+            norms = {self._name(r): self._update_norm(r) for r in valid} if len(self.sent) else {}
+            server.record_training(server_round + offset, self._metrics(valid), failures, norms)
             return super().aggregate_train(server_round, valid)
 
         def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> Any:

@@ -39,6 +39,10 @@ class RoundRecord:
     dice: float | None = None  # case-weighted mean validation Dice of the round's global model
     site_dice: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: L2 norm of each site's update (its weights minus the round's global weights, floating-point tensors), as
+    #: aggregated: after clipping when differential privacy is on. The median of a run without DP is where
+    #: ``--dp-clip`` starts to bite (docs/FEDERATED.md).
+    update_norms: dict[str, float] = field(default_factory=dict)
 
 
 class FederatedServer:
@@ -94,9 +98,10 @@ class FederatedServer:
                 "round": server_round}
 
     def record_training(self, server_round: int, replies: Sequence[tuple[str, Mapping[str, float]]],
-                        failures: list[str]) -> None:
+                        failures: list[str], update_norms: Mapping[str, float] | None = None) -> None:
         """Log the training replies of a round; fewer than ``min_sites`` answers ends the federation."""
-        record = RoundRecord(round=server_round, sites=len(replies), failures=list(failures))
+        record = RoundRecord(round=server_round, sites=len(replies), failures=list(failures),
+                             update_norms={site: round(float(n), 6) for site, n in (update_norms or {}).items()})
         record.cases = {site: int(metrics["num-examples"]) for site, metrics in replies}
         total = sum(record.cases.values())
         if total:
