@@ -104,7 +104,7 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
             """L2 norm of a site's weights minus the round's global weights (floating-point tensors)."""
             sent = self.sent.to_torch_state_dict()
             squares = 0.0
-            for key, tensor in reply.content["arrays"].to_torch_state_dict().items():
+            for key, tensor in reply.content.array_records["arrays"].to_torch_state_dict().items():
                 if tensor.is_floating_point() and key in sent:
                     squares += float(((tensor.double() - sent[key].double()) ** 2).sum())
             return squares**0.5
