@@ -9,6 +9,9 @@ forgetting. Compared, all with the continual strategy ``ours`` and the same opti
 * ``federated``: the product's federated episode (Flower FedAvg weighted by cases; sites in this process through
   :class:`~brainlesioncl.federated.flower_apps.SequentialGrid`), ``rounds x local_steps`` steps per hospital;
 * ``federated-prox``: the same with FedProx;
+* ``federated-dp-z<z>`` (with ``--dp-noise``): FedAvg under Flower's server-side fixed-clipping differential privacy,
+  the clip set to the median site-update norm the ``federated`` run logged, and Gaussian noise multiplier ``z``
+  (``z = 0``: clipping alone). The cost of privacy in Dice, against ``federated``;
 * ``central``: every hospital's cases in one place (what no hospital may do; the upper bound), with the steps of
   all three hospitals together.
 
@@ -19,6 +22,8 @@ disease, at least 5 above the best single hospital, BWT no worse than a local ep
 Usage (from the repository root)::
 
     python benchmarks/federated_hospitals.py --output-dir docs/federated
+    python benchmarks/federated_hospitals.py --output-dir docs/federated/dp --skip local-A,local-B,local-C,\
+        federated-prox,central --dp-noise 0 0.3 1.0
 """
 
 from __future__ import annotations
@@ -83,6 +88,9 @@ def main() -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=7000)
     parser.add_argument("--skip", default="", help="comma-separated approaches to leave out (e.g. federated-prox)")
+    parser.add_argument("--dp-noise", type=float, nargs="*", default=[],
+                        help="also run FedAvg with DP at these noise multipliers (clip: the federated run's median "
+                             "update norm)")
     args = parser.parse_args()
 
     import torch
@@ -137,7 +145,11 @@ def main() -> int:
     def record(name: str, version: str, began: float) -> None:
         row = scores(version)
         row["bwt"] = row["old: tumour"] - parent_scores["old: tumour"]
-        results["approaches"][name] = {"scores": row, "minutes": round((time.perf_counter() - began) / 60, 2)}
+        results["approaches"][name] = {"scores": row, "minutes": round((time.perf_counter() - began) / 60, 2),
+                                       "version": version}
+        federated = registry.get(version).metadata.training.get("federated")
+        if federated and federated.get("dp_clip"):
+            results["approaches"][name].update(dp_clip=federated["dp_clip"], dp_noise=federated["dp_noise"])
         print(f"  {name:>15}: new {100 * row['new (mean)']:.1f}  old {100 * row['old: tumour']:.1f}  "
               f"({results['approaches'][name]['minutes']} min)", flush=True)
         (args.output_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
@@ -150,14 +162,22 @@ def main() -> int:
                                 config=config(total_steps), name=f"local-{site}").version
         record(f"local-{site}", version, began)
 
-    for name, aggregation in (("federated", "fedavg"), ("federated-prox", "fedprox")):
+    runs = [(name, aggregation, {}) for name, aggregation in (("federated", "fedavg"), ("federated-prox", "fedprox"))]
+    runs += [(f"federated-dp-z{z:g}", "fedavg", {"dp_noise": z}) for z in args.dp_noise]
+    for name, aggregation, privacy in runs:
         if name in skip:
             continue
+        if privacy:
+            if "federated" not in results["approaches"]:
+                raise SystemExit("--dp-noise needs the federated run (its update norms set the clip): do not skip it")
+            norms = sorted(n for record in registry.get(results["approaches"]["federated"]["version"]).metadata
+                           .training["federated"]["history"] for n in record["update_norms"].values())
+            privacy = {**privacy, "dp_clip": float(np.median(norms))}
         began = time.perf_counter()
         settings = FederationSettings(parent=parent, disease="stroke", rounds=args.rounds,
                                       local_steps=args.local_steps, learning_rate=args.learning_rate,
                                       aggregation=aggregation, min_sites=len(SITES), crop_size=args.crop,
-                                      seed=args.seed, name=name)
+                                      seed=args.seed, name=name, **privacy)
         labels = list(SITES)
 
         def open_site(context, site_settings, labels=labels) -> FederatedSite:
