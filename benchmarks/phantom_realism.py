@@ -12,7 +12,8 @@ Two parts, both from the repository root with ``../shared/data`` beside the proj
     The effect on real cases: from the shipped default, one ``brainlesioncl episode`` (strategy ``ours``, the
     budget of ``benchmarks/real_sequence.py``) on phantoms of each style, same count, seeds and budget; then every
     version is scored on the evaluation cases of every real dataset and on the held-out phantoms (Dice, as the real
-    sequence scores them). The classic-style episode is the control: the same extra training without the realism.
+    sequence scores them) and lesion-wise detection on the MS, WMH and stroke cases (many lesions each, so more to
+    count than one Dice). The classic-style episode is the control: the same extra training without the realism.
     ``--styles clinical`` and ``--styles classic`` can run as two processes; ``--evaluate`` scores what is finished.
     Everything resumes (finished episodes are found in the work registry, evaluations are cached).
 """
@@ -127,9 +128,42 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             print(f"evaluating {version}", flush=True)
             cache[version] = evaluate_version(registry_root, version, split, phantoms)
             cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
+        if f"{version}#lesions" not in cache:
+            cache[f"{version}#lesions"] = lesion_detection(registry_root, version, split)
+            cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
     return {"disease": args.disease, "parent": args.parent, "versions": versions,
             "scores": {key: cache[v] for key, v in versions.items()},
+            "lesions": {key: cache[f"{v}#lesions"] for key, v in versions.items()},
             "settings": {k: str(v) for k, v in vars(args).items() if k not in ("work",)}}
+
+
+def lesion_detection(registry_root: Path, version: str, split: dict[str, Any]) -> dict[str, Any]:
+    """Lesion-wise detection on the evaluation cases of MS, WMH and stroke (many lesions per case, so more to count
+    than one Dice): BraTS metastasis rules (1-voxel dilation, lesions over 2 mm^3), sensitivity and false positives."""
+    import SimpleITK as sitk
+    from evaluate_real import reference_on_label_grid
+    from real_sequence import case_inputs
+
+    from brainlesioncl.evaluation.lesions import lesion_scores
+    from brainlesioncl.inference import Segmenter
+    from brainlesioncl.io import to_xyz
+    from brainlesioncl.registry import ModelRegistry
+
+    segmenter = Segmenter.from_bundle(ModelRegistry(registry_root).get(version))
+    out: dict[str, Any] = {}
+    for name, dataset in {**split["datasets"], **split.get("evaluation_only", {})}.items():
+        if dataset.get("disease") not in ("MS", "WMH", "stroke"):
+            continue
+        for case in dataset["evaluate"]:
+            images, label_path = case_inputs(dataset, case)
+            label = sitk.ReadImage(str(label_path))
+            predicted = segmenter.segment(images, dataset["disease"],
+                                          reference=reference_on_label_grid(images, label)).label
+            scores = lesion_scores(to_xyz(predicted) > 0, to_xyz(label) > 0, label.GetSpacing(), variant="MET")
+            out[f"{name} {case.split('/')[-1]}"] = {
+                "true_lesions": scores.true_lesions, "detected": scores.detected_lesions,
+                "false_positives": scores.false_positives, "lesion_dice": round(scores.lesion_dice, 4)}
+    return out
 
 
 def print_effect(result: dict[str, Any]) -> None:
@@ -139,6 +173,13 @@ def print_effect(result: dict[str, Any]) -> None:
     for key, scores in result["scores"].items():
         label = result["parent"] if key == "parent" else f"+ {key} {result['disease']} phantoms"
         print(f"| {label} | " + " | ".join(f"{100 * scores[c]['dice']:.1f}" for c in columns) + " |")
+    print("\nLesion-wise detection (detected / true lesions, false positives)\n")
+    cases = list(next(iter(result["lesions"].values())))
+    print("| model | " + " | ".join(cases) + " |\n|---" + "|---:" * len(cases) + "|")
+    for key, lesions in result["lesions"].items():
+        label = result["parent"] if key == "parent" else f"+ {key} {result['disease']} phantoms"
+        print(f"| {label} | " + " | ".join(f"{lesions[c]['detected']}/{lesions[c]['true_lesions']}, "
+                                           f"{lesions[c]['false_positives']} FP" for c in cases) + " |")
 
 
 def main() -> int:
