@@ -15,7 +15,13 @@ Two parts, both from the repository root with ``../shared/data`` beside the proj
     sequence scores them) and lesion-wise detection on the MS, WMH and stroke cases (many lesions each, so more to
     count than one Dice). The classic-style episode is the control: the same extra training without the realism.
     ``--styles clinical`` and ``--styles classic`` can run as two processes; ``--evaluate`` scores what is finished.
-    Everything resumes (finished episodes are found in the work registry, evaluations are cached).
+
+``python benchmarks/phantom_realism.py chain [--ship braincl-demo]``
+    The recipe of the model after v4: clinical-style MS phantoms, then clinical-style acute stroke phantoms (real
+    SOOP lesion shapes when ``../shared/data/templates`` is there), one episode each from ``--parent``; every version
+    scored as above; ``--ship`` copies the last into the package as the next shipped version.
+
+Everything resumes (finished episodes are found in the work registry, evaluations are cached).
 """
 
 from __future__ import annotations
@@ -83,44 +89,74 @@ def print_appearance(rows: dict[str, Any]) -> None:
 
 
 # -------------------------------------------------------------------------------------------------------- episodes
-def train_episodes(args: argparse.Namespace) -> dict[str, str]:
-    """One episode per style from ``args.parent`` on that style's phantoms; returns style -> new version."""
-    from real_sequence import find_episode, run_episode
-
+def phantom_cases(work: Path, style: str, disease: str, count: int) -> Path:
+    """The episode's phantoms (generated once): ``count`` cases of ``disease`` in ``style``; returns the CSV."""
     from brainlesioncl.phantoms.generator import generate_dataset
 
-    registry_root = args.work / "registry"
     library = DATA / "templates" / "stroke_lesions_soop" / "lesions"
-    versions = {}
-    for style in args.styles:
-        name = f"phantom-{style}-{args.disease.lower()}"
-        version = find_episode(registry_root, name, args.parent, args.disease)
-        if version is None:
-            cases = args.work / "cases" / f"{style}-{args.disease}"
-            if not (cases / "cases.csv").exists():
-                generate_dataset(cases, count=args.cases, disease=args.disease, seed=EPISODE_SEED,
-                                 modalities=EPISODE_PHANTOMS[args.disease], lesion_style=style,
-                                 lesion_library=library if style == "clinical" and args.disease == "stroke"
-                                 and library.is_dir() else None)
-            version = run_episode(registry_root, cases / "cases.csv", {"disease": args.disease}, parent=args.parent,
-                                  strategy="ours", name=name, args=args, log=args.work / f"{name}.log")
-        versions[style] = version
-        print(f"{style}: {version}", flush=True)
-    return versions
+    cases = work / "cases" / f"{style}-{disease}"
+    if not (cases / "cases.csv").exists():
+        generate_dataset(cases, count=count, disease=disease, seed=EPISODE_SEED, modalities=EPISODE_PHANTOMS[disease],
+                         lesion_style=style, lesion_library=library if style == "clinical" and disease == "stroke"
+                         and library.is_dir() else None)
+    return cases / "cases.csv"
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+def episode(args: argparse.Namespace, style: str, disease: str, parent: str, name: str) -> str:
+    """A finished episode of ``name`` from ``parent`` on the style's phantoms, run (or resumed) when missing."""
+    from real_sequence import find_episode, run_episode
+
+    registry_root = args.work / "registry"
+    version = find_episode(registry_root, name, parent, disease)
+    if version is None:
+        version = run_episode(registry_root, phantom_cases(args.work, style, disease, args.cases),
+                              {"disease": disease}, parent=parent, strategy="ours", name=name, args=args,
+                              log=args.work / f"{name}.log")
+    print(f"{name}: {version} (parent {parent})", flush=True)
+    return version
+
+
+def train_episodes(args: argparse.Namespace) -> dict[str, str]:
+    """One episode per style from ``args.parent`` on that style's phantoms; returns style -> new version."""
+    return {style: episode(args, style, args.disease, args.parent, f"phantom-{style}-{args.disease.lower()}")
+            for style in args.styles}
+
+
+#: The clinical-phantom episodes after the parent, in order: the recipe of the model that follows v4.
+CHAIN = ("MS", "stroke")
+
+
+def run_chain(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Clinical-phantom episodes one after the other (the first is the ``episodes`` part's clinical one, so it is
+    found, not trained again); returns the lineage."""
+    from brainlesioncl.registry import ModelRegistry
+
+    parent, lineage = args.parent, []
+    for step, disease in enumerate(CHAIN):
+        name = f"phantom-clinical-{disease.lower()}" if step == 0 else "phantom-clinical-chain"
+        version = episode(args, "clinical", disease, parent, name)
+        training = ModelRegistry(args.work / "registry").get(version).metadata.training
+        lineage.append({"version": version, "parent": parent, "dataset": f"clinical-style {disease} phantoms",
+                        "disease": disease, "strategy": "ours", "cases": training.get("cases"),
+                        "modalities": training.get("modalities"), "minutes": training.get("minutes")})
+        parent = version
+    return lineage
+
+
+def evaluate(args: argparse.Namespace, versions: dict[str, str] | None = None) -> dict[str, Any]:
+    """Scores of the parent and of the finished episodes (or of ``versions``: row label -> version), cached."""
     from real_sequence import _phantoms, evaluate_version, find_episode, load_split
 
     split = load_split()
     registry_root = args.work / "registry"
     cache_path = args.work / "evaluations.json"
     cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.exists() else {}
-    versions = {"parent": args.parent}
-    for style in STYLES:
-        found = find_episode(registry_root, f"phantom-{style}-{args.disease.lower()}", args.parent, args.disease)
-        if found:
-            versions[style] = found
+    if versions is None:
+        versions = {"parent": args.parent}
+        for style in STYLES:
+            found = find_episode(registry_root, f"phantom-{style}-{args.disease.lower()}", args.parent, args.disease)
+            if found:
+                versions[style] = found
     phantoms = None
     for version in versions.values():
         if version not in cache:
@@ -131,7 +167,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if f"{version}#lesions" not in cache:
             cache[f"{version}#lesions"] = lesion_detection(registry_root, version, split)
             cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
-    return {"disease": args.disease, "parent": args.parent, "versions": versions,
+    return {"disease": getattr(args, "disease", "+".join(CHAIN)), "parent": args.parent, "versions": versions,
             "scores": {key: cache[v] for key, v in versions.items()},
             "lesions": {key: cache[f"{v}#lesions"] for key, v in versions.items()},
             "settings": {k: str(v) for k, v in vars(args).items() if k not in ("work",)}}
@@ -166,20 +202,45 @@ def lesion_detection(registry_root: Path, version: str, split: dict[str, Any]) -
     return out
 
 
+def _row_label(result: dict[str, Any], key: str) -> str:
+    if key == "parent":
+        return result["parent"]
+    return key if key in result["versions"].values() else f"+ {key} {result['disease']} phantoms"
+
+
 def print_effect(result: dict[str, Any]) -> None:
     columns = [k for k in next(iter(result["scores"].values())) if isinstance(result["scores"]["parent"][k], dict)]
-    print(f"\nDice % on evaluation cases after one {result['disease']} phantom episode from {result['parent']}\n")
+    print(f"\nDice % on evaluation cases after {result['disease']} phantom episodes from {result['parent']}\n")
     print("| model | " + " | ".join(columns) + " |\n|---" + "|---:" * len(columns) + "|")
     for key, scores in result["scores"].items():
-        label = result["parent"] if key == "parent" else f"+ {key} {result['disease']} phantoms"
-        print(f"| {label} | " + " | ".join(f"{100 * scores[c]['dice']:.1f}" for c in columns) + " |")
+        print(f"| {_row_label(result, key)} | " + " | ".join(f"{100 * scores[c]['dice']:.1f}" for c in columns) + " |")
     print("\nLesion-wise detection (detected / true lesions, false positives)\n")
     cases = list(next(iter(result["lesions"].values())))
     print("| model | " + " | ".join(cases) + " |\n|---" + "|---:" * len(cases) + "|")
     for key, lesions in result["lesions"].items():
-        label = result["parent"] if key == "parent" else f"+ {key} {result['disease']} phantoms"
-        print(f"| {label} | " + " | ".join(f"{lesions[c]['detected']}/{lesions[c]['true_lesions']}, "
+        print(f"| {_row_label(result, key)} | " + " | ".join(f"{lesions[c]['detected']}/{lesions[c]['true_lesions']}, "
                                            f"{lesions[c]['false_positives']} FP" for c in cases) + " |")
+
+
+def ship_chain(args: argparse.Namespace, lineage: list[dict[str, Any]], result: dict[str, Any]) -> Path:
+    """The chain's last version into the package as ``<args.ship>-v<next>``, with v4's episodes and the chain's in
+    its lineage."""
+    from real_sequence import ship
+
+    from brainlesioncl.registry import ModelRegistry
+
+    parent = ModelRegistry(args.work / "registry").get(args.parent).metadata
+    earlier = list((parent.provenance or {}).get("episodes", []))
+    final = result["scores"][lineage[-1]["version"]]
+    table = {name: round(entry["dice"], 4) for name, entry in final.items() if isinstance(entry, dict)}
+    return ship(args.work / "registry", lineage[-1]["version"], args.ship, earlier + lineage, table,
+                description="Default model: the shipped phantom model, continual-learning episodes (strategy ours) on "
+                            "real annotated glioma, WMH and MS cases, then on clinical-style MS and acute stroke "
+                            "phantoms. Not a medical device. Not for clinical use.",
+                source="benchmarks/real_sequence.py, then benchmarks/phantom_realism.py chain (brainlesioncl episode)",
+                data="procedural phantoms (through v2), the real annotated training cases of "
+                     "benchmarks/real_split.json (through v4), then clinical-style MS and acute stroke phantoms "
+                     "(acute stroke shapes from the SOOP lesion masks, BSD-2 / CC0)")
 
 
 def main() -> int:
@@ -203,6 +264,19 @@ def main() -> int:
     ep.add_argument("--learning-rate", type=float, default=5e-4)
     ep.add_argument("--seed", type=int, default=0)
     ep.add_argument("--output", type=Path, default=None)
+    chain = sub.add_parser("chain", help="clinical MS then stroke phantom episodes from --parent; scored; shippable")
+    chain.add_argument("--parent", default="braincl-demo-v4")
+    chain.add_argument("--cases", type=int, default=12, help="phantoms per episode")
+    chain.add_argument("--work", type=Path, default=ROOT / "work" / "phantom_realism")
+    chain.add_argument("--phantoms", type=int, default=2, help="held-out phantoms per pathology in the scoring")
+    chain.add_argument("--epochs", type=int, default=4)
+    chain.add_argument("--steps", type=int, default=45)
+    chain.add_argument("--crop-size", type=int, default=64)
+    chain.add_argument("--batch-size", type=int, default=2)
+    chain.add_argument("--learning-rate", type=float, default=5e-4)
+    chain.add_argument("--seed", type=int, default=0)
+    chain.add_argument("--ship", metavar="NAME", help="copy the last version into the package as NAME-v<next>")
+    chain.add_argument("--output", type=Path, default=ROOT / "docs" / "phantom_realism" / "chain.json")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"{DATA} is not available; this benchmark needs ../shared/data beside the project.")
@@ -214,6 +288,16 @@ def main() -> int:
         print_appearance(rows)
         return 0
     args.work = args.work.resolve()
+    if args.part == "chain":
+        lineage = run_chain(args)
+        result = evaluate(args, {"parent": args.parent, **{step["version"]: step["version"] for step in lineage}})
+        result["lineage"] = lineage
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        print_effect(result)
+        if args.ship:
+            print(f"shipped {ship_chain(args, lineage, result)}")
+        return 0
     if not args.evaluate:
         train_episodes(args)
         return 0

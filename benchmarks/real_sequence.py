@@ -151,7 +151,15 @@ def evaluate_version(registry_root: Path, version: str, split: dict[str, Any], p
 
 
 # ------------------------------------------------------------------------------------------------------- shipping
-def ship(registry_root: Path, version: str, name: str, lineage: list[dict[str, Any]], table: dict[str, Any]) -> Path:
+SEQUENCE_DESCRIPTION = ("Default model: the shipped phantom model, then continual-learning episodes (strategy ours) "
+                        "on real annotated glioma, WMH and MS cases. Not a medical device. Not for clinical use.")
+
+
+def ship(registry_root: Path, version: str, name: str, lineage: list[dict[str, Any]], table: dict[str, Any], *,
+         description: str = SEQUENCE_DESCRIPTION,
+         source: str = "benchmarks/real_sequence.py (brainlesioncl episode, one per dataset)",
+         data: str = "procedural phantoms (through the parent), then the real annotated training cases of "
+                     "benchmarks/real_split.json") -> Path:
     """Copy ``version`` into the package's shipped models as ``<name>-v<next>``, its episodes recorded in it."""
     from brainlesioncl.registry.registry import builtin_models_dir
 
@@ -167,16 +175,12 @@ def ship(registry_root: Path, version: str, name: str, lineage: list[dict[str, A
     bundle = json.loads((staging / "bundle.json").read_text(encoding="utf-8"))
     base = lineage[0]["parent"]
     bundle.update(
-        name=name, version=target.name, parent=base,
-        description="Default model: the shipped phantom model, then continual-learning episodes (strategy ours) on "
-                    "real annotated glioma, WMH and MS cases. Not a medical device. Not for clinical use.",
-    )
+        name=name, version=target.name, parent=base, description=description)
     bundle["metrics"] = {"real_evaluation_dice": table,
                          "evaluation": "held-out cases of benchmarks/real_split.json and held-out phantoms"}
     bundle["provenance"] = {
-        "source": "benchmarks/real_sequence.py (brainlesioncl episode, one per dataset)",
-        "data": "procedural phantoms (through the parent), then the real annotated training cases of "
-                "benchmarks/real_split.json",
+        "source": source,
+        "data": data,
         "episodes": lineage,
         "evaluation": table,
     }
