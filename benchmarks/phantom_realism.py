@@ -42,6 +42,9 @@ STYLES = ("classic", "clinical")
 #: benchmark's and the shipped recipe's).
 EPISODE_PHANTOMS = {"MS": ("FLAIR", "T1", "T1c", "T2"), "stroke": ("FLAIR", "DWI"), "WMH": ("FLAIR", "T1")}
 EPISODE_SEED = 2027000
+#: Stroke episodes learn acute strokes only, as DWI/FLAIR datasets are acute: with FLAIR and DWI alone a chronic
+#: cavity is dark like CSF, and the first stroke runs (half chronic) taught the model to label CSF (docs/BENCHMARKS.md).
+EPISODE_STAGE = {"stroke": "acute"}
 
 
 # ------------------------------------------------------------------------------------------------------ appearance
@@ -94,11 +97,12 @@ def phantom_cases(work: Path, style: str, disease: str, count: int) -> Path:
     from brainlesioncl.phantoms.generator import generate_dataset
 
     library = DATA / "templates" / "stroke_lesions_soop" / "lesions"
-    cases = work / "cases" / f"{style}-{disease}"
+    stage = EPISODE_STAGE.get(disease)
+    cases = work / "cases" / "-".join([style, disease] + ([stage] if stage else []))
     if not (cases / "cases.csv").exists():
         generate_dataset(cases, count=count, disease=disease, seed=EPISODE_SEED, modalities=EPISODE_PHANTOMS[disease],
                          lesion_style=style, lesion_library=library if style == "clinical" and disease == "stroke"
-                         and library.is_dir() else None)
+                         and library.is_dir() else None, stroke_stage=stage)
     return cases / "cases.csv"
 
 
@@ -116,9 +120,15 @@ def episode(args: argparse.Namespace, style: str, disease: str, parent: str, nam
     return version
 
 
+def episode_name(style: str, disease: str) -> str:
+    """``phantom-<style>-<disease>[-<stage>]``: a change of the episode's data is a new name, never a found one."""
+    return "-".join(["phantom", style, disease.lower()] + ([EPISODE_STAGE[disease]] if disease in EPISODE_STAGE
+                                                            else []))
+
+
 def train_episodes(args: argparse.Namespace) -> dict[str, str]:
     """One episode per style from ``args.parent`` on that style's phantoms; returns style -> new version."""
-    return {style: episode(args, style, args.disease, args.parent, f"phantom-{style}-{args.disease.lower()}")
+    return {style: episode(args, style, args.disease, args.parent, episode_name(style, args.disease))
             for style in args.styles}
 
 
@@ -133,7 +143,8 @@ def run_chain(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     parent, lineage = args.parent, []
     for step, disease in enumerate(CHAIN):
-        name = f"phantom-clinical-{disease.lower()}" if step == 0 else "phantom-clinical-chain"
+        name = episode_name("clinical", disease) if step == 0 else "phantom-clinical-chain-" + "-".join(
+            [disease.lower()] + ([EPISODE_STAGE[disease]] if disease in EPISODE_STAGE else []))
         version = episode(args, "clinical", disease, parent, name)
         training = ModelRegistry(args.work / "registry").get(version).metadata.training
         lineage.append({"version": version, "parent": parent, "dataset": f"clinical-style {disease} phantoms",
@@ -154,7 +165,7 @@ def evaluate(args: argparse.Namespace, versions: dict[str, str] | None = None) -
     if versions is None:
         versions = {"parent": args.parent}
         for style in STYLES:
-            found = find_episode(registry_root, f"phantom-{style}-{args.disease.lower()}", args.parent, args.disease)
+            found = find_episode(registry_root, episode_name(style, args.disease), args.parent, args.disease)
             if found:
                 versions[style] = found
     phantoms = None

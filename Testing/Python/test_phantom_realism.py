@@ -136,6 +136,10 @@ def test_the_phantoms_command_writes_clinical_cases_and_names_a_missing_library(
                  "--spacing", "2.5", "--lesion-style", "clinical"]) == 0
     info = json.loads((tmp_path / "ms" / "MSSEG_0000" / "case.json").read_text())
     assert info["style"] == "clinical" and info["config"]["lesion_style"] == "clinical"
+    assert main(["phantoms", str(tmp_path / "acute"), "--disease", "stroke", "--count", "3", "--size", "40", "48", "36",
+                 "--spacing", "4", "--stroke-stage", "acute"]) == 0
+    stages = {json.loads((tmp_path / "acute" / f"stroke_{i:04d}" / "case.json").read_text())["stage"] for i in range(3)}
+    assert stages == {"acute"}  # a DWI/FLAIR study's strokes: without T1 a chronic cavity looks like CSF
     assert main(["phantoms", str(tmp_path / "stroke"), "--disease", "stroke", "--count", "2",
                  "--size", "40", "48", "36", "--spacing", "4", "--lesion-style", "clinical",
                  "--lesion-library", str(tmp_path / "absent")]) == 2

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
     ph.add_argument("--preview", action="store_true", help="also write preview.png per case")
     ph.add_argument("--lesion-style", choices=["classic", "clinical"], default="classic",
                     help="clinical: MS, WMH and acute stroke as small and subtle as on real scans")
+    ph.add_argument("--stroke-stage", choices=["acute", "chronic"],
+                    help="strokes of one stage only (default: half acute, half chronic). A DWI/FLAIR study is acute: "
+                         "without T1 a chronic cavity looks like CSF")
     ph.add_argument("--lesion-library", metavar="DIR",
                     help="folder of real stroke lesion masks in MNI152 space for the clinical style's acute strokes")
     ph.set_defaults(func=cmd_phantoms)
@@ -60,6 +63,7 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
         modalities=args.modalities.split(",") if args.modalities else None,
         size=tuple(args.size), spacing=args.spacing, preview=args.preview,
         progress=progress_printer(args.progress), lesion_style=args.lesion_style, lesion_library=args.lesion_library,
+        stroke_stage=args.stroke_stage,
     )
     print(f"Wrote {len(folders)} case(s) to {out} (manifest.json, cases.csv).")
     return 0

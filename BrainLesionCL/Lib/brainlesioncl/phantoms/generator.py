@@ -298,6 +298,7 @@ def generate_dataset(
     progress=None,
     lesion_style: str = "classic",
     lesion_library: str | os.PathLike | None = None,
+    stroke_stage: str | None = None,
 ) -> list[Path]:
     """Write ``count`` cases (seeds ``seed .. seed+count-1``) plus ``manifest.json`` and ``cases.csv``;
     with ``preview``, also each case's ``preview.png``."""
@@ -317,7 +318,8 @@ def generate_dataset(
     for i in range(count):
         config = PhantomConfig(disease=disease, modalities=modalities, size=(size[0], size[1], size[2]),
                                spacing=spacing, seed=seed + i, lesion_style=lesion_style,
-                               lesion_library=None if lesion_library is None else str(lesion_library))
+                               lesion_library=None if lesion_library is None else str(lesion_library),
+                               stroke_stage=stroke_stage)
         case = generate_case(config)
         folder = write_case(case, out / f"{prefix}_{seed + i:04d}")
         if preview:
