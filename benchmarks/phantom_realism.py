@@ -313,7 +313,8 @@ def main() -> int:
         train_episodes(args)
         return 0
     result = evaluate(args)
-    output = args.output or ROOT / "docs" / "phantom_realism" / f"episodes_{args.disease}.json"
+    stage = f"_{EPISODE_STAGE[args.disease]}" if args.disease in EPISODE_STAGE else ""
+    output = args.output or ROOT / "docs" / "phantom_realism" / f"episodes_{args.disease}{stage}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print_effect(result)
