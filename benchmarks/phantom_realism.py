@@ -42,6 +42,8 @@ STYLES = ("classic", "clinical")
 #: benchmark's and the shipped recipe's).
 EPISODE_PHANTOMS = {"MS": ("FLAIR", "T1", "T1c", "T2"), "stroke": ("FLAIR", "DWI"), "WMH": ("FLAIR", "T1")}
 EPISODE_SEED = 2027000
+#: Real acute stroke lesion masks in MNI space (SOOP), for the clinical style's acute strokes when present.
+STROKE_LIBRARY = DATA / "templates" / "stroke_lesions_soop" / "lesions"
 #: Stroke episodes learn acute strokes only, as DWI/FLAIR datasets are acute: with FLAIR and DWI alone a chronic
 #: cavity is dark like CSF, and the first stroke runs (half chronic) taught the model to label CSF (docs/BENCHMARKS.md).
 EPISODE_STAGE = {"stroke": "acute"}
@@ -65,15 +67,14 @@ def appearance(seeds: int) -> dict[str, Any]:
             images = {m: sitk.GetArrayFromImage(sitk.ReadImage(str(p), sitk.sitkFloat32)) for m, p in files.items()}
             rows[f"real {name} {case.split('/')[-1]} (train)"] = lesion_appearance(
                 images, sitk.GetArrayFromImage(label), float(np.prod(label.GetSpacing())) / 1000)
-    library = DATA / "templates" / "stroke_lesions_soop" / "lesions"
     for disease, modalities in (("MS", ("FLAIR", "T1", "T1c", "T2")), ("WMH", ("FLAIR",)),
                                 ("stroke", ("FLAIR", "DWI", "ADC"))):
         for style in STYLES:
             for seed in range(1, seeds + 1):
+                real_shape = disease == "stroke" and style == "clinical" and seed % 2 == 0 and STROKE_LIBRARY.is_dir()
                 config = PhantomConfig(disease=disease, modalities=modalities, seed=seed, lesion_style=style,
                                        stroke_stage="acute" if disease == "stroke" else None,
-                                       lesion_library=str(library) if disease == "stroke" and library.is_dir()
-                                       and style == "clinical" and seed % 2 == 0 else None)
+                                       lesion_library=str(STROKE_LIBRARY) if real_shape else None)
                 case = generate_case(config)
                 images = {m: sitk.GetArrayFromImage(i) for m, i in case.images.items()}
                 rows[f"phantom {disease} {style} seed {seed}"] = lesion_appearance(
@@ -96,13 +97,13 @@ def phantom_cases(work: Path, style: str, disease: str, count: int) -> Path:
     """The episode's phantoms (generated once): ``count`` cases of ``disease`` in ``style``; returns the CSV."""
     from brainlesioncl.phantoms.generator import generate_dataset
 
-    library = DATA / "templates" / "stroke_lesions_soop" / "lesions"
     stage = EPISODE_STAGE.get(disease)
     cases = work / "cases" / "-".join([style, disease] + ([stage] if stage else []))
+    real_shapes = style == "clinical" and disease == "stroke" and STROKE_LIBRARY.is_dir()
     if not (cases / "cases.csv").exists():
         generate_dataset(cases, count=count, disease=disease, seed=EPISODE_SEED, modalities=EPISODE_PHANTOMS[disease],
-                         lesion_style=style, lesion_library=library if style == "clinical" and disease == "stroke"
-                         and library.is_dir() else None, stroke_stage=stage)
+                         lesion_style=style, lesion_library=STROKE_LIBRARY if real_shapes else None,
+                         stroke_stage=stage)
     return cases / "cases.csv"
 
 
@@ -154,7 +155,8 @@ def run_chain(args: argparse.Namespace) -> list[dict[str, Any]]:
     return lineage
 
 
-def evaluate(args: argparse.Namespace, versions: dict[str, str] | None = None) -> dict[str, Any]:
+def evaluate(args: argparse.Namespace, versions: dict[str, str] | None = None, *,
+             label: str | None = None) -> dict[str, Any]:
     """Scores of the parent and of the finished episodes (or of ``versions``: row label -> version), cached."""
     from real_sequence import _phantoms, evaluate_version, find_episode, load_split
 
@@ -178,7 +180,7 @@ def evaluate(args: argparse.Namespace, versions: dict[str, str] | None = None) -
         if f"{version}#lesions" not in cache:
             cache[f"{version}#lesions"] = lesion_detection(registry_root, version, split)
             cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
-    return {"disease": getattr(args, "disease", "+".join(CHAIN)), "parent": args.parent, "versions": versions,
+    return {"disease": label or args.disease, "parent": args.parent, "versions": versions,
             "scores": {key: cache[v] for key, v in versions.items()},
             "lesions": {key: cache[f"{v}#lesions"] for key, v in versions.items()},
             "settings": {k: str(v) for k, v in vars(args).items() if k not in ("work",)}}
@@ -260,32 +262,24 @@ def main() -> int:
     look = sub.add_parser("appearance")
     look.add_argument("--seeds", type=int, default=3, help="phantoms per disease and style")
     look.add_argument("--output", type=Path, default=ROOT / "docs" / "phantom_realism" / "appearance.json")
-    ep = sub.add_parser("episodes")
+    training = argparse.ArgumentParser(add_help=False)  # what the episodes and their scoring share
+    training.add_argument("--parent", default="braincl-demo-v4")
+    training.add_argument("--cases", type=int, default=12, help="phantoms per episode")
+    training.add_argument("--work", type=Path, default=ROOT / "work" / "phantom_realism")
+    training.add_argument("--phantoms", type=int, default=2, help="held-out phantoms per pathology in the scoring")
+    training.add_argument("--epochs", type=int, default=4)
+    training.add_argument("--steps", type=int, default=45)
+    training.add_argument("--crop-size", type=int, default=64)
+    training.add_argument("--batch-size", type=int, default=2)
+    training.add_argument("--learning-rate", type=float, default=5e-4)
+    training.add_argument("--seed", type=int, default=0)
+    ep = sub.add_parser("episodes", parents=[training])
     ep.add_argument("--disease", default="MS", choices=sorted(EPISODE_PHANTOMS))
     ep.add_argument("--styles", nargs="+", default=list(STYLES), choices=STYLES)
-    ep.add_argument("--parent", default="braincl-demo-v4")
-    ep.add_argument("--cases", type=int, default=12, help="phantoms per style")
-    ep.add_argument("--work", type=Path, default=ROOT / "work" / "phantom_realism")
     ep.add_argument("--evaluate", action="store_true", help="only score the finished versions")
-    ep.add_argument("--phantoms", type=int, default=2, help="held-out phantoms per pathology in the scoring")
-    ep.add_argument("--epochs", type=int, default=4)
-    ep.add_argument("--steps", type=int, default=45)
-    ep.add_argument("--crop-size", type=int, default=64)
-    ep.add_argument("--batch-size", type=int, default=2)
-    ep.add_argument("--learning-rate", type=float, default=5e-4)
-    ep.add_argument("--seed", type=int, default=0)
     ep.add_argument("--output", type=Path, default=None)
-    chain = sub.add_parser("chain", help="clinical MS then stroke phantom episodes from --parent; scored; shippable")
-    chain.add_argument("--parent", default="braincl-demo-v4")
-    chain.add_argument("--cases", type=int, default=12, help="phantoms per episode")
-    chain.add_argument("--work", type=Path, default=ROOT / "work" / "phantom_realism")
-    chain.add_argument("--phantoms", type=int, default=2, help="held-out phantoms per pathology in the scoring")
-    chain.add_argument("--epochs", type=int, default=4)
-    chain.add_argument("--steps", type=int, default=45)
-    chain.add_argument("--crop-size", type=int, default=64)
-    chain.add_argument("--batch-size", type=int, default=2)
-    chain.add_argument("--learning-rate", type=float, default=5e-4)
-    chain.add_argument("--seed", type=int, default=0)
+    chain = sub.add_parser("chain", parents=[training],
+                           help="clinical MS then stroke phantom episodes from --parent; scored; shippable")
     chain.add_argument("--ship", metavar="NAME", help="copy the last version into the package as NAME-v<next>")
     chain.add_argument("--output", type=Path, default=ROOT / "docs" / "phantom_realism" / "chain.json")
     args = parser.parse_args()
@@ -301,7 +295,8 @@ def main() -> int:
     args.work = args.work.resolve()
     if args.part == "chain":
         lineage = run_chain(args)
-        result = evaluate(args, {"parent": args.parent, **{step["version"]: step["version"] for step in lineage}})
+        result = evaluate(args, {"parent": args.parent, **{step["version"]: step["version"] for step in lineage}},
+                          label="+".join(CHAIN))
         result["lineage"] = lineage
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

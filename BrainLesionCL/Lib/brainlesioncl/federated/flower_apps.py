@@ -58,7 +58,7 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
             super().__init__(**options)
             self.site_names: dict[int, str] = {}
             self.latest = ArrayRecord()
-            self.sent = ArrayRecord()  # the round's global weights, to measure each site's update against
+            self.sent: dict[str, Any] = {}  # the round's global weights (tensors), to measure each update against
 
         def _name(self, reply: Message) -> str:
             label = str(reply.content["site"]["label"]) if "site" in reply.content.config_records else ""
@@ -72,7 +72,7 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
 
         def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                             grid: Grid) -> Iterable[Message]:
-            self.sent = arrays
+            self.sent = arrays.to_torch_state_dict()
             return super().configure_train(server_round, arrays, self._config(server_round), grid)
 
         def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -102,16 +102,15 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
 
         def _update_norm(self, reply: Message) -> float:
             """L2 norm of a site's weights minus the round's global weights (floating-point tensors)."""
-            sent = self.sent.to_torch_state_dict()
             squares = 0.0
             for key, tensor in reply.content.array_records["arrays"].to_torch_state_dict().items():
-                if tensor.is_floating_point() and key in sent:
-                    squares += float(((tensor.double() - sent[key].double()) ** 2).sum())
+                if tensor.is_floating_point() and key in self.sent:
+                    squares += float(((tensor.double() - self.sent[key].double()) ** 2).sum())
             return squares**0.5
 
         def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> Any:
             valid, failures = self._split(replies, arrays=True)
-            norms = {self._name(r): self._update_norm(r) for r in valid} if len(self.sent) else {}
+            norms = {self._name(r): self._update_norm(r) for r in valid} if self.sent else {}
             server.record_training(server_round + offset, self._metrics(valid), failures, norms)
             return super().aggregate_train(server_round, valid)
 

@@ -26,7 +26,7 @@ from .anatomy import build_anatomy
 from .clinical_lesions import clinical_multiple_sclerosis, clinical_stroke, clinical_white_matter_hyperintensities
 from .contrast import MODALITIES, render
 from .fields import Coordinates, smooth_noise
-from .lesion_library import LesionLibrary
+from .lesion_library import open_library
 from .lesions import LESION_BUILDERS, Lesions
 from .preview import save_preview
 
@@ -105,7 +105,7 @@ class PhantomConfig:
         if self.lesion_style not in LESION_STYLES:
             raise ValueError(f"lesion_style must be one of {LESION_STYLES}, not {self.lesion_style!r}")
         if self.lesion_library is not None:  # checked now, not when the first acute stroke is drawn
-            object.__setattr__(self, "lesion_library", str(LesionLibrary(self.lesion_library).folder))
+            object.__setattr__(self, "lesion_library", str(open_library(str(self.lesion_library)).folder))
         if self.stroke_stage not in (None, "acute", "chronic"):
             raise ValueError(f"stroke_stage must be acute, chronic or None, not {self.stroke_stage!r}")
 
@@ -160,6 +160,7 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
     head = _head_layers(anatomy, config.spacing) if config.skull else None
     images = {}
     motion: dict[str, dict] = {}
+    thick_mask: sitk.Image | None = None  # the thick-slice series share one grid, so one mask
     for index, modality in enumerate(config.modalities):
         array = render(modality, anatomy, lesions, rng, texture=texture, noise=config.noise, bias=config.bias,
                        head=head)
@@ -167,7 +168,9 @@ def generate_case(config: PhantomConfig) -> PhantomCase:
         if index > 0 and config.slice_thickness:
             image = _thick_slices(image, config.slice_thickness)
             if head is None:  # skull stripping runs on the acquired series: its background is exactly 0 again
-                image = _strip(image, anatomy.intracranial, config.spacing)
+                if thick_mask is None:
+                    thick_mask = _mask_on(image, anatomy.intracranial, config.spacing)
+                image = sitk.Mask(image, thick_mask)
         if index > 0 and config.misalign:
             image, motion[modality] = _move(image, *config.misalign, rng)
         images[modality] = image
@@ -200,7 +203,7 @@ def _build_lesions(config: PhantomConfig, anatomy, rng: np.random.Generator) -> 
         return Lesions()
     clinical = config.lesion_style == "clinical"
     if config.disease == "stroke" and clinical:
-        library = LesionLibrary(config.lesion_library) if config.lesion_library else None
+        library = open_library(config.lesion_library) if config.lesion_library else None
         return clinical_stroke(anatomy, rng, stage=config.stroke_stage, library=library)
     if config.disease == "stroke":
         return LESION_BUILDERS["stroke"](anatomy, rng, stage=config.stroke_stage)
@@ -237,11 +240,11 @@ def _thick_slices(image: sitk.Image, thickness: float) -> sitk.Image:
     return sitk.Resample(smoothed, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
-def _strip(image: sitk.Image, intracranial: np.ndarray, spacing: float) -> sitk.Image:
-    """Zero ``image`` outside the intracranial volume carried onto its grid, as skull stripping a series does."""
+def _mask_on(image: sitk.Image, intracranial: np.ndarray, spacing: float) -> sitk.Image:
+    """The intracranial volume carried onto ``image``'s grid: what skull stripping that series keeps."""
     inside = sitk.Resample(_grid_image(intracranial.astype(np.float32), spacing), image, sitk.Transform(),
                            sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.Mask(image, sitk.Cast(inside >= 0.5, sitk.sitkUInt8))
+    return sitk.Cast(inside >= 0.5, sitk.sitkUInt8)
 
 
 def _move(image: sitk.Image, mm: float, degrees: float, rng: np.random.Generator) -> tuple[sitk.Image, dict]:

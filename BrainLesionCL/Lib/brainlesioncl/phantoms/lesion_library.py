@@ -12,6 +12,7 @@ downloaded.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ from scipy import ndimage
 from ..errors import SettingsError
 from .fields import Coordinates
 
-__all__ = ["LesionLibrary", "MNI_CEREBRUM_CENTRE", "MNI_CEREBRUM_HALF_EXTENT", "PHANTOM_BRAIN_HALF_EXTENT"]
+__all__ = ["LesionLibrary", "open_library", "MNI_CEREBRUM_CENTRE", "MNI_CEREBRUM_HALF_EXTENT",
+           "PHANTOM_BRAIN_HALF_EXTENT"]
 
 #: Centre and half extent (RAS, mm) of the MNI152 cerebrum's box (the brainstem below z = -50 left out).
 MNI_CEREBRUM_CENTRE = (0.0, -17.0, 15.0)
@@ -86,3 +88,10 @@ class LesionLibrary:
         smooth = ndimage.gaussian_filter((array > 0.5).astype(np.float32), 0.6)  # soft edges like the other shapes
         values = ndimage.map_coordinates(smooth, index.T, order=1, mode="constant", cval=0.0)
         return values.reshape(coords.size).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def open_library(folder: str) -> LesionLibrary:
+    """The library of ``folder``, scanned once per process: a dataset's config check and each of its acute strokes
+    share it instead of listing a folder of thousands of masks per case."""
+    return LesionLibrary(folder)
