@@ -280,11 +280,13 @@ class BrainLesionCLLogic:
         return read_dicom_tags(path) if path else {}
 
     def identifyVolume(self, node):
-        """Which contrast a volume is: DICOM tags, then the series description, then the node name."""
+        """Which contrast a volume is: DICOM tags, then the series description, then the node name, then (only when
+        none of those tells, e.g. a NIfTI loaded as ``img1``) the image's own tissue contrast."""
         from brainlesioncl.identification import decisive_name, identify
 
         tags = self.dicomTags(node)
-        return identify(name=decisive_name([self.seriesDescription(node), node.GetName()]), tags=tags or None)
+        return identify(name=decisive_name([self.seriesDescription(node), node.GetName()]), tags=tags or None,
+                        image=lambda: volume_to_image(node))
 
     def autoMap(self, volumeNodes: Iterable, channels: Sequence[str], manual: Mapping[str, object] | None = None):
         """``({channel: node}, {channel: evidence note}, [(node, why it was left out)])``: never a channel filled

@@ -128,3 +128,19 @@ def mrml_scene(slicer_core):
     slicer_core.scene.Clear(0)
     yield slicer_core.scene
     slicer_core.scene.Clear(0)
+
+
+@pytest.fixture
+def two_contrast_classifier(monkeypatch) -> dict:
+    """Install a FLAIR-vs-T1 image classifier made from two clean phantoms, so a test of the image evidence's
+    plumbing does not depend on the shipped classifier; returns a third phantom's ``{"FLAIR": ..., "T1": ...}``."""
+    from brainlesioncl.identification import image as image_module
+    from brainlesioncl.phantoms import PhantomConfig, generate_case
+
+    cases = [dict(generate_case(PhantomConfig(disease="none", modalities=("FLAIR", "T1"), size=(88, 104, 80),
+                                              spacing=1.8, seed=seed, noise=0.01, bias=0.0)).images)
+             for seed in (11, 12, 13)]
+    features = np.stack([image_module.image_features(case[m]) for case in cases[:2] for m in ("FLAIR", "T1")])
+    model = image_module.train_classifier(features, ["FLAIR", "T1"] * 2)
+    monkeypatch.setattr(image_module, "_load", lambda: model)
+    return cases[2]

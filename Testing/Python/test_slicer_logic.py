@@ -521,3 +521,16 @@ def test_auto_map_reads_dicom_tags_through_the_dicom_database(slicer_core, mrml_
     assert mapping == {"FLAIR": flair}
     assert any(node is adc and "no ADC channel" in why for node, why in left_out)
     assert "name" in notes["FLAIR"]
+
+
+def test_auto_map_reads_an_unnamed_volume_from_its_image(slicer_core, mrml_scene, registry, tiny_version,
+                                                         two_contrast_classifier) -> None:
+    """Volumes loaded as ``img1``/``img2`` (no telling name, no DICOM) are identified from their voxels, read from
+    the MRML nodes, and the channel note says the evidence was the image."""
+    slicer = slicer_core.slicer
+    flair = _node_from_image(slicer, two_contrast_classifier["FLAIR"], "img1")
+    t1 = _node_from_image(slicer, two_contrast_classifier["T1"], "img2")
+    logic = _logic(registry)
+    mapping, notes, left_out = logic.autoMap([flair, t1], logic.modelChannels())
+    assert mapping == {"FLAIR": flair, "T1": t1} and not left_out, [why for _, why in left_out]
+    assert notes["FLAIR"].startswith("FLAIR (image,") and "white matter" in notes["FLAIR"]

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     seg = sub.add_parser("segment", help="segment one case, or a batch of cases", parents=parents)
     seg.add_argument("--input", "-i", action="append", metavar="MODALITY=FILE",
                      help="one input volume (repeat per modality): FLAIR, T1, T1c, T2, PD, DWI, SWI, ADC or aliases; "
-                          "auto=FILE identifies the contrast from DICOM tags, a BIDS sidecar or the name")
+                          "auto=FILE identifies the contrast from DICOM tags, a BIDS sidecar, the name or the image")
     seg.add_argument("--disease", "-d", default="unknown",
                      help="tumour, stroke, MS, WMH, metastasis, unknown (default: a neutral mix of the routings) or "
                           "auto (the model reads the disease from the image and says what it chose)")
@@ -118,8 +118,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
     """``--input auto=FILE`` (repeatable as auto, auto2, ...): identify each file's contrast from its DICOM tags, BIDS
-    sidecar or name, and put it in its channel; print the evidence. Never fills a channel twice or with another
-    contrast, and never replaces a channel given by name."""
+    sidecar, name or (when none of those tells) its tissue contrast, and put it in its channel; print the evidence.
+    Never fills a channel twice or with another contrast, and never replaces a channel given by name."""
     auto = [path for name, path in inputs.items() if name.lower().startswith("auto")]
     if not auto:
         return inputs
@@ -131,7 +131,7 @@ def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> di
     from ..inference import resolve_disease_model
 
     channels = registry.get(resolve_disease_model(registry, args.disease, args.model)).metadata.channels
-    found = [(path, identify_file(path, use_image=False)) for path in auto]
+    found = [(path, identify_file(path)) for path in auto]
     mapping, left_out = auto_map(found, channels, manual=explicit)
     for channel, mapped in mapping.items():
         if mapped.identification.evidence != "hand":
