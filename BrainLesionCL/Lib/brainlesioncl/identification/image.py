@@ -20,8 +20,9 @@ the cases it was checked on are few (docs/BENCHMARKS.md).
 
 The classifier (``image_classifier.json``, rebuilt by ``python benchmarks/sequence_identification.py --train``) is
 trained on the project's phantoms of every sequence and on the real images of ``../shared/data``; leave-one-source-out
-on those real images (a classifier that never saw the held-out source) answers 19 of 46 and is right on all 19. An
-answer below ``min_confidence`` is not given: the channel stays empty and the reason says why.
+on those real images (a classifier that never saw the held-out source) answers 17 of 46 and is right on all 17. An
+answer below ``min_confidence``, or a T1/T1c/DWI/ADC answer that does not rule out its dangerous partner
+(:func:`decide`), is not given: the channel stays empty and the reason says why.
 """
 
 from __future__ import annotations
