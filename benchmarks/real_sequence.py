@@ -87,8 +87,9 @@ def find_episode(registry_root: Path, name: str, parent: str, disease: str) -> s
 
 
 def run_episode(registry_root: Path, manifest: Path, dataset: dict[str, Any], *, parent: str, strategy: str,
-                name: str, args: argparse.Namespace, log: Path) -> str:
-    """One ``brainlesioncl episode`` in a child process (resumes from its checkpoint); returns the new version."""
+                name: str, args: argparse.Namespace, log: Path, options: dict[str, Any] | None = None) -> str:
+    """One ``brainlesioncl episode`` in a child process (resumes from its checkpoint); returns the new version.
+    ``options``: strategy hyper-parameters (``--option NAME=VALUE``)."""
     command = [
         sys.executable, "-m", "brainlesioncl.cli.main", "--registry", str(registry_root), "episode", str(manifest),
         "--disease", dataset["disease"], "--parent", parent, "--strategy", strategy, "--name", name,
@@ -97,6 +98,8 @@ def run_episode(registry_root: Path, manifest: Path, dataset: dict[str, Any], *,
         "--validation-fraction", "0", "--keep", "last", "--seed", str(args.seed),
         "--label-mapping", dataset.get("label_mapping", "strict"), "--progress", "json",
     ]
+    for key, value in (options or {}).items():
+        command += ["--option", f"{key}={json.dumps(value)}"]
     print("  $ " + " ".join(command[1:]), flush=True)
     last = ""
     with log.open("a", encoding="utf-8") as stream:  # progress lines go to the log as they come (tail -f it)
