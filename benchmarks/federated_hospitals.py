@@ -13,7 +13,9 @@ forgetting. Compared, all with the continual strategy ``ours`` and the same opti
   the clip set to the median site-update norm the ``federated`` run logged, and Gaussian noise multiplier ``z``
   (``z = 0``: clipping alone). The cost of privacy in Dice, against ``federated``;
 * ``central``: every hospital's cases in one place (what no hospital may do; the upper bound), with the steps of
-  all three hospitals together.
+  all three hospitals together;
+* ``central-matched``: every hospital's cases in one place with the steps of *one* hospital (``rounds x
+  local_steps``), the bound at the federated episode's number of sequential steps.
 
 Prints Dice on every hospital's held-out stroke cases, on the old disease, BWT (old-disease Dice after minus before)
 and minutes, and writes ``results.json``. Targets (issue 17): federated within 3 Dice points of central on the new
@@ -194,6 +196,13 @@ def main() -> int:
         version = train_episode(everything, "stroke", parent=parent, registry=registry, device="cpu",
                                 config=config(total_steps * len(SITES)), name="central").version
         record("central", version, began)
+
+    if "central-matched" not in skip:
+        began = time.perf_counter()
+        everything = [case for cases in train.values() for case in cases]
+        version = train_episode(everything, "stroke", parent=parent, registry=registry, device="cpu",
+                                config=config(total_steps), name="central-matched").version
+        record("central-matched", version, began)
 
     results["minutes"] = round((time.perf_counter() - start) / 60, 1)
     (args.output_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
