@@ -253,6 +253,17 @@ def test_segment_auto_input_reads_an_unnamed_file_from_its_image(two_contrast_cl
     assert "img1.nii.gz -> FLAIR (FLAIR (image" in err and "img2.nii.gz -> T1 (T1 (image" in err
 
 
+def test_a_volume_that_cannot_be_read_is_left_out_with_the_reason_not_a_crash() -> None:
+    """Auto-map reads voxels only for unnamed volumes; a colour or 4-D volume among them must not stop it."""
+    from brainlesioncl.errors import InvalidImageError
+
+    def unreadable():
+        raise InvalidImageError("Volume 'img3' has 3 components")
+
+    found = identify(name="img3", image=unreadable)
+    assert found.modality is None and found.evidence == "image" and "3 components" in found.reason
+
+
 @pytest.mark.slow
 def test_image_identification_on_real_sources_it_never_saw() -> None:
     """Issue 18's target, leave one source out on ../shared/data's real images with the shipped recipe (the

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import BrainLesionCLError
 from ..modalities import Modality, resolve_modality
 from .dicom import identify_tags, read_dicom_tags, tags_from_sidecar
 from .image import identify_image
@@ -46,7 +47,10 @@ def identify(*, name: str | None = None, tags: Mapping[str, str] | None = None, 
     if decided:
         return decided[0]
     if image is not None:
-        loaded = image() if callable(image) else image
+        try:
+            loaded = image() if callable(image) else image
+        except (BrainLesionCLError, ValueError, RuntimeError) as err:  # a 4-D, colour or unreadable volume
+            return Identification(None, 0.0, "image", f"the image could not be read to identify it: {err}")
         return identify_image(loaded, min_confidence=image_min_confidence)
     reasons = [e.reason for e in (from_tags, from_name) if e is not None]
     return Identification(None, 0.0, "name", "; ".join(reasons) or "no evidence")
