@@ -190,19 +190,13 @@ def main() -> int:
         version = run_federation(FederatedServer(settings, registry=registry), grid)
         record(name, version, began)
 
-    if "central" not in skip:
-        began = time.perf_counter()
-        everything = [case for cases in train.values() for case in cases]
-        version = train_episode(everything, "stroke", parent=parent, registry=registry, device="cpu",
-                                config=config(total_steps * len(SITES)), name="central").version
-        record("central", version, began)
-
-    if "central-matched" not in skip:
-        began = time.perf_counter()
-        everything = [case for cases in train.values() for case in cases]
-        version = train_episode(everything, "stroke", parent=parent, registry=registry, device="cpu",
-                                config=config(total_steps), name="central-matched").version
-        record("central-matched", version, began)
+    everything = [case for cases in train.values() for case in cases]
+    for name, steps in (("central", total_steps * len(SITES)), ("central-matched", total_steps)):
+        if name not in skip:
+            began = time.perf_counter()
+            version = train_episode(everything, "stroke", parent=parent, registry=registry, device="cpu",
+                                    config=config(steps), name=name).version
+            record(name, version, began)
 
     results["minutes"] = round((time.perf_counter() - start) / 60, 1)
     (args.output_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")

@@ -98,7 +98,7 @@ def phantom_cases(work: Path, style: str, disease: str, count: int) -> Path:
     from brainlesioncl.phantoms.generator import generate_dataset
 
     stage = EPISODE_STAGE.get(disease)
-    cases = work / "cases" / "-".join([style, disease] + ([stage] if stage else []))
+    cases = work / "cases" / "-".join([style, disease, *_stage_parts(disease)])
     real_shapes = style == "clinical" and disease == "stroke" and STROKE_LIBRARY.is_dir()
     if not (cases / "cases.csv").exists():
         generate_dataset(cases, count=count, disease=disease, seed=EPISODE_SEED, modalities=EPISODE_PHANTOMS[disease],
@@ -123,8 +123,12 @@ def episode(args: argparse.Namespace, style: str, disease: str, parent: str, nam
 
 def episode_name(style: str, disease: str) -> str:
     """``phantom-<style>-<disease>[-<stage>]``: a change of the episode's data is a new name, never a found one."""
-    return "-".join(["phantom", style, disease.lower()] + ([EPISODE_STAGE[disease]] if disease in EPISODE_STAGE
-                                                            else []))
+    return "-".join(["phantom", style, disease.lower(), *_stage_parts(disease)])
+
+
+def _stage_parts(disease: str) -> list[str]:
+    """``[stage]`` when the episodes of ``disease`` learn one stage only (:data:`EPISODE_STAGE`), else ``[]``."""
+    return [EPISODE_STAGE[disease]] if disease in EPISODE_STAGE else []
 
 
 def train_episodes(args: argparse.Namespace) -> dict[str, str]:
@@ -140,17 +144,15 @@ CHAIN = ("MS", "stroke")
 def run_chain(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Clinical-phantom episodes one after the other (the first is the ``episodes`` part's clinical one, so it is
     found, not trained again); returns the lineage."""
-    from brainlesioncl.registry import ModelRegistry
+    from real_sequence import lineage_entry
 
     parent, lineage = args.parent, []
     for step, disease in enumerate(CHAIN):
-        name = episode_name("clinical", disease) if step == 0 else "phantom-clinical-chain-" + "-".join(
-            [disease.lower()] + ([EPISODE_STAGE[disease]] if disease in EPISODE_STAGE else []))
+        name = episode_name("clinical", disease) if step == 0 else "-".join(
+            ["phantom-clinical-chain", disease.lower(), *_stage_parts(disease)])
         version = episode(args, "clinical", disease, parent, name)
-        training = ModelRegistry(args.work / "registry").get(version).metadata.training
-        lineage.append({"version": version, "parent": parent, "dataset": f"clinical-style {disease} phantoms",
-                        "disease": disease, "strategy": "ours", "cases": training.get("cases"),
-                        "modalities": training.get("modalities"), "minutes": training.get("minutes")})
+        lineage.append(lineage_entry(args.work / "registry", version, parent=parent,
+                                     dataset=f"clinical-style {disease} phantoms", disease=disease, strategy="ours"))
         parent = version
     return lineage
 
@@ -158,31 +160,23 @@ def run_chain(args: argparse.Namespace) -> list[dict[str, Any]]:
 def evaluate(args: argparse.Namespace, versions: dict[str, str] | None = None, *,
              label: str | None = None) -> dict[str, Any]:
     """Scores of the parent and of the finished episodes (or of ``versions``: row label -> version), cached."""
-    from real_sequence import _phantoms, evaluate_version, find_episode, load_split
+    from real_sequence import EvaluationCache, find_episode, load_split
 
     split = load_split()
     registry_root = args.work / "registry"
-    cache_path = args.work / "evaluations.json"
-    cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.exists() else {}
+    cache = EvaluationCache(args.work, split, args.phantoms)
     if versions is None:
         versions = {"parent": args.parent}
         for style in STYLES:
             found = find_episode(registry_root, episode_name(style, args.disease), args.parent, args.disease)
             if found:
                 versions[style] = found
-    phantoms = None
-    for version in versions.values():
-        if version not in cache:
-            phantoms = phantoms or _phantoms(args.phantoms)
-            print(f"evaluating {version}", flush=True)
-            cache[version] = evaluate_version(registry_root, version, split, phantoms)
-            cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
-        if f"{version}#lesions" not in cache:
-            cache[f"{version}#lesions"] = lesion_detection(registry_root, version, split)
-            cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
+    def lesions(version: str) -> dict[str, Any]:
+        return cache.get(f"{version}#lesions", lambda: lesion_detection(registry_root, version, split))
+
     return {"disease": label or args.disease, "parent": args.parent, "versions": versions,
-            "scores": {key: cache[v] for key, v in versions.items()},
-            "lesions": {key: cache[f"{v}#lesions"] for key, v in versions.items()},
+            "scores": {key: cache.version(v) for key, v in versions.items()},
+            "lesions": {key: lesions(v) for key, v in versions.items()},
             "settings": {k: str(v) for k, v in vars(args).items() if k not in ("work",)}}
 
 
@@ -262,17 +256,13 @@ def main() -> int:
     look = sub.add_parser("appearance")
     look.add_argument("--seeds", type=int, default=3, help="phantoms per disease and style")
     look.add_argument("--output", type=Path, default=ROOT / "docs" / "phantom_realism" / "appearance.json")
-    training = argparse.ArgumentParser(add_help=False)  # what the episodes and their scoring share
+    from real_sequence import episode_budget_parser
+
+    # what the episodes and their scoring share: the real sequence's budget, the parent, the phantoms, the work folder
+    training = argparse.ArgumentParser(add_help=False, parents=[episode_budget_parser()])
     training.add_argument("--parent", default="braincl-demo-v4")
     training.add_argument("--cases", type=int, default=12, help="phantoms per episode")
     training.add_argument("--work", type=Path, default=ROOT / "work" / "phantom_realism")
-    training.add_argument("--phantoms", type=int, default=2, help="held-out phantoms per pathology in the scoring")
-    training.add_argument("--epochs", type=int, default=4)
-    training.add_argument("--steps", type=int, default=45)
-    training.add_argument("--crop-size", type=int, default=64)
-    training.add_argument("--batch-size", type=int, default=2)
-    training.add_argument("--learning-rate", type=float, default=5e-4)
-    training.add_argument("--seed", type=int, default=0)
     ep = sub.add_parser("episodes", parents=[training])
     ep.add_argument("--disease", default="MS", choices=sorted(EPISODE_PHANTOMS))
     ep.add_argument("--styles", nargs="+", default=list(STYLES), choices=STYLES)

@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,31 @@ def write_manifest(dataset: dict[str, Any], out: Path, data: Path = DATA) -> Pat
 
 
 # ------------------------------------------------------------------------------------------------------- episodes
+def episode_budget_parser() -> argparse.ArgumentParser:
+    """The options :func:`run_episode` and the scoring read (an ``add_help=False`` parent parser), shared by every
+    benchmark that trains episodes as this one does, so their budgets cannot drift apart."""
+    budget = argparse.ArgumentParser(add_help=False)
+    budget.add_argument("--epochs", type=int, default=4)
+    budget.add_argument("--steps", type=int, default=45, help="batches per epoch")
+    budget.add_argument("--crop-size", type=int, default=64)
+    budget.add_argument("--batch-size", type=int, default=2)
+    budget.add_argument("--learning-rate", type=float, default=5e-4)
+    budget.add_argument("--seed", type=int, default=0)
+    budget.add_argument("--phantoms", type=int, default=2, help="held-out phantoms per pathology in the scoring")
+    return budget
+
+
+def lineage_entry(registry_root: Path, version: str, *, parent: str, dataset: str, disease: str,
+                  strategy: str) -> dict[str, Any]:
+    """One episode of a model's lineage, with what the episode itself recorded (cases, modalities, minutes)."""
+    from brainlesioncl.registry import ModelRegistry
+
+    training = ModelRegistry(registry_root).get(version).metadata.training
+    return {"version": version, "parent": parent, "dataset": dataset, "disease": disease, "strategy": strategy,
+            "cases": training.get("cases"), "modalities": training.get("modalities"),
+            "minutes": training.get("minutes")}
+
+
 def find_episode(registry_root: Path, name: str, parent: str, disease: str) -> str | None:
     """A finished episode of ``name`` with this parent and disease, so a rerun does not train it again."""
     from brainlesioncl.registry import ModelRegistry
@@ -153,6 +179,35 @@ def evaluate_version(registry_root: Path, version: str, split: dict[str, Any], p
     return out
 
 
+class EvaluationCache:
+    """Scores of the versions of one work folder's registry, kept in ``<work>/evaluations.json`` so that a rerun
+    scores nothing twice; the held-out phantoms are generated only when a version needs scoring."""
+
+    def __init__(self, work: Path, split: dict[str, Any], phantoms_per_pathology: int) -> None:
+        self.work, self.split, self.phantoms_per_pathology = work, split, phantoms_per_pathology
+        self.path = work / "evaluations.json"
+        self.entries: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else {}
+        self._phantoms: list | None = None
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The cached entry ``key``, computed and written first when missing."""
+        if key not in self.entries:
+            self.entries[key] = compute()
+            self.work.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.entries, indent=1), encoding="utf-8")
+        return self.entries[key]
+
+    def version(self, version: str) -> dict[str, Any]:
+        """:func:`evaluate_version` of ``version``, cached."""
+        def compute() -> dict[str, Any]:
+            if self._phantoms is None:
+                self._phantoms = _phantoms(self.phantoms_per_pathology)
+            print(f"  evaluating {version}", flush=True)
+            return evaluate_version(self.work / "registry", version, self.split, self._phantoms)
+
+        return self.get(version, compute)
+
+
 # ------------------------------------------------------------------------------------------------------- shipping
 SEQUENCE_DESCRIPTION = ("Default model: the shipped phantom model, then continual-learning episodes (strategy ours) "
                         "on real annotated glioma, WMH and MS cases. Not a medical device. Not for clinical use.")
@@ -194,17 +249,11 @@ def ship(registry_root: Path, version: str, name: str, lineage: list[dict[str, A
 
 # ------------------------------------------------------------------------------------------------------------ main
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[episode_budget_parser()])
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "real_sequence",
                         help="work folder: the registry of the episodes, logs, cached evaluations")
     parser.add_argument("--strategies", nargs="+", default=["ours", "naive", "braincl-dd"])
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=45, help="batches per epoch")
-    parser.add_argument("--crop-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--phantoms", type=int, default=2, help="held-out phantoms per pathology")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "real_sequence" / "results.json")
     parser.add_argument("--ship", metavar="NAME", help="ship the final `ours` version as NAME-v<next> in the package")
     args = parser.parse_args()
@@ -213,7 +262,6 @@ def main() -> int:
         return 0
 
     from brainlesioncl.evaluation.continual import cl_metrics
-    from brainlesioncl.registry import ModelRegistry
 
     split = load_split()
     base = split["base_model"]
@@ -221,20 +269,7 @@ def main() -> int:
     real = [d for d in order if d != "phantoms"]
     work = args.work.resolve()
     registry_root = work / "registry"
-    cache_path = work / "evaluations.json"
-    cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.exists() else {}
-    phantoms: list | None = None
-
-    def evaluation(version: str) -> dict[str, Any]:
-        nonlocal phantoms
-        if version not in cache:
-            if phantoms is None:
-                phantoms = _phantoms(args.phantoms)
-            print(f"  evaluating {version}", flush=True)
-            cache[version] = evaluate_version(registry_root, version, split, phantoms)
-            work.mkdir(parents=True, exist_ok=True)
-            cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
-        return cache[version]
+    evaluations = EvaluationCache(work, split, args.phantoms)
 
     results: dict[str, Any] = {"datasets": order, "strategies": {}, "split": str(SPLIT.name),
                                "settings": {k: v for k, v in vars(args).items() if k not in ("work", "output", "ship")}}
@@ -251,14 +286,12 @@ def main() -> int:
                 manifest = write_manifest(dataset, work / "manifests" / f"{dataset_name}.json")
                 version = run_episode(registry_root, manifest, dataset, parent=parent, strategy=strategy,
                                       name=name, args=args, log=work / f"{name}.log")
-            training = ModelRegistry(registry_root).get(version).metadata.training  # the episode's own record
-            minutes.append(training.get("minutes"))
-            lineage.append({"version": version, "parent": parent, "dataset": dataset_name,
-                            "disease": dataset["disease"], "strategy": strategy, "cases": training.get("cases"),
-                            "modalities": training.get("modalities"), "minutes": training.get("minutes")})
+            lineage.append(lineage_entry(registry_root, version, parent=parent, dataset=dataset_name,
+                                         disease=dataset["disease"], strategy=strategy))
+            minutes.append(lineage[-1]["minutes"])
             versions.append(version)
-            print(f"  {dataset_name}: {version} ({training.get('minutes')} min)", flush=True)
-        rows = [evaluation(v) for v in versions]
+            print(f"  {dataset_name}: {version} ({lineage[-1]['minutes']} min)", flush=True)
+        rows = [evaluations.version(v) for v in versions]
         matrix = [[row[d]["dice"] for d in order] for row in rows]
 
         results["strategies"][strategy] = {

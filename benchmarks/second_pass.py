@@ -18,48 +18,39 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from real_sequence import DATA, ROOT, evaluate_version, find_episode, load_split, run_episode, write_manifest
+from real_sequence import (
+    DATA,
+    ROOT,
+    EvaluationCache,
+    episode_budget_parser,
+    find_episode,
+    load_split,
+    run_episode,
+    write_manifest,
+)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[episode_budget_parser()])
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "plasticity")
     parser.add_argument("--parent", default="braincl-demo-v4")
     parser.add_argument("--datasets", nargs="+", default=["glioma", "MS"])
     parser.add_argument("--gammas", nargs="+", type=float, default=[10.0, 1.0])
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=45, help="batches per epoch")
-    parser.add_argument("--crop-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--phantoms", type=int, default=2, help="held-out phantoms per pathology")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "second_pass" / "results.json")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"{DATA} is not available; the second pass trains on the real cases of ../shared/data.")
         return 0
 
-    from real_sequence import _phantoms
+    from brainlesioncl.registry import ModelRegistry
 
     split = load_split()
     registry_root = args.work / "registry"
-    cache_path = args.work / "evaluations.json"
-    cache: dict[str, Any] = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.exists() else {}
-    phantoms: list | None = None
-
-    def evaluation(version: str) -> dict[str, Any]:
-        nonlocal phantoms
-        if version not in cache:
-            phantoms = phantoms if phantoms is not None else _phantoms(args.phantoms)
-            cache[version] = evaluate_version(registry_root, version, split, phantoms)
-            args.work.mkdir(parents=True, exist_ok=True)
-            cache_path.write_text(json.dumps(cache, indent=1), encoding="utf-8")
-        return cache[version]
-
-    rows = [{"version": args.parent, "dataset": None, "gamma": None, "minutes": None, "dice": evaluation(args.parent)}]
+    evaluations = EvaluationCache(args.work, split, args.phantoms)
+    rows = [{"version": args.parent, "dataset": None, "gamma": None, "minutes": None,
+             "dice": evaluations.version(args.parent)}]
     for dataset_name in args.datasets:
         dataset = split["datasets"][dataset_name]
         for gamma in args.gammas:
@@ -69,13 +60,11 @@ def main() -> int:
                 manifest = write_manifest(dataset, args.work / "manifests" / f"{dataset_name}.json")
                 version = run_episode(registry_root, manifest, dataset, parent=args.parent, strategy="ours", name=name,
                                       args=args, log=args.work / f"{name}.log", options={"gamma": gamma})
-            from brainlesioncl.registry import ModelRegistry
-
             minutes = ModelRegistry(registry_root).get(version).metadata.training.get("minutes")
             rows.append({"version": version, "dataset": dataset_name, "gamma": gamma, "minutes": minutes,
-                         "dice": evaluation(version)})
+                         "dice": evaluations.version(version)})
 
-    columns = [c for c in rows[0]["dice"]]
+    columns = list(rows[0]["dice"])
     print("| version | second pass on | gamma | " + " | ".join(columns) + " | minutes |")
     print("|---|---|---:|" + "---:|" * len(columns) + "---:|")
     for row in rows:

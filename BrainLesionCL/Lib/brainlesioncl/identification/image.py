@@ -70,15 +70,13 @@ def _brain_depth(image: sitk.Image, array: np.ndarray) -> np.ndarray:
 
     A skull-stripped image's brain is what differs from its background value (0, or the constant a z-scoring left);
     a whole head's is its Otsu foreground less :data:`_SKULL_AND_SCALP_MM`."""
-    from ..preparation.stage import BACKGROUND_TOLERANCE, is_brain_extracted
+    from ..preparation.stage import background_value, is_brain_extracted
 
-    stripped, _ = is_brain_extracted(image)
+    background = background_value(array)
+    stripped, _ = is_brain_extracted(image, background=background)
     if stripped:
-        faces = (array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1])
-        background = float(np.median(np.concatenate([f.ravel() for f in faces])))
-        offset = np.abs(array - background)
-        foreground = offset > BACKGROUND_TOLERANCE * float(np.percentile(offset, 99))
-        mask = sitk.GetImageFromArray(foreground.astype(np.uint8))
+        value, _, tolerance = background
+        mask = sitk.GetImageFromArray((np.abs(array - value) > tolerance).astype(np.uint8))
         mask.CopyInformation(image)
     else:
         mask = sitk.OtsuThreshold(image, 0, 1)

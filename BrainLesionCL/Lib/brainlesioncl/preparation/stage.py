@@ -117,16 +117,10 @@ MAX_BRAIN_EXTRACTED_ML = 2300.0
 BACKGROUND_TOLERANCE = 1e-4
 
 
-def is_brain_extracted(image: sitk.Image) -> tuple[bool, str]:
-    """Whether an image is already skull-stripped: a large part of the volume is one value (0, or the constant an
-    intensity normalisation left) and what remains is brain-sized. A raw exam's air is noise (no value dominates),
-    or, where a scanner zeroed the air, what remains is a whole head (more than 2.3 L).
-
-    "One value" allows numerical residue (:data:`BACKGROUND_TOLERANCE` of the bright end): a stripped series that a
-    tool resliced or smoothed (thick slices, Gaussian or sinc interpolation) keeps a background of values like 1e-31
-    around the exact zero, and counting only exact zeros took such a brain for a raw head and sent it to brain
-    extraction. Rician air noise sits percents above zero, orders of magnitude above the tolerance."""
-    array = sitk.GetArrayViewFromImage(image)
+def background_value(array: np.ndarray) -> tuple[float, float, float]:
+    """``(value, share of the volume, tolerance)`` of an image's background: 0 or its most common value (the
+    constant an intensity normalisation left), whichever covers more of the volume, counting values within
+    ``tolerance`` (:data:`BACKGROUND_TOLERANCE` of the 99th percentile) as that value."""
     values, counts = np.unique(array, return_counts=True)
     mode_value = float(values[int(np.argmax(counts))])
     tolerance = BACKGROUND_TOLERANCE * float(np.percentile(np.abs(array), 99))
@@ -135,6 +129,23 @@ def is_brain_extracted(image: sitk.Image) -> tuple[bool, str]:
         candidate_share = float(np.count_nonzero(np.abs(array - candidate) <= tolerance)) / array.size
         if candidate_share > share:
             background, share = candidate, candidate_share
+    return background, share, tolerance
+
+
+def is_brain_extracted(image: sitk.Image, *,
+                       background: tuple[float, float, float] | None = None) -> tuple[bool, str]:
+    """Whether an image is already skull-stripped: a large part of the volume is one value (0, or the constant an
+    intensity normalisation left) and what remains is brain-sized. A raw exam's air is noise (no value dominates),
+    or, where a scanner zeroed the air, what remains is a whole head (more than 2.3 L).
+
+    "One value" allows numerical residue (:data:`BACKGROUND_TOLERANCE` of the bright end): a stripped series that a
+    tool resliced or smoothed (thick slices, Gaussian or sinc interpolation) keeps a background of values like 1e-31
+    around the exact zero, and counting only exact zeros took such a brain for a raw head and sent it to brain
+    extraction. Rician air noise sits percents above zero, orders of magnitude above the tolerance.
+
+    ``background``: :func:`background_value` of the image when the caller has it already."""
+    array = sitk.GetArrayViewFromImage(image)
+    value, share, _ = background if background is not None else background_value(array)
     remaining_ml = (1.0 - share) * array.size * float(np.prod(image.GetSpacing())) / 1000.0
     if share < 0.2:
         faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
@@ -143,9 +154,9 @@ def is_brain_extracted(image: sitk.Image) -> tuple[bool, str]:
             return True, "no background at all (the field of view lies inside the brain): used as given"
         return False, f"the background is noise (no value covers more than {share:.0%} of the volume)"
     if remaining_ml > MAX_BRAIN_EXTRACTED_ML:
-        return False, (f"{share:.0%} of the volume is {background:g}, but the rest is {remaining_ml:.0f} mL: a whole "
+        return False, (f"{share:.0%} of the volume is {value:g}, but the rest is {remaining_ml:.0f} mL: a whole "
                        "head, not a brain")
-    return True, f"{share:.0%} of the volume is {background:g} and the rest is {remaining_ml:.0f} mL"
+    return True, f"{share:.0%} of the volume is {value:g} and the rest is {remaining_ml:.0f} mL"
 
 
 def prepare_inputs(images: Mapping[Modality, sitk.Image], reference: Modality, *, mode: str = "auto",
