@@ -21,11 +21,16 @@ import SimpleITK as sitk
 
 from ..errors import GeometryError
 
-__all__ = ["MAX_ROTATION_DEG", "MAX_TRANSLATION_MM", "RegistrationResult", "register_rigid"]
+__all__ = ["DEFAULT_SEED", "MAX_ROTATION_DEG", "MAX_TRANSLATION_MM", "RegistrationResult", "register_rigid"]
 
 #: Head motion between the sequences of one exam stays well below these.
 MAX_TRANSLATION_MM = 40.0
 MAX_ROTATION_DEG = 25.0
+
+#: The metric samples 15 % of the voxels at random. The generator needs a fixed seed: SimpleITK reads a seed of 0 as
+#: "seed from the wall clock" (``sitkWallClock``), which made the same exam align differently on every run (T2 onto
+#: FLAIR landed anywhere between 1.2 and 2.0 mm from the truth on a test phantom).
+DEFAULT_SEED = 20
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,15 @@ def _foreground_mask(image: sitk.Image) -> sitk.Image:
     return sitk.BinaryDilate(mask, (2, 2, 2))
 
 
-def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, name: str = "sequence", seed: int = 0,
+def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, name: str = "sequence", seed: int = DEFAULT_SEED,
                    fixed_mask: sitk.Image | None = None) -> RegistrationResult:
-    """Rigidly register ``moving`` onto ``fixed``.
+    """Rigidly register ``moving`` onto ``fixed``; the same inputs and seed give the same transform on every run.
 
     Raises:
         GeometryError: the registration diverged or found an implausible motion (names the sequence and the fix).
     """
+    if seed == sitk.sitkWallClock:
+        raise ValueError(f"seed {seed} means 'seed from the clock' to SimpleITK; pass a positive seed")
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
     moving = sitk.Cast(moving, sitk.sitkFloat32)
     initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
