@@ -9,6 +9,8 @@ forgetting. Compared, all with the continual strategy ``ours`` and the same opti
 * ``federated``: the product's federated episode (Flower FedAvg weighted by cases; sites in this process through
   :class:`~brainlesioncl.federated.flower_apps.SequentialGrid`), ``rounds x local_steps`` steps per hospital;
 * ``federated-prox``: the same with FedProx;
+* ``federated-m<beta>`` (with ``--server-momentum``): FedAvgM, FedAvg with server momentum ``beta`` (Flower's
+  FedAvgM), so the rounds' moves add up instead of each being one site's worth;
 * ``federated-dp-z<z>`` (with ``--dp-noise``): FedAvg under Flower's server-side fixed-clipping differential privacy,
   the clip set to the median site-update norm the ``federated`` run logged, and Gaussian noise multiplier ``z``
   (``z = 0``: clipping alone). The cost of privacy in Dice, against ``federated``;
@@ -24,6 +26,9 @@ disease, at least 5 above the best single hospital, BWT no worse than a local ep
 Usage (from the repository root)::
 
     python benchmarks/federated_hospitals.py --output-dir docs/federated
+    python benchmarks/federated_hospitals.py --output-dir docs/federated/momentum --rounds 10 --local-steps 10 \
+        --parent-epochs 8 --skip local-A,local-B,local-C,federated,federated-prox,central,central-matched \
+        --server-momentum 0.7 0.9
     python benchmarks/federated_hospitals.py --output-dir docs/federated/dp --skip local-A,local-B,local-C,\
         federated-prox,central --dp-noise 0 0.3 1.0
 """
@@ -93,6 +98,8 @@ def main() -> int:
     parser.add_argument("--dp-noise", type=float, nargs="*", default=[],
                         help="also run FedAvg with DP at these noise multipliers (clip: the federated run's median "
                              "update norm)")
+    parser.add_argument("--server-momentum", type=float, nargs="*", default=[],
+                        help="also run FedAvgM with these server momenta (server learning rate 1)")
     args = parser.parse_args()
 
     import torch
@@ -166,20 +173,21 @@ def main() -> int:
 
     runs = [(name, aggregation, {}) for name, aggregation in (("federated", "fedavg"), ("federated-prox", "fedprox"))]
     runs += [(f"federated-dp-z{z:g}", "fedavg", {"dp_noise": z}) for z in args.dp_noise]
-    for name, aggregation, privacy in runs:
+    runs += [(f"federated-m{beta:g}", "fedavgm", {"server_momentum": beta}) for beta in args.server_momentum]
+    for name, aggregation, extra in runs:
         if name in skip:
             continue
-        if privacy:
+        if "dp_noise" in extra:
             if "federated" not in results["approaches"]:
                 raise SystemExit("--dp-noise needs the federated run (its update norms set the clip): do not skip it")
             norms = sorted(n for record in registry.get(results["approaches"]["federated"]["version"]).metadata
                            .training["federated"]["history"] for n in record["update_norms"].values())
-            privacy = {**privacy, "dp_clip": float(np.median(norms))}
+            extra = {**extra, "dp_clip": float(np.median(norms))}
         began = time.perf_counter()
         settings = FederationSettings(parent=parent, disease="stroke", rounds=args.rounds,
                                       local_steps=args.local_steps, learning_rate=args.learning_rate,
                                       aggregation=aggregation, min_sites=len(SITES), crop_size=args.crop,
-                                      seed=args.seed, name=name, **privacy)
+                                      seed=args.seed, name=name, **extra)
         labels = list(SITES)
 
         def open_site(context, site_settings, labels=labels) -> FederatedSite:

@@ -89,6 +89,10 @@ def test_settings_refuse_what_cannot_run() -> None:
         FederationSettings(parent="p", disease="stroke", aggregation="median")
     with pytest.raises(SettingsError, match="--dp-clip"):
         FederationSettings(parent="p", disease="stroke", dp_noise=1.0)
+    with pytest.raises(SettingsError, match="--server-momentum"):
+        FederationSettings(parent="p", disease="stroke", aggregation="fedavgm", server_momentum=1.0)
+    with pytest.raises(SettingsError, match="fedavgm cannot be combined with --dp-clip"):
+        FederationSettings(parent="p", disease="stroke", aggregation="fedavgm", dp_clip=1.0)
     with pytest.raises(SettingsError, match="has no option"):
         FederationSettings(parent="p", disease="stroke", strategy_options={"gama": 1.0})
     settings = FederationSettings(parent="p", disease="stroke", rounds=3, learning_rate=1e-3)
@@ -239,6 +243,43 @@ def test_dp_clipping_bounds_how_far_one_round_moves_the_model(parent) -> None:
     federated = registry.get(new).metadata.training["federated"]
     assert federated["dp_clip"] == 0.05
     assert all(0 < norm <= 0.05 + 1e-6 for norm in federated["history"][0]["update_norms"].values())  # as averaged
+
+
+def test_fedavgm_moves_by_the_rounds_momentum_and_a_restarted_server_keeps_it(parent) -> None:
+    """FedAvgM, exactly, from what the sites sent: ``m_r = beta m_(r-1) + (g_(r-1) - mean_r)``, ``g_r = g_(r-1) -
+    lr m_r``. The server stops in round 3 (a site leaves) and restarts: round 3 must go on with round 2's momentum
+    (a momentum started afresh gives another model)."""
+    registry, version = parent
+    beta, server_lr = 0.5, 1.5
+    settings = _settings(version, rounds=3, aggregation="fedavgm", server_momentum=beta,
+                         server_learning_rate=server_lr, seed=5)
+    sites = {"A": _cases(2, 21), "B": _cases(2, 22)}
+
+    def leave_in_round_three(node: int, message) -> bool:
+        return node == 2 and int(message.content["config"]["round"]) == 3
+
+    before_restart: dict = {}
+    with pytest.raises(FederationError, match="round 3: 1 site"):
+        _run(registry, settings, sites, drop=leave_in_round_three, sent=before_restart)
+    after_restart: dict = {}
+    new = _run(registry, settings, sites, sent=after_restart)
+    rounds = {label: before_restart[label][:2] + after_restart[label] for label in sites}
+    assert [len(updates) for updates in rounds.values()] == [3, 3]
+
+    expected = {k: v.double() for k, v in registry.get(version).state_dict("network").items()}
+    momentum: dict | None = None
+    for r in range(3):
+        total = sum(rounds[label][r][1]["num-examples"] for label in sites)
+        mean = {k: sum(rounds[label][r][1]["num-examples"] * rounds[label][r][0][k].double() for label in sites)
+                / total for k in expected}
+        step = {k: expected[k] - mean[k] for k in expected}
+        momentum = step if momentum is None else {k: beta * momentum[k] + step[k] for k in step}
+        expected = {k: expected[k] - server_lr * momentum[k] for k in expected}
+    for key, value in registry.get(new).state_dict("network").items():
+        assert torch.allclose(value.double(), expected[key], atol=1e-5), key
+    federated = registry.get(new).metadata.training["federated"]
+    assert (federated["aggregation"], federated["server_momentum"], federated["server_learning_rate"]) == \
+        ("fedavgm", beta, server_lr)
 
 
 # -- command line ------------------------------------------------------------------------------------------------------

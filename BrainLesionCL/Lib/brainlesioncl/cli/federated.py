@@ -42,9 +42,12 @@ def _settings_options() -> argparse.ArgumentParser:
     parent.add_argument("--learning-rate", type=float, default=5e-4)
     parent.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                         help="learning rate over the rounds")
-    parent.add_argument("--aggregation", choices=["fedavg", "fedprox"], default="fedavg",
-                        help="fedavg (weighted by cases) or fedprox (for sites with very different data)")
+    parent.add_argument("--aggregation", choices=["fedavg", "fedprox", "fedavgm"], default="fedavg",
+                        help="fedavg (weighted by cases), fedprox (for sites with very different data) or fedavgm "
+                             "(fedavg with server momentum: the rounds' moves add up; see docs/FEDERATED.md)")
     parent.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx's mu")
+    parent.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM's momentum beta, in [0, 1)")
+    parent.add_argument("--server-learning-rate", type=float, default=1.0, help="FedAvgM's server learning rate")
     parent.add_argument("--min-sites", type=int, default=2,
                         help="fewest sites a round must aggregate; fewer fails the episode (no version written)")
     parent.add_argument("--strategy", default="ours", choices=STRATEGY_NAMES[:-1],
@@ -128,7 +131,8 @@ def _federation_settings(args: argparse.Namespace):
     return FederationSettings(
         parent=args.parent, disease=args.disease, rounds=args.rounds, local_steps=args.local_steps,
         learning_rate=args.learning_rate, schedule=args.schedule, aggregation=args.aggregation,
-        proximal_mu=args.proximal_mu, min_sites=args.min_sites, strategy=args.strategy,
+        proximal_mu=args.proximal_mu, server_momentum=args.server_momentum,
+        server_learning_rate=args.server_learning_rate, min_sites=args.min_sites, strategy=args.strategy,
         strategy_options=parse_options(args.option or []), crop_size=args.crop_size, batch_size=args.batch_size,
         seed=args.seed, dp_clip=args.dp_clip, dp_noise=args.dp_noise, name=args.name,
         round_timeout=args.round_timeout,

@@ -29,7 +29,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedAvgM, FedProx
 
 from ..registry import ModelRegistry
 from .server import FederatedServer
@@ -46,9 +46,10 @@ SITE_CONFIG_KEYS = ("cases", "registry", "label", "prepare", "label-mapping", "d
 
 # ------------------------------------------------------------------------------------------------------------ server
 def _flower_strategy(server: FederatedServer, offset: int) -> Any:
-    """Flower's FedAvg or FedProx (optionally in the DP wrapper), with BrainLesionCL's round bookkeeping."""
+    """Flower's FedAvg, FedProx (either optionally in the DP wrapper) or FedAvgM, with BrainLesionCL's round
+    bookkeeping. FedAvgM's momentum is checkpointed with the global weights, so a restarted server goes on with it."""
     settings = server.settings
-    base = FedProx if settings.aggregation == "fedprox" else FedAvg
+    base = {"fedprox": FedProx, "fedavgm": FedAvgM}.get(settings.aggregation, FedAvg)
     expected = set(server.initial_state)
 
     class EpisodeRounds(base):  # type: ignore[misc, valid-type]
@@ -79,6 +80,14 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
                                grid: Grid) -> Iterable[Message]:
             self.latest = arrays  # the round's global model (after DP noise, when on): what gets checkpointed
             return super().configure_evaluate(server_round, arrays, self._config(server_round), grid)
+
+        def _momentum(self) -> dict[str, torch.Tensor] | None:
+            """FedAvgM's momentum by tensor name (None for the other aggregations, or before the first round)."""
+            vector = getattr(self, "momentum_vector", None)
+            if vector is None:
+                return None
+            # FedAvgM keeps the vector in the order of the aggregated arrays, which are this round's global model
+            return {key: torch.from_numpy(np.asarray(v)) for key, v in zip(self.latest.keys(), vector, strict=True)}
 
         def _metrics(self, replies: list[Message]) -> list[tuple[str, dict[str, float]]]:
             """``(site name, {metric: number})`` of each reply (sites send scalars only)."""
@@ -117,13 +126,17 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
         def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> Any:
             valid, failures = self._split(replies, arrays=False)
             server.record_evaluation(server_round + offset, self._metrics(valid), failures,
-                                     self.latest.to_torch_state_dict())
+                                     self.latest.to_torch_state_dict(), momentum=self._momentum())
             return super().aggregate_evaluate(server_round, valid)
 
     options: dict[str, Any] = {"proximal_mu": settings.proximal_mu} if base is FedProx else {}
+    if base is FedAvgM:
+        options = {"server_momentum": settings.server_momentum, "server_learning_rate": settings.server_learning_rate}
     strategy = EpisodeRounds(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=settings.min_sites,
                              min_evaluate_nodes=settings.min_sites, min_available_nodes=settings.min_sites,
                              **options)
+    if base is FedAvgM and server.momentum is not None:  # a restart: go on with the momentum of the last round
+        strategy.momentum_vector = [tensor.numpy() for tensor in server.momentum.values()]
     if settings.dp_clip is None:
         return strategy
     return DifferentialPrivacyServerSideFixedClipping(strategy, noise_multiplier=settings.dp_noise,

@@ -58,6 +58,8 @@ class FederatedServer:
         self.fingerprint = parent_fingerprint(self.registry, settings.parent)
         self.progress = progress
         self.rounds: list[RoundRecord] = []
+        #: FedAvgM's server momentum after the last finished round (restored on a restart; None otherwise).
+        self.momentum: dict[str, torch.Tensor] | None = None
         self.work = self.registry.root / "work" / f"federated-{self._key()}"
         self._started = time.perf_counter()
         self._round_started = self._started
@@ -71,22 +73,30 @@ class FederatedServer:
     # -- restart ---------------------------------------------------------------------------------------------------
     def resume(self) -> tuple[dict[str, torch.Tensor], int]:
         """The global weights to start from and the rounds already done (0 and the parent on a fresh start)."""
-        log, weights = self.work / "rounds.json", self.work / "global.pt"
+        log, weights, momentum = self.work / "rounds.json", self.work / "global.pt", self.work / "momentum.pt"
         if not (log.exists() and weights.exists()):
             return dict(self.initial_state), 0
         records = json.loads(log.read_text(encoding="utf-8"))
         state = torch.load(weights, map_location="cpu", weights_only=True)  # our own tensors; never pickle
         if set(state) != set(self.initial_state):
             return dict(self.initial_state), 0  # another model's checkpoint: start over rather than mix
+        if momentum.exists():
+            self.momentum = torch.load(momentum, map_location="cpu", weights_only=True)
+            if set(self.momentum) != set(self.initial_state):
+                return dict(self.initial_state), 0
         self.rounds = [RoundRecord(**r) for r in records]
         return state, len(self.rounds)
 
-    def checkpoint(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Global weights and the round log after a finished round (atomic: a crash leaves the previous round)."""
+    def checkpoint(self, state: Mapping[str, torch.Tensor],
+                   momentum: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Global weights (and FedAvgM's momentum) and the round log after a finished round (atomic: a crash leaves
+        the previous round; the log is written last, so it never names a round whose tensors are missing)."""
         self.work.mkdir(parents=True, exist_ok=True)
-        partial = self.work / "global.pt.partial"
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, partial)
-        partial.replace(self.work / "global.pt")
+        for name, tensors in (("global.pt", state), ("momentum.pt", momentum)):
+            if tensors is not None:
+                partial = self.work / f"{name}.partial"
+                torch.save({k: v.detach().cpu() for k, v in tensors.items()}, partial)
+                partial.replace(self.work / name)
         log = self.work / "rounds.json.partial"
         log.write_text(json.dumps([asdict(r) for r in self.rounds], indent=1), encoding="utf-8")
         log.replace(self.work / "rounds.json")
@@ -116,7 +126,8 @@ class FederatedServer:
             )
 
     def record_evaluation(self, server_round: int, replies: Sequence[tuple[str, Mapping[str, float]]],
-                          failures: list[str], state: Mapping[str, torch.Tensor]) -> RoundRecord:
+                          failures: list[str], state: Mapping[str, torch.Tensor],
+                          momentum: Mapping[str, torch.Tensor] | None = None) -> RoundRecord:
         """Log the round's validation scores, checkpoint the round's global model, report progress."""
         record = next(r for r in self.rounds if r.round == server_round)
         record.failures += [f"evaluation: {reason}" for reason in failures]
@@ -127,7 +138,7 @@ class FederatedServer:
         now = time.perf_counter()
         record.seconds = round(now - self._round_started, 1)
         self._round_started = now
-        self.checkpoint(state)
+        self.checkpoint(state, momentum)
         if self.progress is not None:
             self.progress(record)
         return record
@@ -150,6 +161,9 @@ class FederatedServer:
                     "rounds": self.settings.rounds, "sites": len(per_site), "cases_per_site": per_site,
                     "aggregation": self.settings.aggregation, "local_steps": self.settings.local_steps,
                     "proximal_mu": self.settings.proximal_mu if self.settings.aggregation == "fedprox" else None,
+                    **({"server_momentum": self.settings.server_momentum,
+                        "server_learning_rate": self.settings.server_learning_rate}
+                       if self.settings.aggregation == "fedavgm" else {}),
                     "dp_clip": self.settings.dp_clip, "dp_noise": self.settings.dp_noise,
                     "history": [asdict(r) for r in self.rounds],
                 },

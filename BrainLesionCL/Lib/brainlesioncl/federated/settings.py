@@ -19,8 +19,11 @@ from ..errors import SettingsError
 
 __all__ = ["AGGREGATIONS", "FederationSettings"]
 
-#: Aggregations offered, each a Flower strategy: weighted FedAvg, or FedProx for sites with very different data.
-AGGREGATIONS = ("fedavg", "fedprox")
+#: Aggregations offered, each a Flower strategy: weighted FedAvg; FedProx for sites with very different data; FedAvgM
+#: (FedAvg with server momentum), which keeps moving the global model along the rounds' mean update. Averaging sites
+#: moves the model about as far as one site does, so with few rounds FedAvg stays well short of training on all the
+#: cases in one place; momentum lets the rounds add up.
+AGGREGATIONS = ("fedavg", "fedprox", "fedavgm")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class FederationSettings:
     aggregation: str = "fedavg"
     #: FedProx's proximal weight mu (only with ``aggregation="fedprox"``).
     proximal_mu: float = 0.01
+    #: FedAvgM's server momentum beta (only with ``aggregation="fedavgm"``): each round moves the global model by the
+    #: mean update plus beta times the previous move.
+    server_momentum: float = 0.9
+    #: FedAvgM's server learning rate (the move is this times the momentum-accumulated mean update).
+    server_learning_rate: float = 1.0
     #: Fewest sites whose update a round must aggregate; a round with fewer fails the episode (no version written).
     min_sites: int = 2
     strategy: str = "ours"
@@ -68,6 +76,14 @@ class FederationSettings:
                                ("round-timeout", self.round_timeout)):
             if not (isinstance(number, (int, float)) and math.isfinite(number) and number >= 0):
                 raise SettingsError(f"--{option} must be a non-negative number, got {number!r}.")
+        if not (isinstance(self.server_momentum, (int, float)) and 0 <= self.server_momentum < 1):
+            raise SettingsError(f"--server-momentum must be in [0, 1), got {self.server_momentum!r}.")
+        if not (isinstance(self.server_learning_rate, (int, float)) and math.isfinite(self.server_learning_rate)
+                and self.server_learning_rate > 0):
+            raise SettingsError(f"--server-learning-rate must be a positive number, got {self.server_learning_rate!r}.")
+        if self.aggregation == "fedavgm" and self.dp_clip is not None:
+            raise SettingsError("--aggregation fedavgm cannot be combined with --dp-clip: the privacy noise would be "
+                                "carried from round to round by the momentum. Use fedavg with differential privacy.")
         if self.dp_clip is not None and not (math.isfinite(self.dp_clip) and self.dp_clip > 0):
             raise SettingsError(f"--dp-clip must be a positive number (an L2 norm), got {self.dp_clip!r}.")
         if self.dp_noise > 0 and self.dp_clip is None:
