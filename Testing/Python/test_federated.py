@@ -296,11 +296,14 @@ def test_simulate_command_trains_from_case_folders_and_app_writes_a_flower_app(p
         sitk.WriteImage(image * 2, str(label))
     code = main(["--registry", str(registry.root), "federated", "simulate", "--parent", version, "--disease",
                  "stroke", "--rounds", "1", "--local-steps", "2", "--crop-size", "32", "--device", "cpu",
-                 "--site", f"north={a}", "--site", f"south={b}", "--progress", "json", "--label-mapping", "nonzero"])
+                 "--site", f"north={a}", "--site", f"south={b}", "--progress", "json", "--label-mapping", "nonzero",
+                 "--aggregation", "fedavgm", "--server-momentum", "0.3"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     meta = registry.get(summary["version"]).metadata
     assert meta.training["federated"]["cases_per_site"] == {"north": 2, "south": 2}
+    federated = meta.training["federated"]
+    assert (federated["aggregation"], federated["server_momentum"]) == ("fedavgm", 0.3)
 
     code = main(["--registry", str(registry.root), "federated", "app", str(tmp_path / "app"), "--parent", version,
                  "--disease", "stroke", "--rounds", "3", "--aggregation", "fedprox", "--option", "gamma=5"])

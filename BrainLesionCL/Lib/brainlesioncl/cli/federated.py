@@ -46,7 +46,9 @@ def _settings_options() -> argparse.ArgumentParser:
                         help="fedavg (weighted by cases), fedprox (for sites with very different data) or fedavgm "
                              "(fedavg with server momentum: the rounds' moves add up; see docs/FEDERATED.md)")
     parent.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx's mu")
-    parent.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM's momentum beta, in [0, 1)")
+    parent.add_argument("--server-momentum", type=float, default=0.5,
+                        help="FedAvgM's momentum beta, in [0, 1); higher learns the new disease faster and forgets "
+                             "more (0.9 forgot on our benchmark)")
     parent.add_argument("--server-learning-rate", type=float, default=1.0, help="FedAvgM's server learning rate")
     parent.add_argument("--min-sites", type=int, default=2,
                         help="fewest sites a round must aggregate; fewer fails the episode (no version written)")

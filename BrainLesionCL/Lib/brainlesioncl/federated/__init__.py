@@ -2,9 +2,10 @@
 
 Each round, every site starts from the global weights, trains locally with the chosen continual-learning strategy
 (dual distillation against the parent works unchanged: every site holds the parent), and sends back only the
-network's weights and its case count; Flower's FedAvg (or FedProx) averages them, weighted by cases. At the end the
-server writes one registry version whose metadata records the parent, strategy, aggregation, rounds, sites and cases
-per site. Nothing is written if the federation fails; a restarted server resumes after its last complete round.
+network's weights and its case count; Flower's FedAvg (or FedProx, or FedAvgM with server momentum) averages them,
+weighted by cases. At the end the server writes one registry version whose metadata records the parent, strategy,
+aggregation, rounds, sites and cases per site. Nothing is written if the federation fails; a restarted server
+resumes after its last complete round.
 
 ==========================  ==========================================================================================
 module                      job

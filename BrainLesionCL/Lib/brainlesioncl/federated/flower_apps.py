@@ -2,7 +2,8 @@
 
 Built on Flower's Message API (``flwr.serverapp`` / ``flwr.clientapp``, Flower >= 1.31): Flower carries the
 messages and its strategies aggregate (``FedAvg`` weighted by each site's case count under the key
-``num-examples``, ``FedProx``, and the server-side fixed-clipping differential-privacy wrapper). BrainLesionCL adds,
+``num-examples``, ``FedProx``, ``FedAvgM`` with server momentum, and the server-side fixed-clipping
+differential-privacy wrapper). BrainLesionCL adds,
 around Flower's strategy, what an episode needs: the round's settings in every message, refusals that name their
 reason, replies checked to carry exactly the parent's tensors, a round log, a checkpoint per round, and one
 registry version at the end (:class:`~.server.FederatedServer`).
