@@ -81,9 +81,10 @@ class FederatedServer:
         if set(state) != set(self.initial_state):
             return dict(self.initial_state), 0  # another model's checkpoint: start over rather than mix
         if momentum.exists():
-            self.momentum = torch.load(momentum, map_location="cpu", weights_only=True)
-            if set(self.momentum) != set(self.initial_state):
-                return dict(self.initial_state), 0
+            stored = torch.load(momentum, map_location="cpu", weights_only=True)
+            if set(stored) != set(self.initial_state):
+                return dict(self.initial_state), 0  # as above: never carry another model's momentum
+            self.momentum = stored
         self.rounds = [RoundRecord(**r) for r in records]
         return state, len(self.rounds)
 
