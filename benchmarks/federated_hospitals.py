@@ -9,8 +9,8 @@ forgetting. Compared, all with the continual strategy ``ours`` and the same opti
 * ``federated``: the product's federated episode (Flower FedAvg weighted by cases; sites in this process through
   :class:`~brainlesioncl.federated.flower_apps.SequentialGrid`), ``rounds x local_steps`` steps per hospital;
 * ``federated-prox``: the same with FedProx;
-* ``federated-m<beta>`` (with ``--server-momentum``): FedAvgM, FedAvg with server momentum ``beta`` (Flower's
-  FedAvgM), so the rounds' moves add up instead of each being one site's worth;
+* ``federated-m<beta>`` (with ``--server-momentum``): Flower's FedAvgM, FedAvg with server momentum ``beta``, so the
+  rounds' moves add up instead of each being one site's worth;
 * ``federated-dp-z<z>`` (with ``--dp-noise``): FedAvg under Flower's server-side fixed-clipping differential privacy,
   the clip set to the median site-update norm the ``federated`` run logged, and Gaussian noise multiplier ``z``
   (``z = 0``: clipping alone). The cost of privacy in Dice, against ``federated``;

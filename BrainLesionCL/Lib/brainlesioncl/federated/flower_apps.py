@@ -3,10 +3,9 @@
 Built on Flower's Message API (``flwr.serverapp`` / ``flwr.clientapp``, Flower >= 1.31): Flower carries the
 messages and its strategies aggregate (``FedAvg`` weighted by each site's case count under the key
 ``num-examples``, ``FedProx``, ``FedAvgM`` with server momentum, and the server-side fixed-clipping
-differential-privacy wrapper). BrainLesionCL adds,
-around Flower's strategy, what an episode needs: the round's settings in every message, refusals that name their
-reason, replies checked to carry exactly the parent's tensors, a round log, a checkpoint per round, and one
-registry version at the end (:class:`~.server.FederatedServer`).
+differential-privacy wrapper). BrainLesionCL adds, around Flower's strategy, what an episode needs: the round's
+settings in every message, refusals that name their reason, replies checked to carry exactly the parent's tensors, a
+round log, a checkpoint per round, and one registry version at the end (:class:`~.server.FederatedServer`).
 
 Two runtimes share these apps:
 
@@ -130,9 +129,10 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
                                      self.latest.to_torch_state_dict(), momentum=self._momentum())
             return super().aggregate_evaluate(server_round, valid)
 
-    options: dict[str, Any] = {"proximal_mu": settings.proximal_mu} if base is FedProx else {}
-    if base is FedAvgM:
-        options = {"server_momentum": settings.server_momentum, "server_learning_rate": settings.server_learning_rate}
+    options: dict[str, Any] = {
+        FedProx: {"proximal_mu": settings.proximal_mu},
+        FedAvgM: {"server_momentum": settings.server_momentum, "server_learning_rate": settings.server_learning_rate},
+    }.get(base, {})
     strategy = EpisodeRounds(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=settings.min_sites,
                              min_evaluate_nodes=settings.min_sites, min_available_nodes=settings.min_sites,
                              **options)
