@@ -84,21 +84,46 @@ def real_features() -> list[dict[str, Any]]:
         image = read_image(path, validate=False)
         start = time.perf_counter()
         features = image_features(image)
-        rows.append({"file": str(path.relative_to(DATA)), "source": _source(path), "truth": truth,
+        rows.append({"file": str(path.relative_to(DATA)), "source": _source(path),
+                     "exam": str(path.parent.relative_to(DATA)), "truth": truth,
                      "features": features, "seconds": time.perf_counter() - start})
     return rows
 
 
-def score(rows: list[dict[str, Any]], answers: list[dict[str, float]], min_confidence: float) -> dict[str, Any]:
-    """Answered (by the product's own rule, :func:`decide`), right among answered, dangerous confusions answered, and
-    every row's answer."""
-    from brainlesioncl.identification.image import decide
+def identifications(rows: list[dict[str, Any]], answers: list[dict[str, float]],
+                    min_confidence: float) -> list[Any]:
+    """Each row's answer by the product's own decision (:func:`identification_from_scores`), image answers on."""
+    from brainlesioncl.identification.image import FEATURE_NAMES, identification_from_scores
+    from brainlesioncl.identification.result import ImageScores
 
+    return [identification_from_scores(ImageScores(probability, dict(zip(FEATURE_NAMES, map(float, row["features"]),
+                                                                         strict=True))),
+                                       min_confidence=min_confidence, trusted=True)
+            for row, probability in zip(rows, answers, strict=True)]
+
+
+def read_as_exams(rows: list[dict[str, Any]], found: list[Any]) -> list[Any]:
+    """``found`` after each exam's volumes are read together (:func:`read_together`); an exam is one folder (one
+    phantom)."""
+    from brainlesioncl.identification import read_together
+
+    together = list(found)
+    for exam in sorted({row["exam"] for row in rows}):
+        members = [i for i, row in enumerate(rows) if row["exam"] == exam]
+        for i, answer in zip(members, read_together([found[i] for i in members]), strict=True):
+            together[i] = answer
+    return together
+
+
+def score(rows: list[dict[str, Any]], found: list[Any]) -> dict[str, Any]:
+    """Answered, right among answered, dangerous confusions answered, and every row's answer."""
     table = []
-    for row, probability in zip(rows, answers, strict=True):
-        answer, closest, confidence, why_not = decide(probability, min_confidence)
+    for row, answer in zip(rows, found, strict=True):
+        probability = answer.image_scores.probabilities
+        closest = answer.modality.value if answer.modality else max(probability, key=probability.get)
         table.append({"file": row["file"], "truth": row["truth"], "closest": closest,
-                      "confidence": round(confidence, 3), "answered": answer is not None, "why_not": why_not})
+                      "confidence": round(answer.confidence, 3), "answered": answer.modality is not None,
+                      "why_not": "" if answer.modality else answer.reason})
     answered = [r for r in table if r["answered"]]
     return {
         "volumes": len(table), "answered": len(answered),
@@ -111,8 +136,9 @@ def score(rows: list[dict[str, Any]], answers: list[dict[str, float]], min_confi
 
 
 def leave_one_source_out(real: list[dict[str, Any]], phantom_x: np.ndarray, phantom_y: list[str],
-                         min_confidence: float) -> dict[str, Any]:
-    """Each source folder scored by a classifier made (shipped recipe) without it."""
+                         min_confidence: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each source folder scored by a classifier made (shipped recipe) without it: each image alone, and each
+    exam's images read together."""
     from brainlesioncl.identification.image import probabilities, train_classifier
 
     answers: dict[str, dict[str, float]] = {}
@@ -123,7 +149,21 @@ def leave_one_source_out(real: list[dict[str, Any]], phantom_x: np.ndarray, phan
         for row in real:
             if row["source"] == held:
                 answers[row["file"]] = probabilities(model, row["features"])
-    return score(real, [answers[row["file"]] for row in real], min_confidence)
+    found = identifications(real, [answers[row["file"]] for row in real], min_confidence)
+    return score(real, found), score(real, read_as_exams(real, found))
+
+
+def pre_post_gaps(real: list[dict[str, Any]]) -> dict[str, float]:
+    """For every real exam with both a T1 and a T1c: how much higher the T1c's bright end stands (the pair rule's
+    measure, :mod:`brainlesioncl.identification.exam`)."""
+    from brainlesioncl.identification.image import FEATURE_NAMES
+
+    bright = FEATURE_NAMES.index("brain_bright_end")
+    by_exam: dict[str, dict[str, float]] = {}
+    for row in real:
+        by_exam.setdefault(row["exam"], {})[row["truth"]] = float(row["features"][bright])
+    return {exam: round(values["T1c"] - values["T1"], 3) for exam, values in sorted(by_exam.items())
+            if {"T1", "T1c"} <= values.keys()}
 
 
 def main() -> int:
@@ -150,16 +190,22 @@ def main() -> int:
     assert shipped is not None, "no classifier: run with --train"
 
     test_x, test_y = phantom_features(args.test_cases, seed=TEST_SEED)
-    test_rows = [{"file": f"phantom {i // len(MODALITIES)} {label}", "truth": label} for i, label in enumerate(test_y)]
+    test_rows = [{"file": f"phantom {i // len(MODALITIES)} {label}", "exam": f"phantom {i // len(MODALITIES)}",
+                  "truth": label, "features": x} for i, (label, x) in enumerate(zip(test_y, test_x, strict=True))]
+    test_found = identifications(test_rows, [probabilities(shipped, x) for x in test_x], args.min_confidence)
     results: dict[str, Any] = {
         "min_confidence": args.min_confidence, "trained_on": shipped.get("trained_on"),
-        "held_out_phantoms": score(test_rows, [probabilities(shipped, x) for x in test_x], args.min_confidence),
+        "held_out_phantoms": score(test_rows, test_found),
+        "held_out_phantom_exams": score(test_rows, read_as_exams(test_rows, test_found)),
     }
     if real:
         phantom_only = train_classifier(phantom_x, phantom_y)
-        results["real_phantom_only"] = score(real, [probabilities(phantom_only, r["features"]) for r in real],
-                                             args.min_confidence)
-        results["real_leave_one_source_out"] = leave_one_source_out(real, phantom_x, phantom_y, args.min_confidence)
+        results["real_phantom_only"] = score(real, identifications(
+            real, [probabilities(phantom_only, r["features"]) for r in real], args.min_confidence))
+        (results["real_leave_one_source_out"],
+         results["real_leave_one_source_out_exams"]) = leave_one_source_out(real, phantom_x, phantom_y,
+                                                                            args.min_confidence)
+        results["pre_post_contrast_gaps"] = pre_post_gaps(real)
         results["seconds_per_volume"] = {"median": float(np.median([r["seconds"] for r in real])),
                                          "max": float(max(r["seconds"] for r in real))}
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -168,9 +214,12 @@ def main() -> int:
     print("\n| classifier | scored on | answered | right among answered | T1<->T1c or DWI<->ADC answered |")
     print("|---|---|---|---|---|")
     for key, who, what in (("held_out_phantoms", "shipped", "held-out phantoms"),
+                           ("held_out_phantom_exams", "shipped", "held-out phantoms, each exam read together"),
                            ("real_phantom_only", "phantoms only", "all real images"),
                            ("real_leave_one_source_out", "shipped recipe, without the scored source",
-                            "each real source folder")):
+                            "each real source folder"),
+                           ("real_leave_one_source_out_exams", "shipped recipe, without the scored source",
+                            "each real source folder, each exam read together")):
         if key in results:
             r = results[key]
             print(f"| {who} | {what} | {r['answered']}/{r['volumes']} | {r['correct']}/{r['answered']} | "
@@ -178,7 +227,8 @@ def main() -> int:
     if real:
         print(f"\nseconds per volume: median {results['seconds_per_volume']['median']:.2f}, "
               f"max {results['seconds_per_volume']['max']:.2f}")
-        for row in results["real_leave_one_source_out"]["rows"]:
+        print(f"T1c bright end above its exam's T1: {results['pre_post_contrast_gaps']}")
+        for row in results["real_leave_one_source_out_exams"]["rows"]:
             mark = "" if row["closest"] == row["truth"] else "  <- wrong"
             print(f"  {row['file']:<72} {row['truth']:<6} {'->' if row['answered'] else '~ '} {row['closest']:<6} "
                   f"{row['confidence']:.2f}{mark}")

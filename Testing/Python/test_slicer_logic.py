@@ -534,3 +534,23 @@ def test_auto_map_reads_an_unnamed_volume_from_its_image(slicer_core, mrml_scene
     mapping, notes, left_out = logic.autoMap([flair, t1], logic.modelChannels())
     assert mapping == {"FLAIR": flair, "T1": t1} and not left_out, [why for _, why in left_out]
     assert notes["FLAIR"].startswith("FLAIR (image,") and "white matter" in notes["FLAIR"]
+
+
+def test_auto_map_tells_an_unnamed_t1_from_its_t1c_by_reading_the_scene_as_one_exam(slicer_core, mrml_scene,
+                                                                                    registry, tiny_version) -> None:
+    """A real MS exam loaded as ``img1``/``img2``/``img3`` (FLAIR, T1c, T1; no telling name, no DICOM): neither T1
+    volume alone rules out its partner, read side by side the post-contrast one is found, and the panel's note says
+    so. The shipped classifier has seen this patient; its held-out measure is the benchmark's."""
+    from brainlesioncl.io import read_image
+
+    from conftest import shared_path
+
+    patient = shared_path("data", "ms_ljubljana3d_open_ms_data", "patient07")
+    slicer = slicer_core.slicer
+    flair, t1c, t1 = (_node_from_image(slicer, read_image(patient / f"{source}.nii.gz"), name)
+                      for source, name in (("flair", "img1"), ("t1c", "img2"), ("t1", "img3")))
+    logic = _logic(registry)
+    mapping, notes, left_out = logic.autoMap([flair, t1c, t1], logic.modelChannels())
+    assert mapping.get("T1c") is t1c and mapping.get("T1") is t1, [why for _, why in left_out]
+    assert "read with this exam" in notes["T1c"] and "after contrast" in notes["T1c"]
+    assert all(node is not t1c and node is not t1 for node, _ in left_out)

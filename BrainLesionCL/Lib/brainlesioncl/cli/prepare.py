@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ident.add_argument("files", nargs="+", help="image files or DICOM series folders")
     ident.add_argument("--no-image", action="store_true", help="do not read the voxels (tags and names only)")
     ident.add_argument("--json", action="store_true", help="one JSON list instead of lines")
+    ident.add_argument("--separately", action="store_true",
+                       help="the files are not one exam: never read them together (by default a T1 and a T1c the "
+                            "image of each alone cannot tell apart are compared side by side)")
     ident.set_defaults(func=cmd_identify)
 
 
@@ -52,11 +55,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from ..identification import identify_file
+    from ..identification import identify_file, read_together
 
+    found_all = [identify_file(path, use_image=not args.no_image) for path in args.files]
+    if not args.separately:
+        found_all = read_together(found_all)
     rows = []
-    for path in args.files:
-        found = identify_file(path, use_image=not args.no_image)
+    for path, found in zip(args.files, found_all, strict=True):
         rows.append({"file": path, "modality": found.modality.value if found.modality else None,
                      "refused": found.refused, "evidence": found.evidence,
                      "confidence": round(found.confidence, 3), "reason": found.reason, "notes": list(found.notes)})

@@ -3,10 +3,13 @@
 Evidence, strongest first: **DICOM tags** (:mod:`.dicom`; Image Type, b-value, contrast agent, timing), the
 **name** (:mod:`.names`; series descriptions of the main vendors, file names), the **image** itself (:mod:`.image`;
 only when neither tag nor name tells, and only above a confidence threshold). Tags outrank the name; when they
-disagree the tags are used and the disagreement is shown. Auto-mapping (:func:`auto_map`) never fills a channel twice
-(the most confident volume wins, the other is left out with the reason), never maps a refused series (localizer,
-perfusion, derived map, T2*...), never maps a modality the model lacks into another channel (an ADC map is left out
-of a model without an ADC channel, never put into DWI), and never replaces a mapping the user made by hand.
+disagree the tags are used and the disagreement is shown. The volumes of one exam are then read together
+(:mod:`.exam`): a T1 and a T1c that the image of each alone could not tell apart are told apart side by side.
+
+Auto-mapping (:func:`auto_map`) never fills a channel twice (the most confident volume wins, the other is left out
+with the reason), never maps a refused series (localizer, perfusion, derived map, T2*...), never maps a modality the
+model lacks into another channel (an ADC map is left out of a model without an ADC channel, never put into DWI), and
+never replaces a mapping the user made by hand.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from pathlib import Path
 from ..errors import BrainLesionCLError
 from ..modalities import Modality, resolve_modality
 from .dicom import identify_tags, read_dicom_tags, tags_from_sidecar
+from .exam import read_together
 from .image import identify_image
 from .names import identify_name
-from .result import Identification
+from .result import Identification, ImageScores
 
-__all__ = ["Identification", "MappedVolume", "auto_map", "decisive_name", "identify", "identify_file", "identify_name",
-           "identify_tags", "identify_image"]
+__all__ = ["Identification", "ImageScores", "MappedVolume", "auto_map", "decisive_name", "identify", "identify_file",
+           "identify_name", "identify_tags", "identify_image", "read_together"]
 
 #: Below this, a channel is left empty rather than filled.
 MIN_CONFIDENCE = 0.6
@@ -96,20 +100,24 @@ class MappedVolume:
 
 
 def auto_map(volumes: Sequence[tuple[object, Identification]], channels: Sequence[str | Modality], *,
-             manual: Mapping[str, object] | None = None,
-             min_confidence: float = MIN_CONFIDENCE) -> tuple[dict[str, MappedVolume], list[tuple[object, str]]]:
+             manual: Mapping[str, object] | None = None, min_confidence: float = MIN_CONFIDENCE,
+             one_exam: bool = True) -> tuple[dict[str, MappedVolume], list[tuple[object, str]]]:
     """``{channel: MappedVolume}`` for a model's channels, and ``(volume, why it was left out)`` for the rest.
 
     ``manual`` holds the user's own choices (``{channel: volume}``): kept as they are, never replaced, and their
-    volumes are not mapped again elsewhere.
+    volumes are not mapped again elsewhere. ``one_exam``: the volumes are one patient's exam, so they are read
+    together (:func:`read_together`) before mapping.
     """
     wanted = [resolve_modality(c) for c in channels]
     manual = {resolve_modality(k).value: v for k, v in (manual or {}).items() if v is not None}
     mapping = {c: MappedVolume(v, Identification(resolve_modality(c), 1.0, "hand", "chosen by hand"))
                for c, v in manual.items()}
     left_out: list[tuple[object, str]] = []
-    ranked = sorted((item for item in volumes if item[0] not in manual.values()),
-                    key=lambda item: -item[1].confidence)
+    candidates = [item for item in volumes if item[0] not in manual.values()]
+    if one_exam:
+        together = read_together([found for _, found in candidates], chosen=[Modality(c) for c in manual])
+        candidates = [(volume, found) for (volume, _), found in zip(candidates, together, strict=True)]
+    ranked = sorted(candidates, key=lambda item: -item[1].confidence)
     for volume, found in ranked:
         if found.refused:
             left_out.append((volume, found.reason))

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..modalities import Modality
 
-__all__ = ["Identification"]
+__all__ = ["Identification", "ImageScores"]
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """What the image classifier saw in one volume, answered or not: every contrast's probability and the
+    tissue-order features. Kept so an exam's volumes can be read together (:mod:`.exam`): one image alone often
+    cannot tell T1 from T1c, two images of one exam side by side can."""
+
+    probabilities: Mapping[str, float]
+    features: Mapping[str, float]
+
+    def probability(self, *contrasts: str) -> float:
+        """The probability that the volume is any one of ``contrasts``."""
+        return float(sum(self.probabilities.get(name, 0.0) for name in contrasts))
 
 
 @dataclass(frozen=True)
@@ -20,6 +35,7 @@ class Identification:
         reason: a sentence for the user (shown next to the channel selector and by ``brainlesioncl identify``).
         refused: True when the series must never be mapped (a localizer, perfusion, a derived map, T2*...).
         notes: disagreements between kinds of evidence, for the user to check.
+        image_scores: the image classifier's view when the image was read (see :class:`ImageScores`), else None.
     """
 
     modality: Modality | None
@@ -28,6 +44,7 @@ class Identification:
     reason: str
     refused: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    image_scores: ImageScores | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
