@@ -90,16 +90,11 @@ def real_features() -> list[dict[str, Any]]:
     return rows
 
 
-def identifications(rows: list[dict[str, Any]], answers: list[dict[str, float]],
-                    min_confidence: float) -> list[Any]:
-    """Each row's answer by the product's own decision (:func:`identification_from_scores`), image answers on."""
-    from brainlesioncl.identification.image import FEATURE_NAMES, identification_from_scores
-    from brainlesioncl.identification.result import ImageScores
+def identifications(scores: list[Any], min_confidence: float) -> list[Any]:
+    """Each volume's answer by the product's own decision (:func:`identification_from_scores`), image answers on."""
+    from brainlesioncl.identification.image import identification_from_scores
 
-    return [identification_from_scores(ImageScores(probability, dict(zip(FEATURE_NAMES, map(float, row["features"]),
-                                                                         strict=True))),
-                                       min_confidence=min_confidence, trusted=True)
-            for row, probability in zip(rows, answers, strict=True)]
+    return [identification_from_scores(one, min_confidence=min_confidence, trusted=True) for one in scores]
 
 
 def read_as_exams(rows: list[dict[str, Any]], found: list[Any]) -> list[Any]:
@@ -139,17 +134,17 @@ def leave_one_source_out(real: list[dict[str, Any]], phantom_x: np.ndarray, phan
                          min_confidence: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """Each source folder scored by a classifier made (shipped recipe) without it: each image alone, and each
     exam's images read together."""
-    from brainlesioncl.identification.image import probabilities, train_classifier
+    from brainlesioncl.identification.image import image_scores, train_classifier
 
-    answers: dict[str, dict[str, float]] = {}
+    answers: dict[str, Any] = {}
     for held in sorted({row["source"] for row in real}):
         train = [row for row in real if row["source"] != held]
         model = train_classifier(np.concatenate([np.stack([r["features"] for r in train]), phantom_x]),
                                  [r["truth"] for r in train] + phantom_y)
         for row in real:
             if row["source"] == held:
-                answers[row["file"]] = probabilities(model, row["features"])
-    found = identifications(real, [answers[row["file"]] for row in real], min_confidence)
+                answers[row["file"]] = image_scores(model, row["features"])
+    found = identifications([answers[row["file"]] for row in real], min_confidence)
     return score(real, found), score(real, read_as_exams(real, found))
 
 
@@ -176,7 +171,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "identification" / "results.json")
     args = parser.parse_args()
 
-    from brainlesioncl.identification.image import _load, probabilities, save_classifier, train_classifier
+    from brainlesioncl.identification.image import _load, image_scores, save_classifier, train_classifier
 
     real = real_features() if DATA.is_dir() else []
     phantom_x, phantom_y = phantom_features(args.train_cases, seed=TRAIN_SEED)
@@ -192,7 +187,7 @@ def main() -> int:
     test_x, test_y = phantom_features(args.test_cases, seed=TEST_SEED)
     test_rows = [{"file": f"phantom {i // len(MODALITIES)} {label}", "exam": f"phantom {i // len(MODALITIES)}",
                   "truth": label, "features": x} for i, (label, x) in enumerate(zip(test_y, test_x, strict=True))]
-    test_found = identifications(test_rows, [probabilities(shipped, x) for x in test_x], args.min_confidence)
+    test_found = identifications([image_scores(shipped, x) for x in test_x], args.min_confidence)
     results: dict[str, Any] = {
         "min_confidence": args.min_confidence, "trained_on": shipped.get("trained_on"),
         "held_out_phantoms": score(test_rows, test_found),
@@ -201,7 +196,7 @@ def main() -> int:
     if real:
         phantom_only = train_classifier(phantom_x, phantom_y)
         results["real_phantom_only"] = score(real, identifications(
-            real, [probabilities(phantom_only, r["features"]) for r in real], args.min_confidence))
+            [image_scores(phantom_only, r["features"]) for r in real], args.min_confidence))
         (results["real_leave_one_source_out"],
          results["real_leave_one_source_out_exams"]) = leave_one_source_out(real, phantom_x, phantom_y,
                                                                             args.min_confidence)

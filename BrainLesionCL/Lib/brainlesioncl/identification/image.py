@@ -39,7 +39,8 @@ from ..modalities import Modality
 from .result import Identification, ImageScores
 
 __all__ = ["CLASSIFIER_FILE", "FEATURE_NAMES", "IMAGE_ANSWERS_TRUSTED", "image_features", "identify_image",
-           "decide", "identification_from_scores", "probabilities", "train_classifier", "save_classifier"]
+           "decide", "identification_from_scores", "image_scores", "probabilities", "train_classifier",
+           "save_classifier"]
 
 CLASSIFIER_FILE = Path(__file__).with_name("image_classifier.json")
 #: Whether an image-only answer may fill a channel. True since the tissue-order features: ≥ 95 % right among the
@@ -201,9 +202,14 @@ def identify_image(image: sitk.Image | np.ndarray, *, min_confidence: float = 0.
         features = image_features(image)
     except ValueError as err:
         return Identification(None, 0.0, "image", f"cannot read the contrast from the image: {err}")
-    scores = ImageScores(probabilities(model, features),
-                         {name: float(value) for name, value in zip(FEATURE_NAMES, features, strict=True)})
-    return identification_from_scores(scores, min_confidence=min_confidence, trusted=trusted)
+    return identification_from_scores(image_scores(model, features), min_confidence=min_confidence, trusted=trusted)
+
+
+def image_scores(model: dict, features: np.ndarray) -> ImageScores:
+    """The classifier's view of a volume with these :func:`image_features`: its probabilities, and the features by
+    name (what :mod:`.exam` compares between the volumes of one exam)."""
+    return ImageScores(probabilities(model, features),
+                       {name: float(value) for name, value in zip(FEATURE_NAMES, features, strict=True)})
 
 
 def identification_from_scores(scores: ImageScores, *, min_confidence: float = 0.8,
