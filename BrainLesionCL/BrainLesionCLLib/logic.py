@@ -42,7 +42,7 @@ from brainlesioncl.modalities import map_channels, resolve_disease, resolve_moda
 from brainlesioncl.preprocessing.geometry import same_geometry
 from brainlesioncl.registry import ModelRegistry
 
-from .mrml_io import label_into_segment, segment_to_image, volume_to_image
+from .mrml_io import label_into_segment, segment_to_image, transform_problem, volume_to_image
 from .process import EngineJob, EngineProcess, EngineWorker
 from .terminology import BRAIN_STYLE, METASTASIS_CLASSES, load_terminology, style_for
 
@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, str], None]
 #: Node attribute marking volumes this module created (never offered as inputs).
 ROLE_ATTRIBUTE = "BrainLesionCL.Role"
+#: The one volume class the channel selectors list (``showChildNodeTypes`` off: no labelmap, vector, DWI or tensor).
+INPUT_VOLUME_CLASS = "vtkMRMLScalarVolumeNode"
 PROBABILITY_ROLE = "probability"
 #: Slicer's PET heat colour table: dark where the model is sure, bright where it is not.
 HEAT_COLOR_NODE_ID = "vtkMRMLPETProceduralColorNodePET-Heat"
@@ -251,9 +253,21 @@ class BrainLesionCLLogic:
     # ----------------------------------------------------------------------------------------------- channels
     @staticmethod
     def isInputCandidate(node) -> bool:
-        """Whether a volume may be an input: not a labelmap, not one of this module's own probability volumes."""
-        return (node is not None and not node.IsA("vtkMRMLLabelMapVolumeNode")
+        """Whether a volume may be an input: a plain scalar volume (what the channel selectors list: not a labelmap,
+        nor a vector, diffusion-weighted or tensor volume, which are scalar-volume subclasses), not one of this
+        module's own probability volumes."""
+        return (node is not None and node.GetClassName() == INPUT_VOLUME_CLASS
                 and node.GetAttribute(ROLE_ATTRIBUTE) != PROBABILITY_ROLE)
+
+    @staticmethod
+    def _whyNotInput(node) -> str | None:
+        """Why Auto-map skips a volume the user may expect it to use (None: a labelmap or this module's own volume,
+        skipped without a word)."""
+        if node is None or node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetClassName() == INPUT_VOLUME_CLASS:
+            return None
+        return (f"a {node.GetClassName().removeprefix('vtkMRML').removesuffix('Node')}, not a scalar volume: the "
+                "channel selectors take one scalar 3-D volume per channel (for a DWI series, load or compute the "
+                "b-value image or ADC map as a scalar volume)")
 
     @staticmethod
     def seriesDescription(node) -> str:
@@ -294,8 +308,10 @@ class BrainLesionCLLogic:
         user's own choices (``manual``) kept. Labelmaps and this module's probability volumes are not candidates."""
         from brainlesioncl.identification import auto_map
 
+        volumeNodes = list(volumeNodes)
         candidates = [(node, self.identifyVolume(node)) for node in volumeNodes if self.isInputCandidate(node)]
         mapping, left_out = auto_map(candidates, channels, manual=manual)
+        left_out = [*((node, why) for node in volumeNodes if (why := self._whyNotInput(node))), *left_out]
         notes = {}
         for channel, mapped in mapping.items():
             found = mapped.identification
@@ -317,6 +333,8 @@ class BrainLesionCLLogic:
         for name, node in chosen.items():
             if node.GetImageData() is None:
                 problems.append(f"{name}: volume '{node.GetName()}' has no image data.")
+            elif (problem := transform_problem(node)) is not None:
+                problems.append(f"{name}: {problem}")
         return problems
 
     @staticmethod

@@ -14,22 +14,31 @@ import vtk
 
 from brainlesioncl.errors import GeometryError, InvalidImageError
 
-__all__ = ["ijk_to_ras_of_image", "label_into_segment", "segment_to_image", "volume_to_image"]
+__all__ = ["ijk_to_ras_of_image", "label_into_segment", "segment_to_image", "transform_problem", "volume_to_image"]
 
 _FLIP = np.diag([-1.0, -1.0, 1.0])
+
+
+def transform_problem(node) -> str | None:
+    """Why a volume's placement cannot be read as a linear geometry (None: it can). A DICOM series with irregular
+    slice spacing or a tilted gantry is loaded by Slicer under a non-linear "acquisition" (grid) transform."""
+    parent = node.GetParentTransformNode()
+    if parent is None or parent.IsTransformToWorldLinear():
+        return None
+    return (f"volume '{node.GetName()}' is under a non-linear transform ('{parent.GetName()}', e.g. the acquisition "
+            "transform of a DICOM series with irregular slices). Harden it (Data module: right-click the volume > "
+            "Harden transform), or load the series again with Slicer's DICOM setting 'Acquisition geometry "
+            "regularization' set to 'apply regularization transform' and harden that.")
 
 
 def _world_ijk_to_ras(node) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     ijk_to_ras = slicer.util.arrayFromVTKMatrix(matrix)
+    if (problem := transform_problem(node)) is not None:
+        raise GeometryError(problem[0].upper() + problem[1:])
     parent = node.GetParentTransformNode()
     if parent is not None:
-        if not parent.IsTransformToWorldLinear():
-            raise GeometryError(
-                f"Volume '{node.GetName()}' is under a non-linear transform. Harden the transform (Data module, "
-                "right-click > Harden transform) and try again."
-            )
         to_world = vtk.vtkMatrix4x4()
         parent.GetMatrixTransformToWorld(to_world)
         ijk_to_ras = slicer.util.arrayFromVTKMatrix(to_world) @ ijk_to_ras

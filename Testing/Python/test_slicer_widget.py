@@ -1,13 +1,16 @@
-"""The BrainLesionCL panel's own code, run in pytest: ``setup()``, Auto-map, Segment -> progress -> finish, Cancel,
-Train, the modality study, the model table and scene close, with small stand-ins for Qt/CTK widgets
-(``slicer_widget_harness``) over the real MRML scene of slicer-core, the real logic, engine and child process.
+"""The BrainLesionCL panel's own code, run in pytest with Slicer's own Python: ``setup()``, Auto-map, Segment ->
+progress -> finish, Cancel, Train, the modality study, the model table, scene close and import, Sample Data and the
+module's self-test. Slicer's parameter-node wrapper, ``slicer.util``, ``ScriptedLoadableModule`` and ``SampleData``
+are executed from ``../shared/reference/slicer_python`` (:mod:`slicer_runtime`); only Qt/CTK widget classes are stood in
+(:mod:`qt_standins`); the MRML scene (slicer-core), the logic, the engine and its child process are real.
 
-Each numbered defect of the Slicer review has a test here that failed before its fix.
+Each defect of the Slicer review (issue 29) has a test here that failed before its fix.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import slicer_widget_harness as harness
+import slicer_runtime
 from synthetic import make_grid
 
-from conftest import REPO, TINY_CHANNELS, sphere_case, tiny_metadata
+from conftest import TINY_CHANNELS, sphere_case, tiny_metadata
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -58,36 +61,31 @@ class Panel(types.SimpleNamespace):
         return nodes
 
 
-def _load_module(monkeypatch):
-    spec = importlib.util.spec_from_file_location("BrainLesionCL", REPO / "BrainLesionCL" / "BrainLesionCL.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "BrainLesionCL", module)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def runtime(slicer_core, mrml_scene, monkeypatch):
+    """Slicer's own Python over the stand-ins, as in a user's Slicer (not in testing mode: dialogs are shown)."""
+    return slicer_runtime.install(monkeypatch, slicer_core)
 
 
 @pytest.fixture
-def make_panel(slicer_core, mrml_scene, monkeypatch, registry, tiny_version):
-    """A function that opens the panel (runs ``setup()``) over a test registry holding a tiny model."""
-    slicer = slicer_core.slicer
-    dialogs = harness.install(monkeypatch, slicer)
-    module = _load_module(monkeypatch)
+def make_panel(runtime, mrml_scene, monkeypatch, registry, tiny_version):
+    """A function that opens the panel as Slicer does (module loaded at start-up, ``setup()`` on first show, then
+    ``enter()``) over a test registry holding a tiny model."""
+    module = slicer_runtime.load_module(monkeypatch, runtime)
     from BrainLesionCLLib import BrainLesionCLLogic
 
     monkeypatch.setattr(module.BrainLesionCLWidget, "engineFactory",
                         staticmethod(lambda: BrainLesionCLLogic(registry=registry)))
-    opened = []
 
     def open_panel() -> Panel:
-        widget = module.BrainLesionCLWidget()
-        widget.setup()
-        opened.append(widget)
-        return Panel(widget=widget, ui=widget.ui, module=module, dialogs=dialogs, slicer=slicer, scene=mrml_scene,
-                     registry=registry, version=tiny_version)
+        handle = slicer_runtime.ModuleHandle(slicer_runtime.MODULE_FILE, module.BrainLesionCLWidget, mrml_scene)
+        runtime.modules.brainlesioncl = handle
+        widget = handle.enter()
+        return Panel(widget=widget, ui=widget.ui, module=module, dialogs=runtime.dialogs, slicer=runtime.slicer,
+                     scene=mrml_scene, registry=registry, version=tiny_version, runtime=runtime, handle=handle)
 
     yield open_panel
-    for widget in opened:
-        widget.cleanup()
+    runtime.app.moduleManager().moduleAboutToBeUnloaded.emit("BrainLesionCL")  # every panel's cleanup()
 
 
 @pytest.fixture
@@ -105,6 +103,22 @@ def test_setup_binds_every_parameter_and_tags_the_parameter_node(panel) -> None:
     assert panel.ui.modelNameLabel.text == panel.version
     assert "Model folder" in panel.ui.environmentLabel.text and "torch" in panel.ui.environmentLabel.text
     assert panel.ui.strategyComboBox.itemText(0) == "ours" and panel.ui.strategyComboBox.findText("joint") < 0
+
+
+def test_setup_runs_slicers_own_connectors_for_every_bound_widget(panel) -> None:
+    """Issue 29, defect 1: ``prepare: str`` on a QComboBox made Slicer's connector raise "ComboBoxToStringableConnector
+    requires the Choice annotation", and as every connector is created before any is connected, ``connectGui`` failed
+    whole: no channel selectors, empty lists, Segment disabled."""
+    combo = panel.ui.prepareComboBox
+    assert [combo.itemText(i) for i in range(combo.count)] == ["auto", "on", "off"]  # refilled by Slicer's connector
+    combo.choose("off")
+    assert panel.widget._parameterNode.prepare == "off"
+    panel.widget._parameterNode.prepare = "on"
+    assert combo.currentText == "on"
+    assert list(panel.ui.outputSegmentationSelector.nodeTypes) == ["vtkMRMLSegmentationNode"]  # set by Slicer's connector
+    panel.ui.epochsSpinBox.value = 7
+    assert panel.widget._parameterNode.epochs == 7 and panel.ui.epochsSpinBox.maximum == 2000
+    assert panel.widget._selectors and panel.ui.diseaseComboBox.count and panel.ui.applyButton.toolTip
 
 
 def test_the_parameter_node_has_a_volume_per_engine_modality(panel) -> None:
@@ -290,11 +304,12 @@ def test_episode_from_the_current_case_cleans_up_on_cancel(panel) -> None:
     panel.ui.diseaseComboBox.currentIndex = panel.ui.diseaseComboBox.findData("stroke")
     before = _work_dirs()
 
-    panel.ui.casesDirectoryButton.directory = str(Path(tempfile.gettempdir()))  # both sources: refused first
+    panel.ui.casesFolderLineEdit.currentPath = str(Path(tempfile.gettempdir()))  # both sources: refused first
     panel.ui.trainButton.click()
     assert panel.widget._job is None and "not both" in panel.dialogs.errors()[-1] and _work_dirs() == before
+    assert panel.ui.trainButton.enabled and panel.ui.applyButton.enabled
 
-    panel.ui.casesDirectoryButton.directory = ""
+    panel.ui.casesFolderLineEdit.currentPath = ""  # cleared: the current case alone
     panel.ui.trainButton.click()
     job = panel.widget._job
     assert job is not None and job.kind == "episode" and not panel.ui.applyButton.enabled
@@ -310,7 +325,7 @@ def test_joining_a_federated_episode_runs_a_site_in_the_child_process_and_leaves
     pytest.importorskip("flwr", reason="Flower is not installed: pip install 'brainlesioncl[federated]'")
     cases = tmp_path / "cases"
     cases.mkdir()
-    panel.ui.casesDirectoryButton.directory = str(cases)
+    panel.ui.casesFolderLineEdit.currentPath = str(cases)
     panel.ui.federatedServerLineEdit.text = "no-port-here"
     panel.ui.joinFederationButton.click()
     assert panel.widget._job is None and "host:port" in panel.dialogs.errors()[-1]
@@ -375,11 +390,19 @@ def test_lesion_rows_centre_the_views(panel, monkeypatch) -> None:
     assert jumps == [(1.0, 2.0, 3.0, True)]
 
 
-def test_reload_reloads_the_logic_package(panel, monkeypatch) -> None:
+def test_reload_reloads_the_logic_package_and_makes_a_new_panel(panel, monkeypatch, tmp_path) -> None:
+    """Slicer's own ``reloadScriptedModule`` (the developer's Reload button): the file is executed again, the old
+    panel cleaned up, a new one set up; the Qt-free package is reloaded too, so an edit to the logic takes effect."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # the reloaded class has no test engine factory: a fresh registry
     reloaded = []
-    monkeypatch.setattr(importlib, "reload", lambda module: reloaded.append(module.__name__))
+    real_reload = importlib.reload
+    monkeypatch.setattr(importlib, "reload", lambda module: reloaded.append(module.__name__) or real_reload(module))
+    old = panel.widget
     panel.widget.onReload()
     assert "BrainLesionCLLib.logic" in reloaded and "BrainLesionCLLib" in reloaded
+    new = panel.handle.widgetRepresentation().self()
+    assert new is not old and panel.runtime.modules.BrainLesionCLWidget is new
+    assert new.ui.prepareComboBox.count == 3 and new._selectors and new.ui.modelNameLabel.text
 
 
 # -- first-use installation ------------------------------------------------------------------------------------------
@@ -415,7 +438,7 @@ def test_first_use_asks_once_and_a_decline_is_handled(make_panel, monkeypatch) -
     monkeypatch.setattr(module.slicer.util, "pip_install", pip_install, raising=False)
     panel.dialogs.answers = [True]
     assert module.ensureDependencies() is True
-    assert [kind for kind, _text in panel.dialogs.shown].count("ok-cancel") == 1  # one prompt for everything
+    assert len(panel.dialogs.questions()) == 1  # one prompt for everything
     assert installed == [("torch", False), "monai>=1.3"]
 
     missing["names"] = ["monai"]
@@ -453,15 +476,14 @@ def test_child_output_is_utf8_and_the_last_line_is_never_lost(monkeypatch) -> No
     assert engine.summary == {"model": "m"} and engine.log == ["Läsion ✓"]
 
 
-def test_sample_data_entry_makes_a_phantom_case_locally(panel, monkeypatch) -> None:
-    registered = {}
-    sample_data = types.SimpleNamespace(SampleDataLogic=types.SimpleNamespace(
-        registerCustomSampleDataSource=lambda **kwargs: registered.update(kwargs)))
-    monkeypatch.setitem(sys.modules, "SampleData", sample_data)
-    panel.module.registerSampleData()
-    assert registered["sampleName"] == "BrainLesionCL phantom" and registered["uris"] is None  # nothing downloaded
-    assert Path(registered["thumbnailFileName"]).is_file()
-    nodes = registered["customDownloader"](None)
+def test_sample_data_entry_makes_a_phantom_case_locally(panel) -> None:
+    """Issue 29, defect 2: ``SampleDataSource(uris=None)`` raised TypeError in Slicer's ``len(uris)`` at every start-up,
+    so the entry never appeared. Registered at ``startupCompleted`` through Slicer's own SampleData module."""
+    sources = panel.runtime.modules.sampleDataSources["BrainLesionCL"]
+    assert [s.sampleName for s in sources] == ["BrainLesionCL phantom"]
+    source = sources[0]
+    assert source.uris == [] and Path(source.thumbnailFileName).is_file()  # nothing to download
+    nodes = source.customDownloader(source)  # what the Sample Data button does
     assert sorted(nodes) == ["FLAIR", "T1", "T1c", "T2"]
     panel.ui.autoMapButton.click()
     assert [panel.ui.referenceComboBox.itemText(i) for i in range(panel.ui.referenceComboBox.count)] == [
