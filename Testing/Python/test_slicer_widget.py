@@ -488,3 +488,190 @@ def test_sample_data_entry_makes_a_phantom_case_locally(panel) -> None:
     panel.ui.autoMapButton.click()
     assert [panel.ui.referenceComboBox.itemText(i) for i in range(panel.ui.referenceComboBox.count)] == [
         "FLAIR", "T1", "T1c", "T2"]
+
+
+# -- issue 29: what the review found the panel doing in a real Slicer ------------------------------------------------
+def _failing(message: str):
+    def fail(process, *_args, **_kwargs):
+        process.discardWork()
+        raise OSError(message)
+
+    return fail
+
+
+def test_a_failed_segmentation_shows_the_error_and_restores_the_buttons(panel, monkeypatch) -> None:
+    """Defect 3: ``tryWithErrorDisplay`` shows the dialog and re-raises, so the button state after it was never
+    restored: Train and the study stayed disabled, the error escaped into Qt's timer slot."""
+    import qt
+
+    panel.map_case()
+    monkeypatch.setattr(panel.widget.logic.engine, "finishSegmentation", _failing("disk full while importing"))
+    panel.ui.applyButton.click()
+    panel.wait()
+    assert "disk full while importing" in panel.dialogs.errors()[-1]
+    assert "disk full while importing" in panel.ui.statusLabel.text
+    assert panel.ui.applyButton.text == "Segment" and panel.ui.applyButton.enabled
+    assert panel.ui.trainButton.enabled and panel.ui.modalityStudyButton.enabled
+    assert qt.QApplication.overrideCursor() is None  # the wait cursor is gone
+
+
+def test_a_failed_modality_study_restores_the_buttons(panel, monkeypatch) -> None:
+    engine = panel.widget.logic.engine
+    panel.map_case()
+    monkeypatch.setattr(engine, "startModalityStudy",  # a short real job in the study's place
+                        lambda inputs, disease, annotation, device: engine.startSegmentation(inputs, "tumour"))
+    monkeypatch.setattr(engine, "finishModalityStudy", _failing("the study's table could not be read"))
+    panel.ui.modalityStudyButton.click()
+    assert not panel.ui.trainButton.enabled
+    panel.wait()
+    assert "could not be read" in panel.dialogs.errors()[-1]
+    assert panel.ui.trainButton.enabled and panel.ui.applyButton.enabled and panel.ui.modalityStudyButton.enabled
+    assert panel.ui.modalityStudyButton.text == "Which inputs matter for this case?"
+
+
+@pytest.mark.parametrize(("option", "what"), [("uncertaintyCheckBox", "uncertainty"),
+                                              ("probabilityCheckBox", "probability")])
+def test_the_asked_for_map_is_shown_over_the_reference(panel, option: str, what: str) -> None:
+    """Defect 4: the heat overlay was made but never put in the views (``setSliceViewerLayers`` changes only the
+    layers it is given). Checked on the slice viewers' composite nodes, through Slicer's own util.py."""
+    nodes = panel.map_case()
+    getattr(panel.ui, option).checked = True
+    panel.ui.applyButton.click()
+    panel.wait()
+    assert not panel.dialogs.errors(), panel.dialogs.errors()
+    overlay = [n for n in panel.slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+               if n.GetName().endswith(f"lesion {what}")]
+    assert len(overlay) == 1
+    for view in ("Red", "Yellow", "Green"):
+        composite = panel.scene.GetSingletonNode(view, "vtkMRMLSliceCompositeNode")
+        assert composite.GetBackgroundVolumeID() == nodes["flair"].GetID()
+        assert composite.GetForegroundVolumeID() == overlay[0].GetID()
+        assert composite.GetForegroundOpacity() == pytest.approx(0.5)
+
+
+def test_path_fields_start_empty_and_can_be_cleared(panel, tmp_path) -> None:
+    """Defects 6 and 7: Path parameters serialise "no path" as ".": the manifest and certificate fields showed ".",
+    and the case-folder directory button could never be cleared (so "not both" was refused for good)."""
+    fields = (panel.ui.casesFolderLineEdit, panel.ui.casesManifestLineEdit, panel.ui.federatedCertificateLineEdit)
+    assert [f.currentPath for f in fields] == ["", "", ""]
+    folder = panel.ui.casesFolderLineEdit
+    assert folder.filters & folder.Dirs and not folder.filters & folder.Files  # browses for a folder
+    folder.browse(str(tmp_path))
+    assert panel.widget._parameterNode.casesFolder == str(tmp_path)
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text("case,flair,label\n")
+    panel.ui.casesManifestLineEdit.currentPath = str(manifest)
+    assert panel.widget._caseSource is not None
+    with pytest.raises(ValueError, match="not both"):
+        panel.widget._caseSource()
+    folder.currentPath = ""  # the user empties the field
+    assert panel.widget._caseSource() == str(manifest) and panel.widget._parameterNode.casesFolder == ""
+    panel.widget._parameterNode.casesManifest = "."  # a scene saved by an older version
+    panel.widget.setParameterNode(panel.widget._parameterNode)
+    assert panel.ui.casesManifestLineEdit.currentPath == ""
+
+
+def test_after_a_scene_close_no_case_source_is_left(panel, tmp_path) -> None:
+    """Defect 6: after a scene close the case folder turned into Slicer's working directory, which Train and Join
+    then used as the case source."""
+    panel.ui.casesFolderLineEdit.currentPath = str(tmp_path)
+    panel.scene.Clear(0)
+    assert panel.ui.casesFolderLineEdit.currentPath == "" and panel.widget._caseSource() is None
+    panel.ui.diseaseComboBox.choose("stroke")
+    panel.ui.trainButton.click()
+    assert panel.widget._job is None and "Choose a case folder or manifest" in panel.dialogs.errors()[-1]
+    assert panel.ui.trainButton.enabled
+
+
+def test_a_failed_package_install_says_what_failed_and_how_to_install(make_panel, monkeypatch) -> None:
+    """Defect 8: a failed pip run raises CalledProcessError, which was not caught: an offline hospital PC saw a
+    traceback and no dialog."""
+    panel = make_panel()
+    module = panel.module
+    monkeypatch.setattr(module, "missingPackages", lambda: ["monai"])
+    packaging = types.ModuleType("slicer.packaging")
+
+    def pip_ensure(requirements, requester):
+        raise subprocess.CalledProcessError(1, ["PythonSlicer", "-m", "pip", "install", *requirements])
+
+    packaging.pip_ensure = pip_ensure
+    monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
+    assert module.ensureDependencies() is False
+    error = panel.dialogs.errors()[-1]
+    assert "monai>=1.3" in error and "PyPI" in error and "pip_install('--no-index --find-links=FOLDER monai>=1.3')" \
+        in error
+
+
+def test_auto_map_offers_only_volumes_the_selectors_can_hold(panel) -> None:
+    """Defect 9: vector and diffusion-weighted volumes (scalar-volume subclasses) were mapped to a channel whose
+    selector (``showChildNodeTypes`` off) cannot list them: the log said "DWI = ...", the selector stayed empty."""
+    _case(panel.slicer)
+    vector = panel.scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "DWI b1000")
+    panel.scene.AddNewNodeByClass("vtkMRMLDiffusionWeightedVolumeNode", "ep2d_diff_3scan_trace")
+    panel.ui.autoMapButton.click()
+    assert panel.widget._selectors["DWI"].currentNode() is None
+    for selector in panel.widget._selectors.values():
+        assert selector.currentNode() is None or selector.currentNode() in selector.nodes()
+    log = panel.ui.logTextEdit.toPlainText()
+    assert f"left out {vector.GetName()}: a VectorVolume, not a scalar volume" in log
+    assert "DWI = " not in log and "FLAIR = AX T2 FLAIR" in log
+
+
+def test_a_volume_under_a_non_linear_transform_is_explained_not_raised(panel) -> None:
+    """Defect 10: a DICOM volume under Slicer's acquisition (grid) transform made validation raise GeometryError
+    inside the selector's slot; the validation text and the buttons went stale."""
+    nodes = panel.map_case()
+    grid = panel.scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "Acquisition transform")
+    nodes["t1"].SetAndObserveTransformNodeID(grid.GetID())
+    panel.widget._selectors["T1"].choose(None)
+    panel.widget._selectors["T1"].choose(nodes["t1"])
+    text = panel.ui.validationLabel.text
+    assert "T1: volume 'T1 MPRAGE' is under a non-linear transform" in text and "Harden" in text
+    assert not panel.ui.applyButton.enabled and panel.ui.applyButton.toolTip == text
+
+
+@pytest.fixture
+def scene_files(slicer_core, tmp_path_factory):
+    """Scene bundles (.mrb) need the scene's data IO (a remote-IO cache folder), as Slicer's application sets up."""
+    if not hasattr(slicer_core, "data_io"):
+        slicer = slicer_core.slicer
+        remote, data_io = slicer.vtkMRMLRemoteIOLogic(), slicer.vtkDataIOManagerLogic()
+        data_io.SetMRMLApplicationLogic(slicer_core.app_logic)
+        data_io.SetAndObserveDataIOManager(remote.GetDataIOManager())
+        remote.GetCacheManager().SetRemoteCacheDirectory(str(tmp_path_factory.mktemp("remote-cache")))
+        slicer_core.app_logic.SetMRMLSceneDataIO(slicer_core.scene, remote, data_io)
+        slicer_core.data_io = (remote, data_io)  # kept alive with the scene
+    return slicer_core
+
+
+def test_loading_a_saved_scene_restores_the_panel(panel, scene_files, tmp_path) -> None:
+    """Defect 11: channel selectors, disease, device and strategy were rebuilt after a scene close only, so a scene
+    loaded from a file showed an empty panel."""
+    panel.map_case()
+    panel.ui.diseaseComboBox.choose("MS")
+    panel.ui.strategyComboBox.choose("lwf")
+    bundle = tmp_path / "study.mrb"
+    assert panel.scene.WriteToMRB(str(bundle))
+    panel.scene.Clear(0)
+    assert panel.widget._selectors["FLAIR"].currentNode() is None
+    panel.ui.diseaseComboBox.choose("tumour")
+    assert panel.scene.ReadFromMRB(str(bundle), False)  # File > Add Data (import into the open scene)
+    assert panel.widget._selectors["FLAIR"].currentNode().GetName() == "AX T2 FLAIR"
+    assert panel.widget._selectors["T1"].currentNode().GetName() == "T1 MPRAGE"
+    assert panel.ui.diseaseComboBox.currentData == "MS" and panel.ui.strategyComboBox.currentData == "lwf"
+    assert panel.ui.referenceComboBox.currentText == "FLAIR" and panel.ui.applyButton.enabled
+
+
+def test_a_segmentation_deleted_during_the_job_gets_the_result_in_a_new_node(panel) -> None:
+    """Defect 12: the result went into the deleted node and was lost, while the status said "Done"."""
+    panel.map_case()
+    chosen = panel.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result here")
+    panel.ui.outputSegmentationSelector.setCurrentNode(chosen)
+    panel.ui.applyButton.click()
+    panel.scene.RemoveNode(chosen)
+    panel.wait()
+    output = panel.ui.outputSegmentationSelector.currentNode()
+    assert output is not None and output is not chosen and panel.scene.IsNodePresent(output)
+    assert output.GetSegmentation().GetNumberOfSegments() == 1
+    assert "was deleted; the result goes into a new segmentation" in panel.ui.logTextEdit.toPlainText()
+    assert not panel.dialogs.errors()
