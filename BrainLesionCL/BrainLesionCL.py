@@ -519,9 +519,9 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Write the parameter node's paths into the path fields ("" when unset; an old scene's "." counts as
         unset)."""
         node = self._parameterNode
-        for field, value in zip(self._pathFields(), (node.casesFolder, node.casesManifest, node.federatedCertificate)
-                                if node else ("", "", ""), strict=True):
-            field.currentPath = self._pathText(value)
+        values = (node.casesFolder, node.casesManifest, node.federatedCertificate) if node else ("", "", "")
+        for pathField, value in zip(self._pathFields(), values, strict=True):
+            pathField.currentPath = self._pathText(value)
 
     def _storePaths(self, *_args) -> None:
         if self._parameterNode is not None:

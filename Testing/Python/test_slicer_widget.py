@@ -115,7 +115,8 @@ def test_setup_runs_slicers_own_connectors_for_every_bound_widget(panel) -> None
     assert panel.widget._parameterNode.prepare == "off"
     panel.widget._parameterNode.prepare = "on"
     assert combo.currentText == "on"
-    assert list(panel.ui.outputSegmentationSelector.nodeTypes) == ["vtkMRMLSegmentationNode"]  # set by Slicer's connector
+    # the node types are set by Slicer's connector from the parameter's type
+    assert list(panel.ui.outputSegmentationSelector.nodeTypes) == ["vtkMRMLSegmentationNode"]
     panel.ui.epochsSpinBox.value = 7
     assert panel.widget._parameterNode.epochs == 7 and panel.ui.epochsSpinBox.maximum == 2000
     assert panel.widget._selectors and panel.ui.diseaseComboBox.count and panel.ui.applyButton.toolTip
