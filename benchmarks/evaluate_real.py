@@ -1,13 +1,14 @@
 """Evaluate a model on every real labelled case in ../shared/data, with only the modalities each case has.
 
 Per case: Dice, sensitivity, precision and HD95 (mm) of the lesion mask on the case's own label grid (whole tumour for
-glioma, lesion mask for MS, WMH, stroke, enhancing lesion for the T1c cases). Nothing here was used to train or tune
-the shipped model (it is trained on phantoms only), so every case is held out.
+glioma, lesion mask for MS, WMH, stroke, enhancing lesion for the T1c cases). The shipped default model learnt from
+some of these cases in its episodes (docs/MODEL_CARD.md lists which): only the others are held out for it.
 
 Usage (from the repository root)::
 
     python benchmarks/evaluate_real.py                      # the active (shipped) model
     python benchmarks/evaluate_real.py --model braincl-v1 --json results.json
+    python benchmarks/evaluate_real.py --tta                # the mean of 4 mirrored views instead of one pass
 
 The data is not part of the repository (licences differ); the script exits with a message when it is absent.
 """
@@ -29,6 +30,8 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATASETS: dict[str, tuple[str, dict[str, str], str]] = {
     "glioma_brats2013_deepmedic": ("tumour", {"FLAIR": "flair", "T1c": "t1c"}, "whole tumour (labels 1-4 merged)"),
     "glioma_brats2018_deepvoxnet2": ("tumour", {"FLAIR": "flair", "T1": "t1"}, "whole tumour"),
+    "glioma_brats2018_deepbrainseg": ("tumour", {"FLAIR": "flair", "T1": "t1", "T1c": "t1c", "T2": "t2"},
+                                      "whole tumour (labels 1, 2, 4 merged)"),
     "ms_ljubljana3d_open_ms_data": ("MS", {"FLAIR": "flair", "T1": "t1", "T1c": "t1c", "T2": "t2"}, "WM lesions"),
     "stroke_isles22": ("stroke", {"DWI": "dwi", "FLAIR": "flair"}, "acute infarcts"),
     "wmh_vbnet_simonsf": ("WMH", {"FLAIR": "flair"}, "WMH"),
@@ -54,6 +57,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--min-lesion-mm3", type=float, default=0.0, help="drop lesions smaller than this")
     parser.add_argument("--json", help="also write the per-case results here")
+    parser.add_argument("--tta", action="store_true", help="segment the mean of 4 mirrored views (segment --tta)")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"{DATA} is not available; the real-data evaluation needs ../shared/data beside the project.")
@@ -80,7 +84,7 @@ def main() -> int:
             inputs = {m: path for m, path in inputs.items() if path.exists()}
             reference = reference_on_label_grid(inputs, label_image)
             start = time.perf_counter()
-            result = segmenter.segment(inputs, disease, reference=reference)
+            result = segmenter.segment(inputs, disease, reference=reference, tta=args.tta)
             seconds = time.perf_counter() - start
             truth = to_xyz(label_image) > 0
             predicted = to_xyz(result.label) > 0
@@ -98,7 +102,8 @@ def main() -> int:
         print(f"\nmean Dice {disease}: {np.mean(values):.3f} over {len(values)} case(s)", end="")
     print()
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": bundle.metadata.version, "cases": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"model": bundle.metadata.version, "tta": args.tta, "cases": rows},
+                                              indent=2))
     return 0
 
 

@@ -102,6 +102,31 @@ def test_segment_with_a_real_tiny_network(flair_t1_files) -> None:
     assert stages[0] == "reading images" and stages[-1] == "done"
 
 
+class _OctantParityNet(torch.nn.Module):
+    """Calls lesion the octants of odd parity: each single-axis mirror turns the answer into its complement, so the
+    mean of the four views (identity + three flips) disagrees with the plain prediction almost everywhere."""
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        grids = torch.meshgrid(*(torch.arange(n) for n in x.shape[2:]), indexing="ij")
+        parity = sum((g < n // 2).long() for g, n in zip(grids, x.shape[2:], strict=True)) % 2
+        lesion = (40.0 * parity - 20.0).to(x.dtype)[None, None].expand(x.shape[0], 1, *x.shape[2:])
+        return torch.cat([torch.zeros_like(lesion), lesion], dim=1)
+
+
+def test_the_uncertainty_map_never_changes_the_segmentation_and_tta_is_its_own_choice(flair_t1_files) -> None:
+    """Issue 31: ``--uncertainty`` said "also write a map" but segmented the mean of the mirrored views, so the labelmap
+    changed with it (a real MS case: Dice 0.307 -> 0.247). The map now explains the one-pass result; averaging the
+    views is ``tta``."""
+    segmenter = Segmenter(_OctantParityNet(), tiny_metadata(), device="cpu")
+    inputs = {"FLAIR": flair_t1_files["flair"]}
+    plain = sitk.GetArrayFromImage(segmenter.segment(inputs, "tumour", prepare="off").label)
+    explained = segmenter.segment(inputs, "tumour", prepare="off", uncertainty=True)
+    assert np.array_equal(sitk.GetArrayFromImage(explained.label), plain) and explained.uncertainty is not None
+    averaged = segmenter.segment(inputs, "tumour", prepare="off", tta=True)
+    changed = np.mean(sitk.GetArrayFromImage(averaged.label) != plain)
+    assert changed > 0.2 and averaged.uncertainty is None
+
+
 def test_bad_requests_fail_before_heavy_work(flair_t1_files) -> None:
     net = ThresholdNet(1)
     metadata = tiny_metadata()
@@ -172,10 +197,12 @@ def test_test_time_flips_give_mean_probability_and_entropy() -> None:
     array = np.random.default_rng(0).random((2, 32, 32, 32)).astype(np.float32)
     context = torch.zeros(1, 6)
     predictor = Predictor(_LeftHalfNet(), device="cpu")
-    mean, entropy = predictor.predict_with_uncertainty(array, context)
-    assert mean.shape == entropy.shape == (32, 32, 32)
+    views = predictor.predict_mirrored(array, context)
+    mean, entropy = views.mean, views.entropy
+    assert mean.shape == entropy.shape == views.identity.shape == (32, 32, 32)
+    assert np.allclose(views.identity[:16], 1.0, atol=1e-4) and np.allclose(views.identity[16:], 0.0, atol=1e-4)
     # identity + y + z flips agree with the left half; the x flip says right half: mean 0.75 left, 0.25 right
     assert np.allclose(mean[:16], 0.75, atol=1e-4) and np.allclose(mean[16:], 0.25, atol=1e-4)
     assert np.allclose(entropy, -(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25)), atol=1e-3)
-    certain, certain_entropy = predictor.predict_with_uncertainty(array, context, flips=((), (1,)))
-    assert np.allclose(certain[:16], 1.0, atol=1e-4) and certain_entropy.max() < 1e-3
+    certain = predictor.predict_mirrored(array, context, flips=((), (1,)))
+    assert np.allclose(certain.mean[:16], 1.0, atol=1e-4) and certain.entropy.max() < 1e-3

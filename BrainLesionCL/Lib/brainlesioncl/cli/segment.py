@@ -39,7 +39,12 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     seg.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_preparation_options(seg)
     seg.add_argument("--uncertainty", metavar="FILE",
-                     help="also write a voxel-wise uncertainty map (predictive entropy of 4 flipped views, 0..1 bits)")
+                     help="also write a voxel-wise uncertainty map of the segmentation: where 4 mirrored views of the "
+                          "input disagree (predictive entropy, 0..1 bits); the segmentation itself is unchanged; "
+                          "4x the network time")
+    seg.add_argument("--tta", action="store_true",
+                     help="segment the mean of 4 mirrored views (test-time augmentation) instead of one pass; 4x the "
+                          "network time (its effect on real cases: docs/BENCHMARKS.md)")
     seg.add_argument("--report", metavar="FILE",
                      help="per-lesion report (.csv or .json): volume, largest diameter, RAS centroid, mean probability")
     seg.add_argument("--write-prepared", metavar="DIR",
@@ -81,7 +86,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     result = segmenter.segment(
         inputs, args.disease, reference=args.reference, progress=progress_printer(args.progress),
         prepare=args.prepare, register=not args.no_register, uncertainty=bool(args.uncertainty),
-        bias_correction=args.bias_correction,
+        bias_correction=args.bias_correction, tta=args.tta,
     )
     result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
                  overwrite=args.overwrite)

@@ -39,12 +39,23 @@ __all__ = [
     "select_device",
     "build_context",
     "Predictor",
+    "MirroredViews",
 ]
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class MirroredViews:
+    """What :meth:`Predictor.predict_mirrored` returns: the plain prediction (``identity``), the mean over the mirrored
+    views (test-time augmentation) and the predictive entropy of that mean (the uncertainty map)."""
+
+    identity: np.ndarray
+    mean: np.ndarray
+    entropy: np.ndarray
 
 
 class InferenceMode(str, Enum):
@@ -272,7 +283,7 @@ class Predictor:
                 logits = self._sliding(x, ctx, cfg.fast_roi_size, 0.25, 1, "gaussian", progress, cancel)
         return self._probability(logits)[0].cpu().numpy().astype(np.float32, copy=False)
 
-    def predict_with_uncertainty(
+    def predict_mirrored(
         self,
         array: np.ndarray,
         context: torch.Tensor,
@@ -280,14 +291,17 @@ class Predictor:
         flips: Sequence[tuple[int, ...]] = ((), (0,), (1,), (2,)),
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Test-time augmentation with mirror flips: the mean lesion probability and its predictive entropy (bits,
-        0 = certain, 1 = a coin toss), both (X, Y, Z) float32.
+    ) -> MirroredViews:
+        """Predict the input and its mirror images (test-time flips): each view's lesion probability mapped back, their
+        mean, and the predictive entropy of the mean (bits, 0 = certain, 1 = a coin toss); all (X, Y, Z) float32.
 
         Why flips: the brain is nearly left-right symmetric and the network was trained with flips, so a flipped input
         is as valid as the original; where the predictions of the flipped copies disagree, or all hover near 0.5, the
-        model is unsure. Each flip costs one more network pass (default: the identity and three flips).
+        model is unsure. Each flip costs one more network pass (default: the identity and three flips). The identity
+        view is kept apart so an uncertainty map can explain the plain segmentation without changing it.
         """
+        if not flips or tuple(flips[0]) != ():
+            raise ValueError("the first view must be the identity (flips[0] == ())")
         samples = []
         for index, axes in enumerate(flips):
             def step(fraction: float, stage: str, index=index) -> None:
@@ -301,7 +315,7 @@ class Predictor:
         mean = np.mean(samples, axis=0).astype(np.float32)
         clipped = np.clip(mean, 1e-6, 1 - 1e-6)
         entropy = -(clipped * np.log2(clipped) + (1 - clipped) * np.log2(1 - clipped))
-        return mean, entropy.astype(np.float32)
+        return MirroredViews(identity=samples[0], mean=mean, entropy=entropy.astype(np.float32))
 
     def _sliding(
         self,

@@ -196,6 +196,7 @@ class Segmenter:
         register: bool = True,
         uncertainty: bool = False,
         bias_correction: bool = False,
+        tta: bool = False,
     ) -> SegmentationResult:
         """Segment one case.
 
@@ -209,8 +210,10 @@ class Segmenter:
                 or ``off``; see :mod:`brainlesioncl.preparation`.
             register: False skips co-registration (sequences known to be aligned).
             bias_correction: N4 bias-field correction of every input first (see :mod:`brainlesioncl.preparation`).
-            uncertainty: also compute the voxel-wise uncertainty from test-time flips (4 network passes instead of 1;
-                the probability is then their mean).
+            uncertainty: also compute the voxel-wise uncertainty map from mirrored views (4 network passes instead
+                of 1). The segmentation stays exactly the one-pass result: the map explains it, it does not change it.
+            tta: segment the mean of the mirrored views instead (test-time augmentation; 4 passes). Its effect on
+                real cases is measured in docs/BENCHMARKS.md.
 
         Raises:
             ChannelMappingError, InvalidImageError, GeometryError, DiseaseNotSupportedError, CancelledError.
@@ -247,9 +250,11 @@ class Segmenter:
 
         check_cancel()
         entropy = None
-        if uncertainty:
-            probability, entropy = self.predictor.predict_with_uncertainty(
-                prepared.array, context, progress=inference_progress, cancel=cancel)
+        if uncertainty or tta:
+            views = self.predictor.predict_mirrored(prepared.array, context, progress=inference_progress,
+                                                    cancel=cancel)
+            probability = views.mean if tta else views.identity
+            entropy = views.entropy if uncertainty else None
         else:
             probability = self.predictor.predict(prepared.array, context, progress=inference_progress, cancel=cancel)
         if prepared.brain is not None:  # nothing outside the (dilated) brain of a raw exam

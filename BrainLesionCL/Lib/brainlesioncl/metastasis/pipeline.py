@@ -88,16 +88,16 @@ class MetastasisPipeline:
 
     def segment(self, inputs: Mapping, disease: Disease | str = Disease.METASTASIS, *, reference=None,
                 progress=None, cancel=None, prepare: str = "auto", register: bool = True,
-                uncertainty: bool = False, bias_correction: bool = False) -> SegmentationResult:
+                uncertainty: bool = False, bias_correction: bool = False, tta: bool = False) -> SegmentationResult:
         """Segment one case; ``prepare``/``register``/``bias_correction`` run the raw-exam preparation stage as for
         :meth:`brainlesioncl.inference.Segmenter.segment`."""
         from ..errors import SettingsError
         from ..modalities import resolve_modality
         from ..preparation import prepare_inputs
 
-        if uncertainty:
-            raise SettingsError("The uncertainty map is not available for the two-stage metastasis model yet; "
-                                "segment without --uncertainty.")
+        if uncertainty or tta:
+            raise SettingsError("The uncertainty map and mirrored views (--uncertainty, --tta) are not available for "
+                                "the two-stage metastasis model yet; segment without them.")
         report = progress or (lambda _f, _s: None)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
