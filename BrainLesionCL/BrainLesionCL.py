@@ -789,8 +789,15 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._log(_("Preparation: {line}").format(line=line))
             if outcome.routingText:  # "Automatic": say which disease routing was used and how sure the model was
                 self._log(outcome.routingText)
-            self._status(_("Done in {s:.1f} s with {model}: {ml:.2f} mL in {n} lesion(s).").format(
-                s=outcome.seconds, model=outcome.modelVersion, ml=outcome.lesionVolumeMl, n=outcome.lesionCount))
+            done = _("Done in {s:.1f} s with {model}: {ml:.2f} mL in {n} lesion(s).").format(
+                s=outcome.seconds, model=outcome.modelVersion, ml=outcome.lesionVolumeMl, n=outcome.lesionCount)
+            for warning in outcome.warnings:  # an implausible result says so where the user looks
+                self._log(_("Check the result: {warning}").format(warning=warning))
+            if outcome.warnings:
+                done += " " + _("Check the result: {warning}{more}").format(
+                    warning=outcome.warnings[0], more=_(" (and {n} more in the log)").format(
+                        n=len(outcome.warnings) - 1) if len(outcome.warnings) > 1 else "")
+            self._status(done)
 
     @staticmethod
     def _showVolumes(reference, overlay) -> None:

@@ -106,6 +106,11 @@ class SegmentOutcome:
 
         return quality_lines(self.quality or {})
 
+    @property
+    def warnings(self) -> list[str]:
+        """Why the result looks implausible (brainlesioncl.plausibility): what was seen and what to check."""
+        return [w["message"] for w in (self.quality or {}).get("plausibility", [])]
+
 
 @dataclass
 class ModalityStudyOutcome:

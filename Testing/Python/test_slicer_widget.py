@@ -676,3 +676,26 @@ def test_a_segmentation_deleted_during_the_job_gets_the_result_in_a_new_node(pan
     assert output.GetSegmentation().GetNumberOfSegments() == 1
     assert "was deleted; the result goes into a new segmentation" in panel.ui.logTextEdit.toPlainText()
     assert not panel.dialogs.errors()
+
+
+def test_an_implausible_result_says_so_in_the_status_and_the_log(panel, monkeypatch) -> None:
+    """Issue 31: the checks of brainlesioncl.plausibility reach the panel through the engine's summary."""
+    engine = panel.widget.logic.engine
+    real_finish = engine.finishSegmentation
+
+    def finish(process, *args, **kwargs):
+        outcome = real_finish(process, *args, **kwargs)
+        assert outcome.quality["plausibility"] == []  # the engine ran the checks (the tiny result passed them)
+        outcome.quality["plausibility"] = [{"check": "ventricles", "message": "40% of the lesion volume lies in the "
+                                                                              "ventricles"},
+                                           {"check": "brain-share", "message": "the lesions cover 20% of the brain"}]
+        return outcome
+
+    monkeypatch.setattr(engine, "finishSegmentation", finish)
+    panel.map_case()
+    panel.ui.applyButton.click()
+    panel.wait()
+    assert "Check the result: 40% of the lesion volume lies in the ventricles (and 1 more in the log)" in \
+        panel.ui.statusLabel.text
+    log = panel.ui.logTextEdit.toPlainText()
+    assert "Check the result: the lesions cover 20% of the brain" in log

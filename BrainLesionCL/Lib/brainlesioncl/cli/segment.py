@@ -90,25 +90,36 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
                  overwrite=args.overwrite)
+    written = [str(path) for path in (args.output, args.probabilities, args.uncertainty) if path]
     if args.write_prepared:
         from ..preparation.export import write_prepared
 
         write_prepared(result.preparation, args.write_prepared, overwrite=args.overwrite)
-    if args.report:
-        from ..lesion_report import lesion_rows, write_lesion_report
+        written.append(f"{args.write_prepared}/")
+    rows = None
+    if args.report or result.uncertainty is not None:
+        from ..lesion_report import lesion_rows
 
         sequences = None
         if result.preparation is not None:  # the inputs on the result's grid, for the "brightest on" column
             sequences = {m.value: image for m, image in result.preparation.reference_grid[0].items()}
-        write_lesion_report(lesion_rows(result.label, result.probability, result.uncertainty, sequences),
-                            args.report, overwrite=args.overwrite)
+        rows = lesion_rows(result.label, result.probability, result.uncertainty, sequences)
+    if args.report:
+        from ..lesion_report import write_lesion_report
+
+        write_lesion_report(rows or [], args.report, overwrite=args.overwrite)
+        written.append(str(args.report))
     summary = {
         "output": str(args.output),
+        "files": written,
         "model": result.model_version,
         "disease": result.disease,
+        "route": route_description(result, segmenter),
         "channels": result.channels_used,
         "lesion_volume_ml": round(result.lesion_volume_ml, 3),
         "lesion_count": result.lesion_count,
+        "unsure_lesions": sum(bool(r.unsure) for r in rows) if result.uncertainty is not None and rows else None,
+        "warnings": [w.message for w in result.warnings],
         "seconds": round(time.perf_counter() - start, 2),
         "device": str(segmenter.device),
         "quality": result.quality,
@@ -119,6 +130,27 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(result.routing.describe())
     print(json.dumps(summary) if args.progress == "json" else _human_summary(summary))
     return 0
+
+
+def route_description(result, segmenter) -> str:
+    """Which experts produced the result, in words: the disease given, the one ``auto`` chose, the mix it used when
+    unsure, or the tumour experts standing in for a metastasis model that is not installed."""
+    from ..modalities import Disease, resolve_disease
+
+    routing = result.routing
+    if routing is not None and not routing.confident:
+        mix = ", ".join(f"{d} {p:.0%}" for d, p in sorted(routing.probabilities.items(), key=lambda i: -i[1]))
+        return f"auto, unsure: a mix of the routings ({mix})"
+    if routing is not None:
+        return f"auto: {routing.disease}"
+    tag = resolve_disease(result.disease)
+    slots = getattr(getattr(segmenter, "metadata", None), "disease_slots", None) or []
+    if tag is Disease.METASTASIS and "metastasis" not in slots and \
+            type(segmenter).__name__ != "MetastasisPipeline":
+        return "metastasis, on the tumour experts (no two-stage metastasis model is installed)"
+    if tag is Disease.UNKNOWN:
+        return "unknown: an even mix of every disease routing"
+    return tag.value
 
 
 def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
@@ -196,14 +228,18 @@ def _human_summary(summary: dict) -> str:
     from ..preparation import quality_lines
 
     quality = quality_lines(summary.get("quality") or {})
-    return "\n".join([f"prepare: {line}" for line in quality] + [_result_line(summary)])
+    return "\n".join([f"prepare: {line}" for line in quality] + [_result_line(summary)]
+                     + [f"warning: {text}" for text in summary.get("warnings", [])])
 
 
 def _result_line(summary: dict) -> str:
+    files = summary.get("files") or [summary["output"]]
+    unsure = summary.get("unsure_lesions")
+    lesions = f"{summary['lesion_count']} lesion(s)" + (f" ({unsure} unsure)" if unsure is not None else "")
     return (
-        f"Wrote {summary['output']}: {summary['lesion_count']} lesion(s), {summary['lesion_volume_ml']:.2f} mL "
-        f"({summary['disease']}, model {summary['model']}, channels {'+'.join(summary['channels'])}, "
-        f"{summary['seconds']:.1f} s on {summary['device']})"
+        f"Wrote {', '.join(files)}: {lesions}, {summary['lesion_volume_ml']:.2f} mL "
+        f"(route {summary.get('route', summary['disease'])}; model {summary['model']}, channels "
+        f"{'+'.join(summary['channels'])}, {summary['seconds']:.1f} s on {summary['device']})"
     )
 
 

@@ -26,6 +26,7 @@ from ..io.atomic import StagedOutputs
 from ..io.image_io import read_image, squeeze_to_3d, stage_image, validate_image
 from ..modalities import Disease, Modality, map_channels, resolve_disease, resolve_modality
 from ..models.factory import ModelKind
+from ..plausibility import PlausibilityWarning, check_plausibility
 from ..preparation import Preparation, prepare_inputs
 from ..preprocessing.pipeline import PreparedCase, PreprocessConfig
 from ..registry.bundle import ModelBundle, ModelMetadata
@@ -33,7 +34,7 @@ from ..registry.registry import ModelRegistry
 from .predictor import CancelCheck, InferenceConfig, InferenceMode, Predictor, ProgressCallback, build_context
 from .routing import DiseaseRouter, RoutingDecision, case_signature
 
-__all__ = ["SegmentationResult", "Segmenter", "label_statistics", "resolve_disease_model"]
+__all__ = ["SegmentationResult", "Segmenter", "label_statistics", "plausibility_of", "resolve_disease_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class SegmentationResult:
     uncertainty: sitk.Image | None = None
     #: What ``disease="auto"`` chose and how sure it was; None when the disease was given.
     routing: RoutingDecision | None = None
+    #: Why the result looks implausible (:mod:`brainlesioncl.plausibility`); empty when every check passed. Also in
+    #: ``quality["plausibility"]``.
+    warnings: list[PlausibilityWarning] = field(default_factory=list)
 
     def write(
         self,
@@ -93,6 +97,16 @@ def remove_small_lesions(label: sitk.Image, min_mm3: float) -> sitk.Image:
     kept = sitk.Cast(relabelled > 0, sitk.sitkUInt8)
     kept.CopyInformation(label)
     return kept
+
+
+def plausibility_of(label: sitk.Image, disease: str, preparation: Preparation) -> list[PlausibilityWarning]:
+    """The plausibility checks of a result, recorded in the preparation's QC record (``quality.json``, the CLI summary,
+    the Slicer log) as ``plausibility``."""
+    sequences, brain_mask = preparation.reference_grid
+    warnings = check_plausibility(label, disease, {m.value: image for m, image in sequences.items()},
+                                  brain_mask=brain_mask, quality=preparation.qc)
+    preparation.qc["plausibility"] = [w.to_dict() for w in warnings]
+    return warnings
 
 
 def label_statistics(label: sitk.Image) -> tuple[float, int]:
@@ -273,12 +287,16 @@ class Segmenter:
             label = remove_small_lesions(label, self.inference.min_lesion_mm3)
         volume_ml, count = label_statistics(label)
         timings["restore"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        disease_used = routing.disease if routing is not None else tag.value
+        warnings = plausibility_of(label, disease_used, preparation)
+        timings["plausibility"] = time.perf_counter() - t0
         report(1.0, "done")
         return SegmentationResult(
             label=label,
             probability=probability_image,
             model_version=self.metadata.version or self.metadata.name,
-            disease=routing.disease if routing is not None else tag.value,
+            disease=disease_used,
             channels_used=[m.value for m in mapped],
             context=[float(v) for v in context[0].tolist()],
             lesion_volume_ml=volume_ml,
@@ -288,6 +306,7 @@ class Segmenter:
             preparation=preparation,
             uncertainty=uncertainty_image,
             routing=routing,
+            warnings=warnings,
         )
 
     def prepare(

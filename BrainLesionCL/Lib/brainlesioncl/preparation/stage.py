@@ -97,8 +97,8 @@ def quality_lines(qc: Mapping) -> list[str]:
     """The QC record (``Preparation.qc``, or the ``quality`` of a result or CLI summary) as sentences."""
     out = []
     for name, entry in qc.get("inputs", {}).items():
-        text = f"{name}: {'brain-extracted' if entry['brain_extracted'] else 'raw (skull on)'}, slices " \
-               f"{entry['slice_thickness_mm']:.1f} mm"
+        state = "already brain-extracted (used as given)" if entry["brain_extracted"] else "raw (skull on)"
+        text = f"{name}: {state}, slices {entry['slice_thickness_mm']:.1f} mm"
         if entry.get("registration"):
             r = entry["registration"]
             text += (f", registered (moved {r['translation_mm']:.1f} mm / {r['rotation_deg']:.1f}°, "
@@ -109,6 +109,11 @@ def quality_lines(qc: Mapping) -> list[str]:
     if qc.get("brain_volume_ml") is not None:
         out.append(f"brain volume {qc['brain_volume_ml']:.0f} mL")
     return out + [f"warning: {w}" for w in qc.get("warnings", [])]
+
+
+def plausibility_lines(qc: Mapping) -> list[str]:
+    """The result's plausibility warnings (``qc["plausibility"]``, :mod:`brainlesioncl.plausibility`) as sentences."""
+    return [f"warning: {w['message']}" for w in qc.get("plausibility", [])]
 
 
 #: Above this, what is not background is a whole head (scalp, skull, neck), not a brain.
