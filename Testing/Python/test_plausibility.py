@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from brainlesioncl.plausibility import check_plausibility
+
 from conftest import REPO, ThresholdNet, shared_path, tiny_metadata
 
 SHAPE = (80, 80, 80)  # (z, y, x) voxels of 2 mm: 8 uL each, 125 voxels per mL

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import OutputPathError
 from .evaluation.segmentation import case_metrics
 from .inference import Segmenter
 from .io import to_xyz, write_image
@@ -51,9 +52,21 @@ def run_demo(
     seed: int = 1,
     size: tuple[int, int, int] = (160, 192, 144),
     say: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> list[DemoResult]:
-    """Run the demo into ``out_dir`` (created if missing; existing demo files are replaced)."""
+    """Run the demo into ``out_dir`` (created if missing).
+
+    Raises:
+        OutputPathError: ``out_dir`` holds an earlier demo's results and ``overwrite`` is False (nothing is
+            replaced silently).
+    """
     out = Path(out_dir)
+    earlier = sorted(p.name for p in out.glob("*") if p.name == "summary.json" or p.name.startswith("demo_")) \
+        if out.is_dir() else []
+    if earlier and not overwrite:
+        raise OutputPathError(
+            f"{out} holds an earlier demo's results ({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}). "
+            "Add --overwrite to replace them, or give another --output-dir.")
     out.mkdir(parents=True, exist_ok=True)
     registry = registry or ModelRegistry()
     bundle = registry.get(version)

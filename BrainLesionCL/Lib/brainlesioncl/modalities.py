@@ -272,8 +272,9 @@ def map_channels(
         if modality not in order:
             raise ChannelMappingError(
                 f"The model has no {modality.value} channel; its channels are "
-                f"{', '.join(m.value for m in order)}. Leave {modality.value} out, or use a model version trained "
-                "with it (an episode can add a modality by assigning it to an unused channel)."
+                f"{', '.join(m.value for m in order)}. Leave {modality.value} out, or make a version that takes it: "
+                f"brainlesioncl adapt --reassign {modality.value}=SLOT (carry it in an unused channel, e.g. "
+                f"{modality.value}=PD) or adapt --expand {modality.value}, then train an episode on cases that have it."
             )
         resolved[modality] = volume
         given_as[modality] = str(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from ..errors import BrainLesionCLError
@@ -19,10 +20,12 @@ STRATEGY_NAMES = ("ours", "braincl-dd", "lwf", "ewc", "si", "naive", "joint")
 
 
 def progress_options() -> argparse.ArgumentParser:
-    """``--progress bar|json|none`` (a bar on a terminal; JSON lines for a parent process such as Slicer)."""
+    """``--progress bar|lines|json|none``: a bar on a terminal; plain lines (one per epoch or stage, on stderr) when
+    the output goes to a log file; JSON lines for a parent process such as Slicer."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--progress", choices=["bar", "json", "none"],
-                        default="bar" if sys.stderr.isatty() else "none", help="progress display")
+    parent.add_argument("--progress", choices=["bar", "lines", "json", "none"],
+                        default="bar" if sys.stderr.isatty() else "lines",
+                        help="progress display (default: bar on a terminal, else lines)")
     return parent
 
 
@@ -57,6 +60,8 @@ def progress_printer(kind: str) -> Callable[[float, str], None] | None:
             print("PROGRESS " + json.dumps({"fraction": round(fraction, 4), "stage": stage}), flush=True)
 
         return emit
+    if kind == "lines":
+        return _line_printer()
     width = 30
 
     def bar(fraction: float, stage: str) -> None:
@@ -67,6 +72,27 @@ def progress_printer(kind: str) -> Callable[[float, str], None] | None:
         sys.stderr.flush()
 
     return bar
+
+
+#: Plain progress lines come at most this often, except for an epoch's line and the last one.
+LINE_INTERVAL_SECONDS = 2.0
+
+
+def _line_printer() -> Callable[[float, str], None]:
+    """One line per epoch (every epoch), per new stage (at most every :data:`LINE_INTERVAL_SECONDS`) and at the end,
+    on stderr: readable in a log file, where a redrawn bar is noise."""
+    last = {"stage": "", "time": float("-inf")}
+
+    def line(fraction: float, stage: str) -> None:
+        now = time.monotonic()
+        if stage == last["stage"]:
+            return
+        if not (stage.startswith("epoch") or fraction >= 1.0 or now - last["time"] >= LINE_INTERVAL_SECONDS):
+            return
+        last.update(stage=stage, time=now)
+        print(f"[{100 * fraction:5.1f}%] {stage}", file=sys.stderr, flush=True)
+
+    return line
 
 
 def parse_inputs(pairs: Sequence[str]) -> dict[str, str]:

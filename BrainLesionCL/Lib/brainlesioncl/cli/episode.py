@@ -25,18 +25,19 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
                     help="ours (default): dual distillation plus the old diseases' routes; braincl-dd: the published "
                          "method; lwf, ewc, si: classic baselines; naive: plain fine-tuning; joint: upper bound")
     ep.add_argument("--option", action="append", help="strategy hyper-parameter NAME=VALUE (JSON value), repeatable")
-    ep.add_argument("--epochs", type=int, default=20)
+    ep.add_argument("--epochs", type=int, default=20, help="passes over the cases' crops")
     ep.add_argument("--steps-per-epoch", type=int,
                     help="batches per epoch (default: one crop per case); set it when there are few cases, so an "
                          "epoch (and its checkpoint) is a useful amount of work")
-    ep.add_argument("--crop-size", type=int, default=64)
-    ep.add_argument("--batch-size", type=int, default=2)
-    ep.add_argument("--learning-rate", type=float, default=1e-3)
+    ep.add_argument("--crop-size", type=int, default=64, help="edge of the cubic training crops, in voxels")
+    ep.add_argument("--batch-size", type=int, default=2, help="crops per training step")
+    ep.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
     ep.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                     help="learning rate: constant, or cosine decay to 1%% over the episode")
-    ep.add_argument("--validation-fraction", type=float, default=0.2)
+    ep.add_argument("--validation-fraction", type=float, default=0.2,
+                    help="share of the cases held out to pick the best epoch")
     ep.add_argument("--keep", choices=["best", "last"], default="best", help="keep the best-validation or last epoch")
-    ep.add_argument("--seed", type=int, default=0)
+    ep.add_argument("--seed", type=int, default=0, help="random seed (crops, split, initialisation)")
     ep.add_argument("--name", help="model name of the new version (default: the parent's)")
     ep.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict",
                     help="nonzero: every label value > 0 is lesion (e.g. BraTS 1/2/4)")
@@ -50,10 +51,11 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
     ms = sub.add_parser("modality-study", help="Dice with every subset of each case's modalities (which inputs matter)",
                         parents=[progress, device])
     ms.add_argument("cases", help="labelled cases: a folder of case folders, or a CSV/JSON manifest")
-    ms.add_argument("--disease", required=True)
+    ms.add_argument("--disease", required=True, help="the disease the cases show (routes the experts)")
     ms.add_argument("--model", help="model version (default: the active one)")
-    ms.add_argument("--output-dir", default="modality_study")
-    ms.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict")
+    ms.add_argument("--output-dir", default="modality_study", help="folder for the table and plots")
+    ms.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict",
+                    help="strict: labels are 0/1; nonzero: every nonzero value is lesion (BraTS 1/2/4)")
     ms.add_argument("--against", choices=["label", "full"], default="label",
                     help="score against the annotations, or each case's all-inputs segmentation (no label needed)")
     ms.set_defaults(func=cmd_modality_study)
@@ -66,12 +68,12 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
     ad.add_argument("--progressive", action="store_true",
                     help="freeze the (residual U-Net) parent as a column and add a new column with laterals")
     ad.add_argument("--name", help="model name of the new version (default: the parent's)")
-    ad.add_argument("--activate", action="store_true")
+    ad.add_argument("--activate", action="store_true", help="make the new version the active one")
     ad.set_defaults(func=cmd_adapt)
 
     rp = sub.add_parser("report", help="heatmaps of R and a radar of Acc/ILM/BWT/FWT from a results JSON")
     rp.add_argument("results", help="JSON with datasets and one R matrix per strategy (the benchmark writes it)")
-    rp.add_argument("--output-dir", default="cl_report")
+    rp.add_argument("--output-dir", default="cl_report", help="folder for the plots")
     rp.set_defaults(func=cmd_report)
 
 

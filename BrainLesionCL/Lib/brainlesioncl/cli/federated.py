@@ -26,8 +26,18 @@ from .common import STRATEGY_NAMES, parse_options, progress_printer, registry_of
 
 __all__ = ["register"]
 
-FLOWER_MISSING = ("Federated episodes need Flower: pip install 'brainlesioncl[federated]' (or pip install flwr) in "
-                  "this environment.")
+#: What ``federated --help`` says (the module docstring is for developers).
+USER_DESCRIPTION = """An episode trained by several hospitals at once, on Flower; no image leaves a site.
+
+The coordinating site runs 'brainlesioncl federated server' (a Flower SuperLink). Each hospital runs
+'brainlesioncl federated site --cases FOLDER' (a Flower SuperNode: its cases stay on its computer; only weights,
+counts and metrics are sent). The coordinator writes the episode's Flower App with 'brainlesioncl federated app DIR'
+and starts it with 'flwr run DIR'; the new version is written into the coordinator's registry. 'simulate' runs every
+site in this process: a study's dry run. See docs/FEDERATED.md. Needs the federated extra (from a clone:
+pip install -e '.[federated]')."""
+
+FLOWER_MISSING = ("Federated episodes need Flower: pip install -e '.[federated]' in a clone of BrainLesionCL "
+                  "(pip install 'brainlesioncl[federated]' from a package index), in this environment.")
 #: Flower's default ports: SuperNodes connect to the Fleet API, ``flwr run`` to the Control API.
 FLEET_ADDRESS, CONTROL_ADDRESS = "127.0.0.1:9092", "127.0.0.1:9093"
 
@@ -37,9 +47,9 @@ def _settings_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--parent", required=True, help="version every site starts from (each site must hold it)")
     parent.add_argument("--disease", required=True, help="the disease the sites' cases show")
-    parent.add_argument("--rounds", type=int, default=5)
+    parent.add_argument("--rounds", type=int, default=5, help="federated rounds (each: local training, then averaging)")
     parent.add_argument("--local-steps", type=int, default=20, help="optimiser steps per site per round")
-    parent.add_argument("--learning-rate", type=float, default=5e-4)
+    parent.add_argument("--learning-rate", type=float, default=5e-4, help="the sites' Adam learning rate")
     parent.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                         help="learning rate over the rounds")
     parent.add_argument("--aggregation", choices=["fedavg", "fedprox", "fedavgm"], default="fedavg",
@@ -55,9 +65,9 @@ def _settings_options() -> argparse.ArgumentParser:
     parent.add_argument("--strategy", default="ours", choices=STRATEGY_NAMES[:-1],
                         help="continual-learning strategy each site trains with (default: ours)")
     parent.add_argument("--option", action="append", help="strategy hyper-parameter NAME=VALUE, repeatable")
-    parent.add_argument("--crop-size", type=int, default=64)
-    parent.add_argument("--batch-size", type=int, default=2)
-    parent.add_argument("--seed", type=int, default=0)
+    parent.add_argument("--crop-size", type=int, default=64, help="edge of the cubic training crops, in voxels")
+    parent.add_argument("--batch-size", type=int, default=2, help="crops per training step")
+    parent.add_argument("--seed", type=int, default=0, help="random seed")
     parent.add_argument("--dp-clip", type=float, help="differential privacy: clip each site's update to this L2 norm")
     parent.add_argument("--dp-noise", type=float, default=0.0,
                         help="differential privacy: Gaussian noise multiplier on the aggregate (needs --dp-clip)")
@@ -82,7 +92,7 @@ def _tls_options(parser: argparse.ArgumentParser, *, server: bool) -> None:
 def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentParser,
              device: argparse.ArgumentParser) -> None:
     fed = sub.add_parser("federated", help="an episode trained by several hospitals at once (Flower); no image "
-                                           "leaves a site", description=__doc__,
+                                           "leaves a site", description=USER_DESCRIPTION,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = fed.add_subparsers(dest="federated_command", required=True)
     settings = _settings_options()
@@ -98,8 +108,10 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
     site.add_argument("--superlink", default=FLEET_ADDRESS, help=f"server address (default {FLEET_ADDRESS})")
     site.add_argument("--label", help="this site's name in the server's log (default: site-<n>)")
     site.add_argument("--audit-dir", help="keep a copy of everything this site sends, round by round")
-    site.add_argument("--prepare", choices=["auto", "on", "off"], default="auto")
-    site.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict")
+    site.add_argument("--prepare", choices=["auto", "on", "off"], default="auto",
+                      help="raw annotated exams are brain-extracted and co-registered first (as segment --prepare)")
+    site.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict",
+                      help="strict: labels are 0/1; nonzero: every nonzero value is lesion (BraTS 1/2/4)")
     site.add_argument("--clientappio-address", default="127.0.0.1:9094",
                       help="local port Flower uses between this SuperNode and its training process (one per site "
                            "on a machine)")
@@ -118,7 +130,8 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
                               parents=[settings, progress, device])
     sim.add_argument("--site", action="append", required=True, metavar="[LABEL=]CASES",
                      help="one site's annotated cases (folder or manifest), repeatable")
-    sim.add_argument("--prepare", choices=["auto", "on", "off"], default="auto")
+    sim.add_argument("--prepare", choices=["auto", "on", "off"], default="auto",
+                     help="raw annotated exams are brain-extracted and co-registered first (as segment --prepare)")
     sim.add_argument("--label-mapping", choices=["strict", "nonzero"], default="strict",
                      help="nonzero: every nonzero label value is lesion (multi-class labels such as BraTS 1/2/4)")
     sim.add_argument("--audit-dir", help="keep a copy of every site's replies under AUDIT_DIR/<site>")

@@ -16,19 +16,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     msub = models.add_subparsers(dest="models_action", required=True)
     msub.add_parser("list", help="list versions")
     info = msub.add_parser("info", help="show a version's metadata (verifies its weights)")
-    info.add_argument("version", nargs="?", default=None)
+    info.add_argument("version", nargs="?", default=None, help="version id (default: the active model)")
     imp = msub.add_parser("import", help="import a published BrainCL (.pt) or MultiUnet (.pth) checkpoint")
-    imp.add_argument("file")
+    imp.add_argument("file", help="the checkpoint file (read without unpickling code)")
     imp.add_argument("--name", help="registry name (default: braincl or multiunet)")
-    imp.add_argument("--format", default="auto", choices=["auto", "braincl", "multiunet"])
+    imp.add_argument("--format", default="auto", choices=["auto", "braincl", "multiunet"],
+                     help="which published layout (auto: read it from the keys)")
     imp.add_argument("--activate", action="store_true", help="activate the imported version")
     act = msub.add_parser("activate", help="make a version the active one")
-    act.add_argument("version")
+    act.add_argument("version", help="version id (see: brainlesioncl models list)")
     rb = msub.add_parser("rollback", help="re-activate the previously active version")
-    rb.add_argument("--role", default="segmentation", choices=["segmentation", "metastasis"])
+    rb.add_argument("--role", default="segmentation", choices=["segmentation", "metastasis"],
+                    help="which active model to roll back")
     exp = msub.add_parser("export", help="copy a version's bundle to a new folder")
-    exp.add_argument("version")
-    exp.add_argument("destination")
+    exp.add_argument("version", help="version id")
+    exp.add_argument("destination", help="a new folder for the bundle")
     models.set_defaults(func=cmd_models)
 
 

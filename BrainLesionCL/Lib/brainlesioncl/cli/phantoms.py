@@ -16,15 +16,16 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
              device: argparse.ArgumentParser) -> None:
     ph = sub.add_parser("phantoms", help="generate multi-contrast brain phantoms with known lesion truth",
                         parents=[progress])
-    ph.add_argument("output_dir")
-    ph.add_argument("--count", type=int, default=4)
+    ph.add_argument("output_dir", help="folder for the cases (one sub-folder each)")
+    ph.add_argument("--count", type=int, default=4, help="cases to make")
     ph.add_argument("--disease", help="tumour, MS, stroke, WMH, metastasis, TBI or none")
     ph.add_argument("--preset", help="modality set and disease of a public database: "
                     "BRATS, ATLAS, MSSEG, ISLES, WMH, TBI, METS")
     ph.add_argument("--modalities", help="comma-separated, e.g. FLAIR,T1,T1c,T2 (default: all but ADC)")
-    ph.add_argument("--size", type=int, nargs=3, default=[160, 192, 144], metavar=("X", "Y", "Z"))
+    ph.add_argument("--size", type=int, nargs=3, default=[160, 192, 144], metavar=("X", "Y", "Z"),
+                    help="grid size in voxels")
     ph.add_argument("--spacing", type=float, default=1.0, help="voxel size in mm")
-    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--seed", type=int, default=0, help="random seed of the first case")
     ph.add_argument("--preview", action="store_true", help="also write preview.png per case")
     ph.add_argument("--lesion-style", choices=["classic", "clinical"], default="classic",
                     help="clinical: MS, WMH and acute stroke as small and subtle as on real scans")
@@ -37,19 +38,22 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
 
     demo = sub.add_parser("demo", help="segment freshly generated phantoms with the active model and score them",
                           parents=[device])
-    demo.add_argument("--output-dir", default="demo_output")
+    demo.add_argument("--output-dir", default="demo_output",
+                      help="folder for the segmentations, previews and summary.json")
     demo.add_argument("--model", help="model version (default: the active one)")
-    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--seed", type=int, default=1, help="random seed of the phantoms")
+    demo.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in that folder")
     demo.set_defaults(func=cmd_demo)
 
     td = sub.add_parser("train-default", help="train the demonstration model on phantoms (the shipped recipe)",
                         parents=[device])
     td.add_argument("output", help="bundle folder to create, e.g. braincl-demo-v2")
-    td.add_argument("--epochs", type=int, default=30)
-    td.add_argument("--cases-per-disease", type=int, default=16)
-    td.add_argument("--seed", type=int, default=2026)
-    td.add_argument("--learning-rate", type=float, default=1e-3)
-    td.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    td.add_argument("--epochs", type=int, default=30, help="passes over the phantoms")
+    td.add_argument("--cases-per-disease", type=int, default=16, help="phantoms per disease")
+    td.add_argument("--seed", type=int, default=2026, help="random seed")
+    td.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    td.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                    help="learning-rate schedule")
     td.add_argument("--init-from", help="bundle folder to fine-tune from (a second training stage)")
     td.set_defaults(func=cmd_train_default)
 
@@ -74,7 +78,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     results = run_demo(args.output_dir, registry=registry_of(args), version=args.model, device=args.device,
-                       seed=args.seed)
+                       seed=args.seed, overwrite=args.overwrite)
     mean = sum(r.metrics["dice"] for r in results) / len(results)
     print(f"Mean Dice {mean:.3f} over {len(results)} phantom case(s); total {time.perf_counter() - start:.0f} s.")
     return 0

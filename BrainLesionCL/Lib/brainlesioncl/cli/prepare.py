@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--reference", help="the sequence whose grid the others take (default: the first --input)")
     prep.add_argument("--output-dir", required=True, help="existing folder for the prepared sequences and QC")
     add_preparation_options(prep, modes=("auto", "on"), default="on", help_text="on (default) or auto")
-    prep.add_argument("--overwrite", action="store_true")
+    prep.add_argument("--overwrite", action="store_true", help="replace prepared files already in the folder")
     prep.set_defaults(func=cmd_prepare)
 
     ident = sub.add_parser("identify", help="which contrast each file is (DICOM tags, BIDS sidecar, name, image)")
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Only the preparation stage: co-registered, brain-extracted sequences on the reference grid, and the QC."""
     from ..inference.segmenter import inputs_order, read_inputs
+    from ..io.atomic import check_writable_folder
     from ..modalities import map_channels, resolve_modality
     from ..preparation import prepare_inputs
     from ..preparation.export import write_prepared
@@ -41,6 +42,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     inputs = parse_inputs(args.input or [])
     if not inputs:
         raise BrainLesionCLError("Give the exam with --input MODALITY=FILE (repeatable).")
+    check_writable_folder(args.output_dir, "--output-dir")  # before the minutes of preparation
     mapped = map_channels(inputs, [resolve_modality(name).value for name in inputs])
     images = read_inputs(mapped)
     ordered = {m: images[m] for m in inputs_order(inputs, mapped)}
@@ -55,8 +57,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import InvalidImageError
     from ..identification import identify_file, read_together
 
+    missing = [path for path in args.files if not Path(path).exists()]
+    if missing:
+        raise InvalidImageError(f"file not found: {', '.join(missing)}; check the path (identify reads image files "
+                                "and DICOM series folders).")
     found_all = [identify_file(path, use_image=not args.no_image) for path in args.files]
     if not args.separately:
         found_all = read_together(found_all)

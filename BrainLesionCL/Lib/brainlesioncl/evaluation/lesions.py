@@ -185,7 +185,8 @@ def panoptica_scores(prediction: np.ndarray, truth: np.ndarray, spacing: Sequenc
         from panoptica.metrics import Metric
     except ImportError as err:
         raise SettingsError(
-            "The panoptica metrics need the optional package panoptica: pip install 'brainlesioncl[challenge]'."
+            "The panoptica metrics need the optional package panoptica: pip install -e '.[challenge]' in a clone of "
+            "BrainLesionCL (pip install 'brainlesioncl[challenge]' from a package index)."
         ) from err
     if hasattr(panoptica, "disable_citation_reminder"):
         panoptica.disable_citation_reminder()  # it prints a banner on the first call

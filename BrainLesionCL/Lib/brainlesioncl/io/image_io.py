@@ -146,7 +146,8 @@ def squeeze_to_3d(image: sitk.Image, label: str) -> sitk.Image:
 def validate_image(image: sitk.Image, name: str = "image") -> None:
     """Refuse images a model cannot use, with the reason and the fix.
 
-    Checks: 3-D, at least 2 voxels along every axis, positive spacing, finite voxels, non-constant content.
+    Checks: 3-D, at least 2 voxels along every axis, positive spacing, finite voxels, non-constant content, and not a
+    label map or mask (a handful of whole-number values).
     """
     if image.GetDimension() != 3:
         raise InvalidImageError(f"{name}: is {image.GetDimension()}-D; a 3-D volume is needed.")
@@ -173,6 +174,27 @@ def validate_image(image: sitk.Image, name: str = "image") -> None:
             f"{name}: is {what}; there is no image content to segment. Check that the right file or series was "
             "mapped to this channel."
         )
+    values = label_map_values(array)
+    if values is not None:
+        raise InvalidImageError(
+            f"{name}: holds only the values {', '.join(f'{v:g}' for v in values)}: it is a label map or mask, not an "
+            "MR image. Give the sequence itself for this channel (e.g. flair.nii.gz); a label belongs with the "
+            "annotated cases of an episode."
+        )
+
+
+#: An image with at most this many distinct values, all whole numbers, is a label map or mask (an MR image has
+#: hundreds of grey levels, even when stored as 8-bit).
+LABEL_MAP_MAX_VALUES = 10
+
+
+def label_map_values(array: np.ndarray) -> list[float] | None:
+    """The values of a label map or mask given where an image is expected, else None (looked at on every second
+    voxel along each axis: enough to see an image's grey levels, eight times cheaper)."""
+    sample = np.unique(np.asarray(array)[::2, ::2, ::2])
+    if len(sample) > LABEL_MAP_MAX_VALUES or not np.all(sample == np.round(sample)):
+        return None
+    return [float(v) for v in sample]
 
 
 def to_xyz(image: sitk.Image) -> np.ndarray:
@@ -210,7 +232,8 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
         raise OutputPathError(f"Output {path} is a folder; give a file name such as {path / 'seg.nii.gz'}.")
     if path.exists() and not overwrite:
         raise OutputPathError(
-            f"Output {path} exists already. Choose another name, or pass overwrite=True (--overwrite) to replace it."
+            f"Output {path} exists already. Choose another name, or add --overwrite to replace it "
+            "(overwrite=True in Python)."
         )
     check_writable_folder(path.parent)
     return path

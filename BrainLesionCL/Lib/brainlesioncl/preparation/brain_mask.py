@@ -42,8 +42,9 @@ def deepbet_brain_mask(image: sitk.Image) -> sitk.Image:
     except ImportError as err:
         raise SettingsError(
             "This exam is not skull-stripped and brain extraction needs the optional package deepbet: "
-            "pip install 'brainlesioncl[clinical]'. (Or skull-strip the images yourself, or pass --prepare off to "
-            "segment them as they are, which gives poor results on raw exams.)"
+            "pip install -e '.[clinical]' in a clone of BrainLesionCL (pip install 'brainlesioncl[clinical]' from a "
+            "package index). Or skull-strip the images yourself, or give --prepare off to segment them as they are, "
+            "which gives poor results on raw exams."
         ) from err
     if _EXTRACTOR is None:
         _EXTRACTOR = BrainExtraction(no_gpu=not torch.cuda.is_available())

@@ -95,8 +95,8 @@ def load_training_case(
         if extra:
             raise InvalidImageError(
                 f"{name}: label has values {sorted(values.tolist())[:8]}; a lesion mask must contain only 0 and 1. "
-                "If it is a multi-class label (e.g. BraTS 1/2/4), pass label_mapping='nonzero' (--label-mapping "
-                "nonzero) to use every nonzero value as lesion."
+                "If it is a multi-class label (e.g. BraTS 1/2/4), add --label-mapping nonzero to use every nonzero "
+                "value as lesion (label_mapping='nonzero' in Python)."
             )
     elif label_mapping != "nonzero":
         raise ValueError(f"label_mapping must be 'strict' or 'nonzero', not {label_mapping!r}")
