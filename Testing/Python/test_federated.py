@@ -77,8 +77,16 @@ def _run(registry: ModelRegistry, settings: FederationSettings, sites: dict[str,
             site.train_round = recorded
         return (transform or {}).get(label, lambda opened: opened)(site)
 
-    grid = SequentialGrid(build_client_app(open_site), [{"partition-id": i} for i in range(len(labels))], drop=drop)
+    grid = SequentialGrid(build_client_app(open_site), [{"partition-id": i, "label": label}
+                                                        for i, label in enumerate(labels)], drop=drop)
     return run_federation(FederatedServer(settings, registry=registry), grid)
+
+
+def _audit_file(folder: Path, name: str) -> Path:
+    """The one audit file of this name in a site's folder (they are prefixed with the episode's run id)."""
+    found = sorted(folder.glob(f"*-{name}"))
+    assert len(found) == 1, (name, sorted(p.name for p in folder.iterdir()))
+    return found[0]
 
 
 # -- settings ----------------------------------------------------------------------------------------------------------
@@ -140,9 +148,9 @@ def test_the_version_is_the_case_weighted_mean_of_what_the_sites_sent(parent, tm
     for label in sites:  # the audit folder holds what left the site: the parent's tensors and a few numbers
         from safetensors.torch import load_file
 
-        assert set(load_file(str(tmp_path / "audit" / label / "round-1-train.safetensors"))) == parent_keys
+        assert set(load_file(str(_audit_file(tmp_path / "audit" / label, "round-1-train.safetensors")))) == parent_keys
         for kind in ("train", "evaluate"):
-            record = json.loads((tmp_path / "audit" / label / f"round-1-{kind}.json").read_text())
+            record = json.loads(_audit_file(tmp_path / "audit" / label, f"round-1-{kind}.json").read_text())
             assert set(record["metrics"]) <= STATS_KEYS
 
 
@@ -157,8 +165,8 @@ def test_a_site_with_another_parent_is_refused_and_the_others_go_on(parent, tmp_
     new = _run(registry, _settings(version), sites, registries={"C": other})
     federated = registry.get(new).metadata.training["federated"]
     assert federated["cases_per_site"] == {"A": 2, "B": 2}
-    assert any("refuses" in reason and "Every site must start from the same version" in reason
-               for reason in federated["history"][0]["failures"])
+    # the refusal travels as its code only: the site's own message (weights, versions) stays at the site
+    assert federated["history"][0]["failures"] == ["C: other-parent", "evaluation: C: other-parent"]
 
 
 def test_a_site_whose_training_diverged_is_left_out_of_the_average(parent) -> None:
@@ -403,8 +411,9 @@ def test_a_real_superlink_and_two_real_sites_write_the_version_their_audits_pred
     new = sorted({info.version for info in registry.list()} - before)
     assert len(new) == 1, (run.stdout[-2000:], [(p.name, p.read_text()[-1500:]) for p in logs.iterdir()])
     weights = registry.get(new[0]).state_dict("network")
-    sent = {label: load_file(str(tmp_path / "audit" / label / "round-1-train.safetensors")) for label in sites}
-    counts = {label: json.loads((tmp_path / "audit" / label / "round-1-train.json").read_text())["metrics"]
+    sent = {label: load_file(str(_audit_file(tmp_path / "audit" / label, "round-1-train.safetensors")))
+            for label in sites}
+    counts = {label: json.loads(_audit_file(tmp_path / "audit" / label, "round-1-train.json").read_text())["metrics"]
               ["num-examples"] for label in sites}
     assert counts == {"north": 2, "south": 2}
     assert all(set(state) == set(weights) for state in sent.values())  # only the model's tensors crossed
@@ -417,3 +426,96 @@ def test_a_real_superlink_and_two_real_sites_write_the_version_their_audits_pred
     for label in sites:  # each site showed its progress (what the Slicer panel reads) from Flower's processes
         log = (logs / f"{label}.log").read_text()
         assert 'PROGRESS {"fraction": 1.0, "stage": "round 1/1: ' in log, log[-2000:]
+
+
+# -- what a hospital's IT signs off (issue 32) ---------------------------------------------------------------------------
+def test_a_failing_site_sends_a_code_never_its_own_message() -> None:
+    from brainlesioncl.errors import NoCasesError, UnlabelledCasesError
+    from brainlesioncl.federated.site_errors import SITE_ERRORS, error_code, parse_public_reason, public_reason
+
+    assert error_code(UnlabelledCasesError("2 case(s) have no label (pat0001)")) == "unlabelled"
+    assert error_code(NoCasesError("No case found in /home/dr/cases")) == "no-cases"
+    assert error_code(FederationError("no version v1 in /srv/registry", code="no-parent")) == "no-parent"
+    assert error_code(RuntimeError("CUDA out of memory at /opt/x")) == "training-failed"
+    for code in SITE_ERRORS:
+        assert parse_public_reason(public_reason("north", code)) == ("north", code)
+    assert parse_public_reason("north: unlabelled: 2 case(s) have no label (pat0001)") is None  # not our text
+    assert public_reason("../etc/passwd", "no-cases").startswith("site: no-cases: ")  # a label is a name, not a path
+
+
+def test_sites_with_unlabelled_or_no_cases_leak_nothing_identifying_into_the_version(parent, tmp_path) -> None:
+    """Two healthy sites, one whose cases have no label, one with an empty folder: the version comes from the two,
+    and its metadata names the failing sites by label and code only: no case name, path, user or host."""
+    import getpass
+
+    registry, version = parent
+    north = write_cases(tmp_path / "north", 2, "stroke")
+    south = write_cases(tmp_path / "south", 2, "stroke")
+    east = write_cases(tmp_path / "east-hospital-cases", 2, "stroke", labels=False)
+    west = tmp_path / "west-empty"
+    west.mkdir()
+    new = _run(registry, _settings(version), {"north": str(north), "south": str(south), "east": str(east),
+                                              "west": str(west)})
+    federated = registry.get(new).metadata.training["federated"]
+    assert federated["cases_per_site"] == {"north": 2, "south": 2}
+    assert sorted(federated["history"][0]["failures"]) == ["east: unlabelled", "evaluation: east: unlabelled",
+                                                           "evaluation: west: no-cases", "west: no-cases"]
+    text = (registry.path_of(new) / "bundle.json").read_text()  # everything the version records
+    case_names = [p.name for p in east.iterdir()] + [p.name for p in north.iterdir()]
+    for forbidden in [*case_names, str(tmp_path), "east-hospital-cases", "west-empty", getpass.getuser(),
+                      socket.gethostname()]:
+        assert forbidden not in text, forbidden
+
+
+def test_the_server_listens_on_loopback_unless_told_and_insecure_needs_a_network_confirmation() -> None:
+    from brainlesioncl.cli.federated import server_command
+    from brainlesioncl.cli.main import build_parser
+
+    def command(*argv: str) -> list[str]:
+        return server_command(build_parser().parse_args(["federated", "server", *argv]))
+
+    default = command("--insecure")
+    for option, address in (("--fleet-api-address", "127.0.0.1:9092"), ("--control-api-address", "127.0.0.1:9093"),
+                            ("--serverappio-api-address", "127.0.0.1:9091")):
+        assert default[default.index(option) + 1] == address
+    chosen = command("--insecure", "--fleet-api-address", "127.0.0.1:19092")
+    assert chosen[chosen.index("--fleet-api-address") + 1] == "127.0.0.1:19092"
+    with pytest.raises(SettingsError, match="unencrypted"):
+        command("--insecure", "--fleet-api-address", "0.0.0.0:9092")
+    assert "--insecure" in command("--insecure", "--fleet-api-address", "0.0.0.0:9092", "--allow-insecure-network")
+    secure = command("--certificates", "ca.pem", "server.pem", "server.key", "--fleet-api-address", "0.0.0.0:9092")
+    assert "--insecure" not in secure and "--ssl-certfile" in secure
+    with pytest.raises(SettingsError, match="HOST:PORT"):
+        command("--insecure", "--fleet-api-address", "9092")
+
+
+def test_a_site_checks_its_cases_before_joining(parent, tmp_path, capsys, monkeypatch) -> None:
+    from brainlesioncl.cli import federated as federated_cli
+    from brainlesioncl.cli.main import main
+
+    started = []
+    monkeypatch.setattr(federated_cli, "_run_flower", lambda *args, **kwargs: started.append(args) or 0)
+    unlabelled = write_cases(tmp_path / "unlabelled", 2, "stroke", labels=False)
+    code = main(["federated", "site", "--cases", str(unlabelled), "--insecure", "--label", "east"])
+    assert code == 2 and "2 of 2 case(s)" in capsys.readouterr().err and not started
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["federated", "site", "--cases", str(empty), "--insecure"]) == 2 and not started
+    broken = write_cases(tmp_path / "broken", 1, "stroke")
+    next(broken.iterdir()).joinpath("flair.nii.gz").write_bytes(b"not an image")
+    assert main(["federated", "site", "--cases", str(broken), "--insecure"]) == 2
+    assert "FLAIR file" in capsys.readouterr().err and not started
+    good = write_cases(tmp_path / "good", 2, "stroke")
+    assert main(["federated", "site", "--cases", str(good), "--insecure", "--label", "north"]) == 0
+    assert len(started) == 1 and "2 annotated case(s) found and readable" in capsys.readouterr().err
+
+
+def test_every_flower_process_is_quiet_and_finds_its_helpers(monkeypatch) -> None:
+    import brainlesioncl.federated  # noqa: F401 - importing it quiets this process
+    from brainlesioncl.federated.environment import flower_environment
+
+    assert os.environ["FLWR_TELEMETRY_ENABLED"] == "0" and os.environ["FLWR_DISABLE_UPDATE_CHECK"] == "1"
+    env = flower_environment({"PATH": "/usr/bin:/bin", "FLWR_TELEMETRY_ENABLED": "1"})
+    assert env["FLWR_TELEMETRY_ENABLED"] == "0" and env["FLWR_DISABLE_UPDATE_CHECK"] == "1"
+    assert env["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin", "/bin"]
+    assert flower_environment({})["PATH"] == str(Path(sys.executable).parent)

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ChannelMappingError, DuplicateChannelError, InvalidImageError
+from .errors import ChannelMappingError, DuplicateChannelError, InvalidImageError, NoCasesError
 from .modalities import Modality, guess_modality, resolve_modality
 
 __all__ = ["CaseSpec", "find_cases"]
@@ -56,7 +56,7 @@ def find_cases(source: str | os.PathLike) -> list[CaseSpec]:
     else:
         raise InvalidImageError(f"{source} is neither a folder of cases nor a .csv/.json manifest.")
     if not cases:
-        raise InvalidImageError(
+        raise NoCasesError(
             f"No case found in {source}. Expected sub-folders with one image per modality (e.g. flair.nii.gz), or "
             "a CSV with a 'case' column and one column per modality."
         )

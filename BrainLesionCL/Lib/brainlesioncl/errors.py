@@ -13,6 +13,8 @@ from __future__ import annotations
 __all__ = [
     "BrainLesionCLError",
     "InvalidImageError",
+    "NoCasesError",
+    "UnlabelledCasesError",
     "GeometryError",
     "ChannelMappingError",
     "UnknownModalityError",
@@ -40,6 +42,14 @@ class BrainLesionCLError(Exception):
 
 class InvalidImageError(BrainLesionCLError, ValueError):
     """An image cannot be used: wrong dimensionality, empty, constant, NaN/Inf voxels, unreadable."""
+
+
+class NoCasesError(InvalidImageError):
+    """A case folder or manifest holds no case."""
+
+
+class UnlabelledCasesError(InvalidImageError):
+    """Cases that must be annotated (an episode's, a federated site's) have no label."""
 
 
 class GeometryError(BrainLesionCLError, ValueError):

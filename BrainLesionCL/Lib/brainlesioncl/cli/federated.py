@@ -38,8 +38,9 @@ pip install -e '.[federated]')."""
 
 FLOWER_MISSING = ("Federated episodes need Flower: pip install -e '.[federated]' in a clone of BrainLesionCL "
                   "(pip install 'brainlesioncl[federated]' from a package index), in this environment.")
-#: Flower's default ports: SuperNodes connect to the Fleet API, ``flwr run`` to the Control API.
-FLEET_ADDRESS, CONTROL_ADDRESS = "127.0.0.1:9092", "127.0.0.1:9093"
+#: Flower's default ports: SuperNodes connect to the Fleet API, ``flwr run`` to the Control API, the ServerApp to the
+#: ServerAppIo API. ``federated server`` listens on loopback unless told otherwise.
+FLEET_ADDRESS, CONTROL_ADDRESS, SERVERAPPIO_ADDRESS = "127.0.0.1:9092", "127.0.0.1:9093", "127.0.0.1:9091"
 
 
 def _settings_options() -> argparse.ArgumentParser:
@@ -99,6 +100,16 @@ def register(sub: argparse._SubParsersAction, *, progress: argparse.ArgumentPars
 
     server = commands.add_parser("server", help="run the coordinator's Flower SuperLink (until stopped)")
     _tls_options(server, server=True)
+    server.add_argument("--fleet-api-address", default=FLEET_ADDRESS,
+                        help="where the sites connect (HOST:PORT); give the interface the hospitals reach, e.g. "
+                             "0.0.0.0:9092, only with TLS")
+    server.add_argument("--control-api-address", default=CONTROL_ADDRESS,
+                        help="where `flwr run` connects (keep it on loopback or the coordinator's network)")
+    server.add_argument("--serverappio-api-address", default=SERVERAPPIO_ADDRESS,
+                        help="where the episode's ServerApp connects (this machine)")
+    server.add_argument("--allow-insecure-network", action="store_true",
+                        help="allow --insecure on an address other than loopback (unencrypted weights on a network: "
+                             "only a test network you control)")
     server.add_argument("--database", help="SuperLink state file (default: in memory)")
     server.set_defaults(func=cmd_server)
 
@@ -155,8 +166,10 @@ def _federation_settings(args: argparse.Namespace):
 
 
 def _flower_command(name: str) -> str:
-    path = shutil.which(name) or str(Path(sys.executable).with_name(name))
-    if not Path(path).exists():
+    """A Flower tool of this installation (beside this interpreter, whatever ``PATH`` says), else from ``PATH``."""
+    beside = Path(sys.executable).with_name(name)
+    path = str(beside) if beside.exists() else shutil.which(name)
+    if path is None:
         raise SettingsError(FLOWER_MISSING)
     return path
 
@@ -175,8 +188,11 @@ def _run_flower(command: list[str], status: Path | None = None, printer=None) ->
     def stop(_signum, _frame) -> None:
         raise KeyboardInterrupt
 
+    from ..federated.environment import flower_environment
+
     previous = signal.signal(signal.SIGTERM, stop)
-    process = subprocess.Popen(command, stdout=sys.stderr if printer else None, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=sys.stderr if printer else None, stderr=subprocess.STDOUT,
+                               env=flower_environment())
     seen = None
     try:
         while process.poll() is None:
@@ -235,8 +251,40 @@ def round_progress(settings, printer):
 
 
 # ---------------------------------------------------------------------------------------------------------- commands
-def cmd_server(args: argparse.Namespace) -> int:
+def is_loopback(address: str) -> bool:
+    """Whether HOST:PORT names this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server_command(args: argparse.Namespace) -> list[str]:
+    """The SuperLink's command line: the listen addresses given (loopback by default), TLS or an allowed --insecure.
+
+    Raises:
+        SettingsError: --insecure on an address other than loopback without --allow-insecure-network.
+    """
+    addresses = {"--fleet-api-address": args.fleet_api_address, "--control-api-address": args.control_api_address,
+                 "--serverappio-api-address": args.serverappio_api_address}
+    for option, address in addresses.items():
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise SettingsError(f"{option} {address!r} must look like HOST:PORT, e.g. 127.0.0.1:9092.")
+    exposed = [f"{option} {address}" for option, address in addresses.items() if not is_loopback(address)]
+    if args.insecure and exposed and not args.allow_insecure_network:
+        raise SettingsError(
+            f"--insecure with {', '.join(exposed)}: the weights would cross the network unencrypted. Give TLS "
+            "certificates (--certificates CA_CERT SERVER_CERT SERVER_KEY, see docs/FEDERATED.md), keep the addresses "
+            "on 127.0.0.1, or confirm a test network you control with --allow-insecure-network.")
     command = [_flower_command("flower-superlink")]
+    for option, address in addresses.items():
+        command += [option, address]
     if args.insecure:
         command.append("--insecure")
     else:
@@ -244,13 +292,22 @@ def cmd_server(args: argparse.Namespace) -> int:
         command += ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key]
     if args.database:
         command += ["--database", args.database]
-    return _run_flower(command)
+    return command
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    return _run_flower(server_command(args))
 
 
 def cmd_site(args: argparse.Namespace) -> int:
+    from ..federated.site import check_site_cases
+
     cases = Path(args.cases).resolve()
     if not cases.exists():
         raise SettingsError(f"--cases {args.cases}: no such folder or manifest.")
+    count = check_site_cases(cases)  # before joining: a round later, the error could only be a code
+    print(f"site {args.label or '(unnamed)'}: {count} annotated case(s) found and readable; joining "
+          f"{args.superlink}.", file=sys.stderr, flush=True)
     node = {"cases": str(cases), "device": args.device, "prepare": args.prepare, "label-mapping": args.label_mapping}
     if args.registry:
         node["registry"] = str(Path(args.registry).resolve())
@@ -347,7 +404,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return FederatedSite.open(cases, site_settings, registry=registry, device=args.device, label=label,
                                   audit_dir=audit, prepare=args.prepare, label_mapping=args.label_mapping)
 
-    grid = SequentialGrid(build_client_app(open_site), [{"partition-id": i} for i in range(len(sites))])
+    grid = SequentialGrid(build_client_app(open_site), [{"partition-id": i, "label": label}
+                                                        for i, (label, _cases) in enumerate(sites)])
     version = run_federation(server, grid)
     if args.activate:
         registry.activate(version)

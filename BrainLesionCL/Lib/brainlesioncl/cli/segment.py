@@ -25,7 +25,8 @@ EXIT_BATCH_FAILURES = 4
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     seg = sub.add_parser("segment", help="segment one case, or a batch of cases", parents=parents)
     seg.add_argument("--input", "-i", action="append", metavar="MODALITY=FILE",
-                     help="one input volume (repeat per modality): FLAIR, T1, T1c, T2, PD, DWI, SWI, ADC or aliases; "
+                     help="one input volume (repeat per modality): a channel of the model (the shipped models: FLAIR, "
+                          "T1, T1c, T2, PD, DWI; yours: brainlesioncl models info) or an alias (t2f, T1Gd, MPRAGE...); "
                           "auto=FILE identifies the contrast from DICOM tags, a BIDS sidecar, the name or the image")
     seg.add_argument("--disease", "-d", default="unknown",
                      help="tumour, stroke, MS, WMH, metastasis, unknown (default: a neutral mix of the routings) or "

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DiseaseNotSupportedError, InvalidImageError, SettingsError
+from ..errors import DiseaseNotSupportedError, InvalidImageError, SettingsError, UnlabelledCasesError
 from ..evaluation.segmentation import case_metrics
 from ..inference.predictor import select_device
 from ..modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS, Disease, disease_context, resolve_disease
@@ -142,7 +142,7 @@ def load_episode_cases(
     specs = find_cases(source)
     unlabelled = [s.name for s in specs if s.label is None]
     if unlabelled:
-        raise InvalidImageError(
+        raise UnlabelledCasesError(
             f"{len(unlabelled)} case(s) have no label ({', '.join(unlabelled[:5])}); an episode learns only from "
             "annotated cases. Add a label file (label.nii.gz) or a 'label' column, or remove those cases."
         )

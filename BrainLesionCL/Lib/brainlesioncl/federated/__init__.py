@@ -13,16 +13,23 @@ module                      job
 :mod:`.settings`            the federation's settings, sent to the sites with every round
 :mod:`.site`                a site's local training and validation (no Flower)
 :mod:`.server`              the round log, restart checkpoints and the final version (no Flower)
+:mod:`.site_errors`         the only failure texts a site may send (codes, never its own error messages)
+:mod:`.environment`         Flower's telemetry and update check off; Flower's helpers found on any ``PATH``
 :mod:`.flower_apps`         Flower's ServerApp and ClientApp, and an in-process grid (imports ``flwr``)
 ==========================  ==========================================================================================
 
-``flwr`` is an optional dependency (``pip install brainlesioncl[federated]``), imported only by
-:mod:`.flower_apps` and the ``brainlesioncl federated`` commands.
+``flwr`` is an optional dependency (``pip install -e '.[federated]'`` from a clone), imported only by
+:mod:`.flower_apps` and the ``brainlesioncl federated`` commands. Importing this package switches Flower's telemetry
+and update check off for the process (:mod:`.environment`), before Flower is imported.
 """
 
-from .server import FederatedServer, RoundRecord
-from .settings import AGGREGATIONS, FederationSettings
-from .site import FederatedSite, FederationError, parent_fingerprint
+from .environment import quiet_flower_here
+
+quiet_flower_here()
+
+from .server import FederatedServer, RoundRecord  # noqa: E402 - after quiet_flower_here()
+from .settings import AGGREGATIONS, FederationSettings  # noqa: E402
+from .site import FederatedSite, FederationError, parent_fingerprint  # noqa: E402 - after quiet_flower_here()
 
 __all__ = ["AGGREGATIONS", "FederatedServer", "FederatedSite", "FederationError", "FederationSettings",
            "RoundRecord", "parent_fingerprint"]

@@ -21,6 +21,7 @@ Only this module imports ``flwr``; the rest of BrainLesionCL runs without it.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -35,13 +36,21 @@ from ..registry import ModelRegistry
 from .server import FederatedServer
 from .settings import FederationSettings
 from .site import FederatedSite, FederationError
+from .site_errors import error_code, parse_public_reason, public_reason
 
 __all__ = ["SITE_CONFIG_KEYS", "SequentialGrid", "build_client_app", "build_server_app", "run_federation"]
+
+#: Flower's error code for a ClientApp that raised (``flwr.common.constant.ErrorCode``).
+CLIENT_APP_RAISED_EXCEPTION = 2
 
 #: What a site's ``node-config`` may hold: its cases (folder, CSV or JSON manifest), its model registry, its label in
 #: the server's log (optional; sites are otherwise numbered), the preparation mode, label mapping and device, and an
 #: audit folder that keeps a copy of every reply the site sends, and a status file rewritten after every reply.
 SITE_CONFIG_KEYS = ("cases", "registry", "label", "prepare", "label-mapping", "device", "audit", "status")
+#: The node id Flower gives the SuperLink itself (the sender of the error replies it makes for a site that is gone).
+SUPERLINK_NODE_ID = 1
+
+logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------------------ server
@@ -60,11 +69,22 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
             self.site_names: dict[int, str] = {}
             self.latest = ArrayRecord()
             self.sent: dict[str, Any] = {}  # the round's global weights (tensors), to measure each update against
+            self.asked: set[int] = set()  # the nodes asked in the current step of a round
 
         def _name(self, reply: Message) -> str:
             label = str(reply.content["site"]["label"]) if "site" in reply.content.config_records else ""
-            node = reply.metadata.src_node_id
-            return label or self.site_names.setdefault(node, f"site-{len(self.site_names) + 1}")
+            return self._node_name(reply.metadata.src_node_id, label)
+
+        def _node_name(self, node: int, label: str = "") -> str:
+            """A site by its operator's label (remembered from any reply), else numbered in order of first answer."""
+            if label:
+                self.site_names[node] = label
+            return self.site_names.setdefault(node, f"site-{len(self.site_names) + 1}")
+
+        def _ask(self, messages: Iterable[Message]) -> list[Message]:
+            messages = list(messages)
+            self.asked = {m.metadata.dst_node_id for m in messages}
+            return messages
 
         @staticmethod
         def _config(server_round: int) -> ConfigRecord:
@@ -74,12 +94,12 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
         def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                             grid: Grid) -> Iterable[Message]:
             self.sent = arrays.to_torch_state_dict()
-            return super().configure_train(server_round, arrays, self._config(server_round), grid)
+            return self._ask(super().configure_train(server_round, arrays, self._config(server_round), grid))
 
         def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                                grid: Grid) -> Iterable[Message]:
             self.latest = arrays  # the round's global model (after DP noise, when on): what gets checkpointed
-            return super().configure_evaluate(server_round, arrays, self._config(server_round), grid)
+            return self._ask(super().configure_evaluate(server_round, arrays, self._config(server_round), grid))
 
         def _momentum(self) -> dict[str, torch.Tensor] | None:
             """FedAvgM's momentum by tensor name (None for the other aggregations, or before the first round)."""
@@ -95,11 +115,21 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
                                      if isinstance(v, (int, float))}) for r in replies]
 
         def _split(self, replies: Iterable[Message], *, arrays: bool) -> tuple[list[Message], list[str]]:
-            valid, failures = [], []
+            """The valid replies, and one line per site that failed: its label and allow-listed code, or that it did
+            not answer. A reason that is not one of :mod:`.site_errors`' is never recorded (it could carry what must
+            not leave a site)."""
+            valid, failures, answered = [], [], set()
             for reply in replies:
+                node = reply.metadata.src_node_id
                 if reply.has_error():
-                    failures.append(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
-                elif arrays and set(reply.content["arrays"].keys()) != expected:
+                    parsed = parse_public_reason(reply.error.reason)
+                    if node == SUPERLINK_NODE_ID or parsed is None:
+                        continue  # the SuperLink's own error for a site that is gone: counted below, by node
+                    answered.add(node)
+                    failures.append(f"{self._node_name(node, parsed[0])}: {parsed[1]}")
+                    continue
+                answered.add(node)
+                if arrays and set(reply.content["arrays"].keys()) != expected:
                     failures.append(f"{self._name(reply)} sent tensors that are not the parent's; ignored")
                 elif arrays and not all(np.isfinite(a).all() for a in reply.content.array_records["arrays"]
                                         .to_numpy_ndarrays() if a.dtype.kind == "f"):
@@ -107,6 +137,8 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
                                     "training diverged); ignored")
                 else:
                     valid.append(reply)
+            for node in sorted(self.asked - answered):
+                failures.append(f"{self._node_name(node)}: did not answer (stopped, disconnected or too slow)")
             return valid, failures
 
         def _update_norm(self, reply: Message) -> float:
@@ -231,27 +263,43 @@ def build_client_app(open_site: Callable[[Context, FederationSettings], Federate
     def reply(message: Message, site: FederatedSite, config: Mapping[str, Any], metrics: Mapping[str, float],
               state: Mapping[str, torch.Tensor] | None = None) -> Message:
         site.record_reply("train" if state is not None else "evaluate", int(config["round"]), int(config["rounds"]),
-                          metrics, state)
+                          metrics, state, run=str(config.get("run", "")))
         records: dict[str, Any] = {"metrics": MetricRecord(dict(metrics)),
                                    "site": ConfigRecord({"label": site.label or ""})}
         if state is not None:
             records["arrays"] = ArrayRecord(dict(state))
         return Message(RecordDict(records), reply_to=message)
 
+    def refusal(message: Message, context: Context, error: Exception) -> Message:
+        """A failed step: one line with the details in this site's log, and only an allow-listed code sent."""
+        label = str(context.node_config.get("label") or "") or None
+        code = error_code(error)
+        round_number = dict(message.content["config"]).get("round", "?") if "config" in message.content else "?"
+        logger.error("site %s, round %s: %s (sent to the server as '%s')", label or "(unnamed)", round_number, error,
+                     code)
+        return Message(Error(code=CLIENT_APP_RAISED_EXCEPTION, reason=public_reason(label, code)),
+                       reply_to=message)
+
     @app.train()
     def train(message: Message, context: Context) -> Message:
-        site, config = site_for(message, context)
-        arrays = message.content.array_records["arrays"]
-        state, metrics = site.train_round(arrays.to_torch_state_dict(), int(config["round"]),
-                                          learning_rate=float(config["learning-rate"]),
-                                          proximal_mu=float(config.get("proximal-mu", 0.0)))
-        return reply(message, site, config, metrics, state)
+        try:
+            site, config = site_for(message, context)
+            arrays = message.content.array_records["arrays"]
+            state, metrics = site.train_round(arrays.to_torch_state_dict(), int(config["round"]),
+                                              learning_rate=float(config["learning-rate"]),
+                                              proximal_mu=float(config.get("proximal-mu", 0.0)))
+            return reply(message, site, config, metrics, state)
+        except Exception as error:  # noqa: BLE001 - every failure becomes a code; the details stay here
+            return refusal(message, context, error)
 
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
-        site, config = site_for(message, context)
-        metrics = site.evaluate(message.content.array_records["arrays"].to_torch_state_dict())
-        return reply(message, site, config, metrics)
+        try:
+            site, config = site_for(message, context)
+            metrics = site.evaluate(message.content.array_records["arrays"].to_torch_state_dict())
+            return reply(message, site, config, metrics)
+        except Exception as error:  # noqa: BLE001 - as in train
+            return refusal(message, context, error)
 
     return app
 
@@ -310,6 +358,7 @@ class SequentialGrid(Grid):
             return None
         try:
             answer = self.client_app(message, self.contexts[node])
-        except Exception as err:  # a site's failure is its reply, as on a SuperNode
-            answer = Message(Error(code=1, reason=f"{type(err).__name__}: {err}"), reply_to=message)
+        except Exception:  # a ClientApp that crashed outright: the reply Flower's SuperNode would send
+            answer = Message(Error(code=CLIENT_APP_RAISED_EXCEPTION, reason="the ClientApp crashed"),
+                             reply_to=message)
         return answer

@@ -33,7 +33,9 @@ class RoundRecord:
 
     round: int
     sites: int = 0  # sites whose update was aggregated
-    failures: list[str] = field(default_factory=list)  # the reasons sites gave (or the timeout)
+    #: Which site failed and why: the site's label and an allow-listed code (:mod:`.site_errors`), or that it did not
+    #: answer; never a site's own error text.
+    failures: list[str] = field(default_factory=list)
     cases: dict[str, int] = field(default_factory=dict)  # cases per site (site label, or "site-<n>")
     loss: float | None = None  # case-weighted mean training loss
     dice: float | None = None  # case-weighted mean validation Dice of the round's global model
@@ -61,6 +63,9 @@ class FederatedServer:
         #: FedAvgM's server momentum after the last finished round (restored on a restart; None otherwise).
         self.momentum: dict[str, torch.Tensor] | None = None
         self.work = self.registry.root / "work" / f"federated-{self._key()}"
+        #: This episode's id (start time and settings): sites name their audit files with it, so a second episode
+        #: never overwrites the first one's record. A restarted server keeps it (see :meth:`resume`).
+        self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{self._key()[:6]}"
         self._started = time.perf_counter()
         self._round_started = self._started
 
@@ -76,6 +81,8 @@ class FederatedServer:
         log, weights, momentum = self.work / "rounds.json", self.work / "global.pt", self.work / "momentum.pt"
         if not (log.exists() and weights.exists()):
             return dict(self.initial_state), 0
+        if (self.work / "run.txt").exists():
+            self.run_id = (self.work / "run.txt").read_text(encoding="utf-8").strip() or self.run_id
         records = json.loads(log.read_text(encoding="utf-8"))
         state = torch.load(weights, map_location="cpu", weights_only=True)  # our own tensors; never pickle
         if set(state) != set(self.initial_state):
@@ -93,6 +100,7 @@ class FederatedServer:
         """Global weights (and FedAvgM's momentum) and the round log after a finished round (atomic: a crash leaves
         the previous round; the log is written last, so it never names a round whose tensors are missing)."""
         self.work.mkdir(parents=True, exist_ok=True)
+        (self.work / "run.txt").write_text(self.run_id, encoding="utf-8")
         for name, tensors in (("global.pt", state), ("momentum.pt", momentum)):
             if tensors is not None:
                 partial = self.work / f"{name}.partial"
@@ -106,7 +114,7 @@ class FederatedServer:
     def round_config(self, server_round: int) -> dict[str, int | float | str]:
         """What every site gets with a round: the settings, the parent's fingerprint and the round's number."""
         return {**self.settings.round_config(server_round), "parent-fingerprint": self.fingerprint,
-                "round": server_round}
+                "round": server_round, "run": self.run_id}
 
     def record_training(self, server_round: int, replies: Sequence[tuple[str, Mapping[str, float]]],
                         failures: list[str], update_norms: Mapping[str, float] | None = None) -> None:

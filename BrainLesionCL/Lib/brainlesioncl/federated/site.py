@@ -27,11 +27,18 @@ from ..training.data import TrainingCase
 from ..training.trainer import train
 from .settings import FederationSettings
 
-__all__ = ["FederatedSite", "FederationError", "parent_fingerprint"]
+__all__ = ["FederatedSite", "FederationError", "audit_prefix", "check_site_cases", "parent_fingerprint"]
 
 
 class FederationError(BrainLesionCLError):
-    """A federated episode cannot go on (a site refused, too few sites answered); nothing was written."""
+    """A federated episode cannot go on (a site refused, too few sites answered); nothing was written.
+
+    ``code``: for a site's refusal, the code of :data:`~.site_errors.SITE_ERRORS` its reply carries instead of this
+    message (which may name local paths)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def parent_fingerprint(registry: ModelRegistry, version: str) -> str:
@@ -84,7 +91,7 @@ class FederatedSite:
         except BrainLesionCLError as err:
             raise FederationError(
                 f"this site has no model version {settings.parent!r}, the federation's parent ({err}). Install the "
-                "same version the server uses (brainlesioncl models import ...) before joining."
+                "same version the server uses (brainlesioncl models import ...) before joining.", code="no-parent"
             ) from err
         plan = prepare_episode(
             cases, settings.disease, parent=settings.parent, registry=registry, config=settings.episode_config(),
@@ -102,7 +109,7 @@ class FederatedSite:
             raise FederationError(
                 f"site{f' {self.label}' if self.label else ''} refuses: the federation's parent is {parent!r} "
                 f"(weights {fingerprint[:12]}), this site's is {self.plan.parent_id!r} (weights "
-                f"{self.fingerprint[:12]}). Every site must start from the same version."
+                f"{self.fingerprint[:12]}). Every site must start from the same version.", code="other-parent"
             )
 
     def check_update(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -113,8 +120,8 @@ class FederatedSite:
             missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
             raise FederationError(
                 f"the global weights do not fit this site's parent ({len(missing)} tensors missing, e.g. "
-                f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]}); the server and sites run other models."
-            )
+                f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]}); the server and sites run other models.",
+                code="foreign-weights")
 
     def _load(self, state: Mapping[str, torch.Tensor]) -> None:
         self.check_update(state)
@@ -168,15 +175,18 @@ class FederatedSite:
                 "on-training-cases": float(not plan.validation)}
 
     def record_reply(self, kind: str, server_round: int, rounds: int, metrics: Mapping[str, float],
-                     state: Mapping[str, torch.Tensor] | None = None) -> None:
-        """Before a reply leaves: copy it into the audit folder (``round-<n>-<kind>.json`` with the numbers, and for
-        training ``round-<n>-train.safetensors`` with the tensors exactly as sent), and update the status file."""
-        record = {"site": self.label, "round": server_round, "rounds": rounds, "kind": kind, "metrics": dict(metrics)}
+                     state: Mapping[str, torch.Tensor] | None = None, *, run: str = "") -> None:
+        """Before a reply leaves: copy it into the audit folder (``<run>-round-<n>-<kind>.json`` with the numbers, and
+        for training ``<run>-round-<n>-train.safetensors`` with the tensors exactly as sent; ``run`` is the server's
+        id of the federated episode, so a second episode never overwrites the first one's record), and update the
+        status file."""
+        record = {"site": self.label, "run": run, "round": server_round, "rounds": rounds, "kind": kind,
+                  "metrics": dict(metrics)}
         if self.audit_dir is not None:
             from safetensors.torch import save_file
 
             self.audit_dir.mkdir(parents=True, exist_ok=True)
-            stem = self.audit_dir / f"round-{server_round}-{kind}"
+            stem = self.audit_dir / f"{audit_prefix(run)}round-{server_round}-{kind}"
             if state is not None:
                 partial = stem.with_name(stem.name + ".safetensors.partial")
                 save_file({k: v.contiguous() for k, v in state.items()}, str(partial))
@@ -185,6 +195,43 @@ class FederatedSite:
         if self.status_file is not None:
             self.status_file.parent.mkdir(parents=True, exist_ok=True)
             _write_json(self.status_file, record)
+
+
+def audit_prefix(run: str) -> str:
+    """``"<run>-"`` for an audit file name (only letters, digits, ``-`` and ``_`` of the run id)."""
+    safe = "".join(c for c in run if c.isalnum() or c in "-_")
+    return f"{safe}-" if safe else ""
+
+
+def check_site_cases(source: str | os.PathLike) -> int:
+    """What a site checks before it joins (seconds, not a round later): its cases are found, all labelled, and every
+    image and label file can be read; returns the number of cases.
+
+    Raises:
+        NoCasesError, UnlabelledCasesError, InvalidImageError: with the case and the fix (for the site's operator;
+            none of it is sent).
+    """
+    import SimpleITK as sitk
+
+    from ..cases import find_cases
+    from ..errors import InvalidImageError, UnlabelledCasesError
+
+    specs = find_cases(source)
+    unlabelled = [spec.name for spec in specs if spec.label is None]
+    if unlabelled:
+        raise UnlabelledCasesError(
+            f"{len(unlabelled)} of {len(specs)} case(s) in {source} have no label ({', '.join(unlabelled[:5])}): a "
+            "site trains on annotated cases only. Add label.nii.gz (or a 'label' column), or remove those cases.")
+    for spec in specs:
+        for what, path in [*((m.value, p) for m, p in spec.images.items()), ("label", spec.label)]:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            try:
+                reader.ReadImageInformation()
+            except RuntimeError as err:
+                raise InvalidImageError(f"case {spec.name}: the {what} file {path} cannot be read; fix or remove "
+                                        "the case.") from err
+    return len(specs)
 
 
 def _write_json(path: Path, record: Mapping[str, object]) -> None:
