@@ -519,3 +519,178 @@ def test_every_flower_process_is_quiet_and_finds_its_helpers(monkeypatch) -> Non
     assert env["FLWR_TELEMETRY_ENABLED"] == "0" and env["FLWR_DISABLE_UPDATE_CHECK"] == "1"
     assert env["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin", "/bin"]
     assert flower_environment({})["PATH"] == str(Path(sys.executable).parent)
+
+
+class CountingRelay:
+    """A TCP relay on loopback that keeps every byte crossing it (the sites' connection to the server), to check
+    what a site really sends. Stops with :meth:`close`."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import threading
+
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.upstream_port = upstream_port
+        self.sent = bytearray()  # site -> server
+        self.received = bytearray()  # server -> site
+        self.lock = threading.Lock()
+        self.open = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while self.open:
+            try:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30)
+            except OSError:
+                return
+            for source, target, buffer in ((client, server, self.sent), (server, client, self.received)):
+                threading.Thread(target=self._pump, args=(source, target, buffer), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, buffer: bytearray) -> None:
+        try:
+            while data := source.recv(65536):
+                with self.lock:
+                    buffer.extend(data)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.open = False
+        self.listener.close()
+
+
+@pytest.mark.slow
+def test_a_federated_study_by_full_paths_in_a_minimal_environment_leaks_nothing(parent, tmp_path) -> None:
+    """Issue 32's rehearsal: ``brainlesioncl federated server`` on chosen loopback ports with a state file, three
+    sites started by the CLI's full path with ``env -i``-like environments (no PATH to the virtual environment), the
+    app, ``flwr run``. Two sites are healthy; the third's registry lacks the parent, so it fails in the round. Then a
+    second episode in which one site is killed after its first round. Nothing identifying crosses the relay or lands
+    in the version, the server's state file or its log; the failing and the killed site are named by their labels."""
+    import getpass
+
+    registry, version = parent
+    scripts = Path(sys.executable).parent
+    tools = {name: scripts / name for name in ("brainlesioncl", "flwr", "flower-superlink", "flower-supernode",
+                                               "flower-superexec")}
+    if not all(path.exists() for path in tools.values()):
+        pytest.skip("Flower's or BrainLesionCL's command-line tools are not installed beside this Python")
+    fleet, control, serverappio = _free_ports(3)
+    relay = CountingRelay(fleet)
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+    (tmp_path / "home").mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    database = tmp_path / "superlink.db"
+    cases = {"north": write_cases(tmp_path / "north-cases", 2, "stroke"),
+             "south": write_cases(tmp_path / "south-cases", 2, "stroke"),
+             "east": write_cases(tmp_path / "east-cases", 2, "stroke")}
+    empty_registry = tmp_path / "east-registry"  # east holds no parent: it fails inside the round
+    processes: dict[str, subprocess.Popen] = {}
+
+    def start(name: str, command: list[str]) -> subprocess.Popen:
+        processes[name] = subprocess.Popen(command, env=base, cwd=tmp_path, stdout=open(logs / f"{name}.log", "w"),
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+        return processes[name]
+
+    def start_site(label: str, io_port: int, run: str) -> None:
+        site_registry = empty_registry if label == "east" and run == "first" else registry.root
+        start(f"{run}-{label}", [str(tools["brainlesioncl"]), "--registry", str(site_registry), "federated", "site",
+                                 "--cases", str(cases[label]), "--superlink", f"127.0.0.1:{relay.port}", "--label",
+                                 label, "--clientappio-address", f"127.0.0.1:{io_port}", "--device", "cpu",
+                                 "--insecure", "--progress", "json", "--audit-dir", str(tmp_path / "audit" / label)])
+
+    def episode(run: str, rounds: int, kill: str | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
+        app = tmp_path / f"app-{run}"
+        subprocess.run([str(tools["brainlesioncl"]), "--registry", str(registry.root), "federated", "app", str(app),
+                        "--parent", version, "--disease", "stroke", "--rounds", str(rounds), "--local-steps", "1",
+                        "--crop-size", "32", "--strategy", "naive", "--round-timeout", "60", "--control",
+                        f"127.0.0.1:{control}"], check=True, env=base, capture_output=True)
+        before = {info.version for info in registry.list()}
+        flwr = subprocess.Popen([str(tools["flwr"]), "run", str(app), "hospitals", "--stream"], env=base, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if kill is not None:  # once the site has answered this episode's first round, it crashes (with its SuperNode)
+            import signal
+
+            earlier = len(list((tmp_path / "audit" / kill).glob("*-round-1-evaluate.json")))
+            deadline = time.time() + 300
+            while time.time() < deadline and \
+                    len(list((tmp_path / "audit" / kill).glob("*-round-1-evaluate.json"))) <= earlier:
+                time.sleep(0.5)
+            os.killpg(processes[f"{run}-{kill}"].pid, signal.SIGKILL)
+        try:
+            output, _ = flwr.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            flwr.kill()
+            output = flwr.communicate()[0]
+            raise AssertionError(f"flwr run did not end: {output[-4000:]}") from None
+        deadline = time.time() + 60
+        while time.time() < deadline and not ({info.version for info in registry.list()} - before):
+            time.sleep(1)
+        return subprocess.CompletedProcess(flwr.args, flwr.returncode, output), \
+            sorted({info.version for info in registry.list()} - before)
+
+    try:
+        start("server", [str(tools["brainlesioncl"]), "federated", "server", "--insecure", "--fleet-api-address",
+                         f"127.0.0.1:{fleet}", "--control-api-address", f"127.0.0.1:{control}",
+                         "--serverappio-api-address", f"127.0.0.1:{serverappio}", "--database", str(database)])
+        time.sleep(4)
+        for label, port in zip(cases, _free_ports(3), strict=True):
+            start_site(label, port, "first")
+        first, new = episode("first", rounds=1)
+        assert first.returncode == 0 and len(new) == 1, (first.stdout[-3000:], (logs / "first-east.log").read_text())
+        history = registry.get(new[0]).metadata.training["federated"]["history"]
+        assert registry.get(new[0]).metadata.training["federated"]["cases_per_site"] == {"north": 2, "south": 2}
+        assert "east: no-parent" in history[0]["failures"]
+        east_log = (logs / "first-east.log").read_text()
+        assert "site east, round 1:" in east_log and "Traceback" not in east_log  # one line, the detail kept here
+        for label in ("north", "south", "east"):
+            processes.pop(f"first-{label}").terminate()
+        time.sleep(2)
+        for label, port in zip(cases, _free_ports(3), strict=True):
+            start_site(label, port, "second")
+        second, new2 = episode("second", rounds=2, kill="south")
+        assert len(new2) == 1, (second.stdout[-3000:], (logs / "server.log").read_text()[-3000:])
+        history2 = registry.get(new2[0]).metadata.training["federated"]["history"]
+        assert any(f.startswith("south: did not answer") for f in history2[1]["failures"]), history2[1]
+        assert history2[1]["cases"] == {"north": 2, "east": 2}
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        relay.close()
+    assert not _processes_mentioning(f"127.0.0.1:{relay.port}"), "a SuperNode outlived its `federated site` command"
+    assert len(relay.sent) > 1_000_000  # the weights did cross (about 1.7 MB per reply)
+    audits = [p.name for label in ("north", "south") for p in (tmp_path / "audit" / label).glob("*round-1-train.json")]
+    assert len(audits) == 4 and len(set(audits)) == 2  # two runs, two names: the second did not overwrite the first
+    # what is the sites' own: case names, their folders and paths, a site's registry and audit folders (the
+    # coordinator's own paths, its registry in the run config and its Flower home, are the coordinator's business)
+    forbidden = [*(p.name for folder in cases.values() for p in folder.iterdir()),
+                 *(str(folder) for folder in cases.values()), *(f"{label}-cases" for label in cases), "east-registry",
+                 str(tmp_path / "audit"),
+                 # the user's and the machine's names, where long enough to mean something in binary data (this
+                 # machine's "vm" occurs by chance in 2 MB of weights)
+                 *(name for name in (getpass.getuser(), socket.gethostname()) if len(name) >= 6)]
+    stored = [registry.path_of(v) / "bundle.json" for v in (*new, *new2)]
+    places = {"bytes the sites sent": bytes(relay.sent), "server state file": database.read_bytes(),
+              "server log": (logs / "server.log").read_bytes(),
+              **{f"version {p.parent.name}": p.read_bytes() for p in stored}}
+    for where, data in places.items():
+        for text in forbidden:
+            assert text.encode() not in data, f"{text!r} found in the {where}"

@@ -70,6 +70,7 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
             self.latest = ArrayRecord()
             self.sent: dict[str, Any] = {}  # the round's global weights (tensors), to measure each update against
             self.asked: set[int] = set()  # the nodes asked in the current step of a round
+            self.taking_part: set[int] = set()  # the nodes whose update the last round aggregated
 
         def _name(self, reply: Message) -> str:
             label = str(reply.content["site"]["label"]) if "site" in reply.content.config_records else ""
@@ -139,6 +140,10 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
                     valid.append(reply)
             for node in sorted(self.asked - answered):
                 failures.append(f"{self._node_name(node)}: did not answer (stopped, disconnected or too slow)")
+            if arrays:  # a site that took part in the last round and is no longer connected is not even asked
+                for node in sorted(self.taking_part - self.asked):
+                    failures.append(f"{self._node_name(node)}: did not answer (no longer connected)")
+                self.taking_part = {r.metadata.src_node_id for r in valid}
             return valid, failures
 
         def _update_norm(self, reply: Message) -> float:
