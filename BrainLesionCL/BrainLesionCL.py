@@ -111,7 +111,6 @@ def installFailedMessage(missing: list[str], error: Exception) -> str:
         packages=", ".join(PACKAGES[m] for m in missing), error=error, requirements=requirements or "monai")
 
 
-
 def _installTorch() -> bool:
     try:
         import PyTorchUtils

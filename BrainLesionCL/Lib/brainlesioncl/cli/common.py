@@ -81,15 +81,15 @@ LINE_INTERVAL_SECONDS = 2.0
 def _line_printer() -> Callable[[float, str], None]:
     """One line per epoch (every epoch), per new stage (at most every :data:`LINE_INTERVAL_SECONDS`) and at the end,
     on stderr: readable in a log file, where a redrawn bar is noise."""
-    last = {"stage": "", "time": float("-inf")}
+    last_stage, last_time = [""], [float("-inf")]
 
     def line(fraction: float, stage: str) -> None:
         now = time.monotonic()
-        if stage == last["stage"]:
+        if stage == last_stage[0]:
             return
-        if not (stage.startswith("epoch") or fraction >= 1.0 or now - last["time"] >= LINE_INTERVAL_SECONDS):
+        if not (stage.startswith("epoch") or fraction >= 1.0 or now - last_time[0] >= LINE_INTERVAL_SECONDS):
             return
-        last.update(stage=stage, time=now)
+        last_stage[0], last_time[0] = stage, now
         print(f"[{100 * fraction:5.1f}%] {stage}", file=sys.stderr, flush=True)
 
     return line

@@ -241,7 +241,7 @@ def round_progress(settings, printer):
             return
         loss = "-" if record.loss is None else f"{record.loss:.4f}"
         dice = "-" if record.dice is None else f"{record.dice:.3f}"
-        failed = f", {len(record.failures)} failed" if record.failures else ""
+        failed = f", {len(record.failures)} failed ({'; '.join(record.failures)})" if record.failures else ""
         norms = sorted(record.update_norms.values())
         norm = f", median update norm {norms[len(norms) // 2]:.3g}" if norms else ""
         printer(record.round / settings.rounds, f"round {record.round}/{settings.rounds}: {record.sites} sites"

@@ -123,7 +123,7 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
             for reply in replies:
                 node = reply.metadata.src_node_id
                 if reply.has_error():
-                    parsed = parse_public_reason(reply.error.reason)
+                    parsed = parse_public_reason(reply.error.reason or "")
                     if node == SUPERLINK_NODE_ID or parsed is None:
                         continue  # the SuperLink's own error for a site that is gone: counted below, by node
                     answered.add(node)
