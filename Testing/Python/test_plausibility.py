@@ -101,6 +101,19 @@ def test_every_result_carries_its_warnings(flair_t1_files) -> None:
     assert flagged.quality["plausibility"] == [w.to_dict() for w in flagged.warnings]
 
 
+def test_the_lesion_report_carries_the_warnings(tmp_path) -> None:
+    import csv
+
+    from brainlesioncl.lesion_report import lesion_rows, write_lesion_report
+
+    rows = lesion_rows(_image(LESION.astype(np.uint8)))
+    write_lesion_report(rows, tmp_path / "r.json", warnings=["the lesions cover 30% of the brain"])
+    assert json.loads((tmp_path / "r.json").read_text())["warnings"] == ["the lesions cover 30% of the brain"]
+    write_lesion_report(rows, tmp_path / "r.csv", warnings=["the lesions cover 30% of the brain"])
+    lines = list(csv.reader(open(tmp_path / "r.csv")))
+    assert lines[-1] == ["warning", "the lesions cover 30% of the brain"] and lines[-2][0] == "total"
+
+
 IMPLAUSIBLE = [  # the three results of issue 31, each with the check that must fire
     ("enhancing_lesion_pyradiomics/brain1/t1c.nii.gz", "T1c", "tumour", {"brain-share", "disease-volume"}),
     ("enhancing_lesion_pyradiomics/brain2/t1c.nii.gz", "T1c", "metastasis", {"disease-volume", "brain-share"}),

@@ -13,7 +13,7 @@ infarct on DWI, an enhancing lesion on T1c; a lesion brightest on an unexpected 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -113,8 +113,10 @@ def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None,
     return rows
 
 
-def write_lesion_report(rows: list[LesionRow], path, *, overwrite: bool = False) -> None:
-    """The rows as CSV (``.csv``: one line per lesion and a total line) or JSON (``.json``), written atomically."""
+def write_lesion_report(rows: list[LesionRow], path, *, overwrite: bool = False, warnings: Sequence[str] = ()) -> None:
+    """The rows as CSV (``.csv``: one line per lesion, a total line, then one ``warning`` line per plausibility
+    warning) or JSON (``.json``, the warnings under ``"warnings"``), written atomically. The warnings travel with the
+    table so a report read later still says when the result looked implausible (:mod:`brainlesioncl.plausibility`)."""
     import csv
     import io
     import json
@@ -128,10 +130,11 @@ def write_lesion_report(rows: list[LesionRow], path, *, overwrite: bool = False)
         raise OutputPathError(f"--report {path}: give a .csv or .json file name.")
     check_writable_folder(path.parent)
     if path.exists() and not overwrite:
-        raise OutputPathError(f"{path} exists already; choose another name or pass --overwrite.")
+        raise OutputPathError(f"{path} exists already; choose another name or add --overwrite to replace it.")
     total = {"lesions": len(rows), "volume_ml": round(sum(r.volume_ml for r in rows), 4)}
     if path.suffix.lower() == ".json":
-        text = json.dumps({"lesions": [r.to_dict() for r in rows], "total": total}, indent=2) + "\n"
+        text = json.dumps({"lesions": [r.to_dict() for r in rows], "total": total, "warnings": list(warnings)},
+                          indent=2) + "\n"
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -147,6 +150,8 @@ def write_lesion_report(rows: list[LesionRow], path, *, overwrite: bool = False)
                              "" if r.brightest_contrast is None else f"{r.brightest_contrast:.2f}"])
         writer.writerow(["total", f"{total['volume_ml']:.4f}", "", "", "", "", sum(r.voxels for r in rows), "", "",
                          sum(1 for r in rows if r.unsure)])
+        for warning in warnings:
+            writer.writerow(["warning", warning])
         text = buffer.getvalue()
     with StagedOutputs() as outputs:
         outputs.add(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -108,7 +108,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.report:
         from ..lesion_report import write_lesion_report
 
-        write_lesion_report(rows or [], args.report, overwrite=args.overwrite)
+        write_lesion_report(rows or [], args.report, overwrite=args.overwrite,
+                            warnings=[w.message for w in result.warnings])
         written.append(str(args.report))
     summary = {
         "output": str(args.output),
