@@ -88,6 +88,15 @@ def test_pipeline_with_known_stages_finds_the_bright_lesion() -> None:
     regions, counts = pipeline.predict_regions(array)
     assert counts["accepted"] < counts["patches"]
     assert (regions[2] >= 0.5).sum() == 64 and regions[0][10:14, 30:34, 20:24].min() > 0.99
+    # the whole segment path, on images: its result is checked for plausibility like every other result
+    images = {}
+    for index, channel in enumerate(metadata.channels):
+        image = sitk.GetImageFromArray(np.ascontiguousarray(array[index].transpose(2, 1, 0)) + 1.0 + 0.01 * index
+                                       + np.random.default_rng(index).normal(0, 0.05, (48, 48, 48)).astype(np.float32))
+        image.SetSpacing((2.0, 2.0, 2.0))
+        images[channel] = image
+    result = pipeline.segment(images, prepare="off")
+    assert result.lesion_count >= 1 and result.quality["plausibility"] == [w.to_dict() for w in result.warnings]
 
 
 def test_lesion_balanced_crops_reach_small_lesions() -> None:

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import CancelledError, ModelError
 from ..inference.predictor import InferenceMode, autocast_dtype, select_device
-from ..inference.segmenter import SegmentationResult, inputs_order, label_statistics, read_inputs
+from ..inference.segmenter import SegmentationResult, inputs_order, label_statistics, plausibility_of, read_inputs
 from ..modalities import Disease, map_channels
 from ..models import ModelKind
 from ..registry import ModelBundle, ModelMetadata
@@ -123,10 +123,11 @@ class MetastasisPipeline:
         label = sitk.GetImageFromArray(classes)
         label.CopyInformation(probability)
         volume_ml, count = label_statistics(sitk.Cast(label > 0, sitk.sitkUInt8))
+        warnings = plausibility_of(label, Disease.METASTASIS.value, preparation)  # as for every result
         report(1.0, "done")
         return SegmentationResult(
             label=label, probability=probability, model_version=self.metadata.version or self.metadata.name,
             disease=Disease.METASTASIS.value, channels_used=[m.value for m in mapped], context=[],
             lesion_volume_ml=volume_ml, lesion_count=count, timings={**timings, **counts},
-            quality=preparation.qc, preparation=preparation,
+            quality=preparation.qc, preparation=preparation, warnings=warnings,
         )
