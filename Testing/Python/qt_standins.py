@@ -133,9 +133,6 @@ class QObject:
         previous, self._blocked = self._blocked, blocked
         return previous
 
-    def signalsBlocked(self) -> bool:  # noqa: N802
-        return self._blocked
-
     def setProperty(self, name: str, value: Any) -> bool:  # noqa: N802
         """A dynamic property (``stdset="0"`` in a .ui); a declared one is set as an attribute."""
         if hasattr(type(self), name):
@@ -181,9 +178,6 @@ class QWidget(QObject):
 
     def setEnabled(self, enabled: bool) -> None:  # noqa: N802
         self.enabled = bool(enabled)
-
-    def isEnabled(self) -> bool:  # noqa: N802
-        return self.enabled
 
     def setVisible(self, visible: bool) -> None:  # noqa: N802
         self.visible = bool(visible)
@@ -248,10 +242,6 @@ class QVBoxLayout(QLayout):
 
 
 class QHBoxLayout(QLayout):
-    pass
-
-
-class QGridLayout(QLayout):
     pass
 
 
@@ -567,13 +557,7 @@ class QPlainTextEdit(QWidget):
 
 
 class QTextEdit(QPlainTextEdit):
-    @property
-    def plainText(self) -> str:  # noqa: N802
-        return self.toPlainText()
-
-    @plainText.setter
-    def plainText(self, text: str) -> None:  # noqa: N802
-        self.setPlainText(text)
+    pass
 
 
 class QProgressBar(QWidget):
@@ -663,7 +647,6 @@ class QTimer(QObject):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self.interval = 0
-        self.singleShot_ = False
         self.active = False
 
     def setInterval(self, ms: int) -> None:  # noqa: N802
@@ -890,9 +873,6 @@ class ctkPathLineEdit(QWidget):  # noqa: N801
     def setCurrentPath(self, path: str) -> None:  # noqa: N802
         self.currentPath = path
 
-    @property
-    def displayText(self) -> str:  # noqa: N802
-        return self._path
 
     def browse(self, answer: str) -> None:
         """What the browse button does: a folder dialog with ``Dirs`` alone, else a file dialog; a cancelled dialog
@@ -939,9 +919,6 @@ class ctkDirectoryButton(QWidget):  # noqa: N801
     def setDirectory(self, path: str) -> None:  # noqa: N802
         self.directory = path
 
-    @property
-    def displayText(self) -> str:  # noqa: N802
-        return os.path.abspath(self._directory)
 
 
 # -- qMRML ------------------------------------------------------------------------------------------------------------
@@ -1025,9 +1002,6 @@ class qMRMLNodeComboBox(qMRMLWidget):  # noqa: N801
         return [node for node in (self._scene.GetNthNode(i) for i in range(self._scene.GetNumberOfNodes()))
                 if self._lists(node)]
 
-    def nodeCount(self) -> int:  # noqa: N802
-        return len(self.nodes())
-
     def _check_current(self) -> None:
         if self._node is not None and (self._scene is None or not self._scene.IsNodePresent(self._node)):
             self._select(None)
@@ -1080,7 +1054,7 @@ class qMRMLRangeWidget(ctkRangeWidget):  # noqa: N801
 QT_CLASSES = {cls.__name__: cls for cls in (
     QObject, QWidget, QLabel, QPushButton, QToolButton, QCheckBox, QComboBox, QSpinBox, QDoubleSpinBox, QSlider,
     QLineEdit, QPlainTextEdit, QTextEdit, QProgressBar, QTableWidget, QTableWidgetItem, QAbstractItemView, QLayout,
-    QVBoxLayout, QHBoxLayout, QGridLayout, QFormLayout, QTimer, QFileDialog, QMessageBox, QSettings, QIcon, QColor,
+    QVBoxLayout, QHBoxLayout, QFormLayout, QTimer, QFileDialog, QMessageBox, QSettings, QIcon, QColor,
     Qt, QFile, QCursor, QApplication)}
 CTK_CLASSES = {cls.__name__: cls for cls in (
     ctkCollapsibleButton, ctkCheckBox, ctkComboBox, ctkCheckablePushButton, ctkMenuButton, ctkDoubleSpinBox,

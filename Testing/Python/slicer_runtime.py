@@ -209,14 +209,13 @@ _LOADED: dict[str, types.ModuleType] = {}
 _STOOD_IN: dict[str, types.ModuleType] = {}
 
 
-def _execute(name: str, path: Path, package: Path | None = None) -> types.ModuleType:
+def _execute(name: str, path: Path, package: Path | None = None) -> None:
     """Execute one of Slicer's files as module ``name`` (registered in ``sys.modules`` first, as imports do)."""
     spec = importlib.util.spec_from_file_location(
         name, path, submodule_search_locations=[str(package)] if package is not None else None)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return module
 
 
 def _slicer_python(monkeypatch: Any, slicer: Any) -> dict[str, types.ModuleType]:
@@ -224,21 +223,24 @@ def _slicer_python(monkeypatch: Any, slicer: Any) -> dict[str, types.ModuleType]
     in ``sys.modules`` (and on the ``slicer`` package) for one test."""
     root = require_slicer_python()
     if not _LOADED:
-        saved = {name: sys.modules.get(name) for name in ("slicer.util",)}
+        before, loaded = dict(sys.modules), False
         try:
-            _LOADED["slicer.util"] = _execute("slicer.util", root / "slicer" / "util.py")
+            _execute("slicer.util", root / "slicer" / "util.py")
             wrapper = root / "slicer" / "parameterNodeWrapper"
-            _LOADED["slicer.parameterNodeWrapper"] = _execute("slicer.parameterNodeWrapper", wrapper / "__init__.py",
-                                                              package=wrapper)
-            _LOADED.update({name: module for name, module in sys.modules.items()
-                            if name.startswith("slicer.parameterNodeWrapper.")})
-            _LOADED["slicer.ScriptedLoadableModule"] = _execute("slicer.ScriptedLoadableModule",
-                                                                root / "slicer" / "ScriptedLoadableModule.py")
-            _LOADED["SampleData"] = _execute("SampleData", root / "SampleData.py")
-        finally:
-            for name, module in saved.items():  # restored below, per test, by monkeypatch
-                if module is not None:
-                    sys.modules[name] = module
+            _execute("slicer.parameterNodeWrapper", wrapper / "__init__.py", package=wrapper)
+            _execute("slicer.ScriptedLoadableModule", root / "slicer" / "ScriptedLoadableModule.py")
+            _execute("SampleData", root / "SampleData.py")
+            loaded = True
+        finally:  # every test gets them through monkeypatch: outside the tests, sys.modules is as it was
+            ours = {name: module for name, module in sys.modules.items()
+                    if (name.startswith("slicer.") or name == "SampleData") and before.get(name) is not module}
+            for name in ours:
+                if name in before:
+                    sys.modules[name] = before[name]
+                else:
+                    del sys.modules[name]
+        if loaded:
+            _LOADED.update(ours)
     for name, module in _LOADED.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(slicer, "util", _LOADED["slicer.util"])

@@ -21,10 +21,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ChannelMappingError, DuplicateChannelError, InvalidImageError, NoCasesError
+from .errors import ChannelMappingError, DuplicateChannelError, InvalidImageError, NoCasesError, UnlabelledCasesError
 from .modalities import Modality, guess_modality, resolve_modality
 
-__all__ = ["CaseSpec", "find_cases"]
+__all__ = ["CaseSpec", "find_annotated_cases", "find_cases"]
 
 _IMAGE_SUFFIX = re.compile(r"\.(nii\.gz|nii|nrrd|mha)$", re.IGNORECASE)
 _LABEL_NAMES = {"label", "labels", "seg", "segmentation", "mask_lesion", "lesion", "gt", "groundtruth"}
@@ -37,6 +37,22 @@ class CaseSpec:
     label: Path | None = None
     disease: str | None = None
     skipped: list[str] = field(default_factory=list)
+
+
+def find_annotated_cases(source: str | os.PathLike) -> list[CaseSpec]:
+    """The cases of :func:`find_cases`, every one with a label (what an episode or a federated site trains on).
+
+    Raises:
+        UnlabelledCasesError: some cases have no label (named, with the fix); and as :func:`find_cases`.
+    """
+    specs = find_cases(source)
+    unlabelled = [s.name for s in specs if s.label is None]
+    if unlabelled:
+        raise UnlabelledCasesError(
+            f"{len(unlabelled)} of {len(specs)} case(s) in {source} have no label ({', '.join(unlabelled[:5])}); "
+            "training learns only from annotated cases. Add a label file (label.nii.gz) or a 'label' column, or "
+            "remove those cases.")
+    return specs
 
 
 def find_cases(source: str | os.PathLike) -> list[CaseSpec]:

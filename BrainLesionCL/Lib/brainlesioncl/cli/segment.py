@@ -138,6 +138,7 @@ def route_description(result, segmenter) -> str:
     """Which experts produced the result, in words: the disease given, the one ``auto`` chose, the mix it used when
     unsure, or the tumour experts standing in for a metastasis model that is not installed."""
     from ..modalities import Disease, resolve_disease
+    from ..models import ModelKind
 
     routing = result.routing
     if routing is not None and not routing.confident:
@@ -146,9 +147,8 @@ def route_description(result, segmenter) -> str:
     if routing is not None:
         return f"auto: {routing.disease}"
     tag = resolve_disease(result.disease)
-    slots = getattr(getattr(segmenter, "metadata", None), "disease_slots", None) or []
-    if tag is Disease.METASTASIS and "metastasis" not in slots and \
-            type(segmenter).__name__ != "MetastasisPipeline":
+    if tag is Disease.METASTASIS and segmenter.metadata.kind is not ModelKind.METASTASIS_TWO_STAGE and \
+            "metastasis" not in segmenter.metadata.disease_slots:
         return "metastasis, on the tumour experts (no two-stage metastasis model is installed)"
     if tag is Disease.UNKNOWN:
         return "unknown: an even mix of every disease routing"

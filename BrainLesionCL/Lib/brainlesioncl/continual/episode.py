@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DiseaseNotSupportedError, InvalidImageError, SettingsError, UnlabelledCasesError
+from ..errors import DiseaseNotSupportedError, InvalidImageError, SettingsError
 from ..evaluation.segmentation import case_metrics
 from ..inference.predictor import select_device
 from ..modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS, Disease, disease_context, resolve_disease
@@ -136,16 +136,10 @@ def load_episode_cases(
     Raises:
         InvalidImageError: a case has no label, or names another disease than the episode's.
     """
-    from ..cases import find_cases
+    from ..cases import find_annotated_cases
 
     tag = resolve_disease(disease)
-    specs = find_cases(source)
-    unlabelled = [s.name for s in specs if s.label is None]
-    if unlabelled:
-        raise UnlabelledCasesError(
-            f"{len(unlabelled)} case(s) have no label ({', '.join(unlabelled[:5])}); an episode learns only from "
-            "annotated cases. Add a label file (label.nii.gz) or a 'label' column, or remove those cases."
-        )
+    specs = find_annotated_cases(source)
     other = [s.name for s in specs if s.disease and resolve_disease(s.disease) is not tag]
     if other:
         raise InvalidImageError(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedAvgM, FedProx
 
@@ -40,16 +41,10 @@ from .site_errors import error_code, parse_public_reason, public_reason
 
 __all__ = ["SITE_CONFIG_KEYS", "SequentialGrid", "build_client_app", "build_server_app", "run_federation"]
 
-#: Flower's error code for a ClientApp that raised (``flwr.common.constant.ErrorCode``).
-CLIENT_APP_RAISED_EXCEPTION = 2
-
 #: What a site's ``node-config`` may hold: its cases (folder, CSV or JSON manifest), its model registry, its label in
 #: the server's log (optional; sites are otherwise numbered), the preparation mode, label mapping and device, and an
 #: audit folder that keeps a copy of every reply the site sends, and a status file rewritten after every reply.
 SITE_CONFIG_KEYS = ("cases", "registry", "label", "prepare", "label-mapping", "device", "audit", "status")
-#: The node id Flower gives the SuperLink itself (the sender of the error replies it makes for a site that is gone).
-SUPERLINK_NODE_ID = 1
-
 logger = logging.getLogger(__name__)
 
 
@@ -125,7 +120,8 @@ def _flower_strategy(server: FederatedServer, offset: int) -> Any:
                 if reply.has_error():
                     parsed = parse_public_reason(reply.error.reason or "")
                     if node == SUPERLINK_NODE_ID or parsed is None:
-                        continue  # the SuperLink's own error for a site that is gone: counted below, by node
+                        continue  # the SuperLink's own error for a site that is gone (it sends those as node 1):
+                        # counted below, by node
                     answered.add(node)
                     failures.append(f"{self._node_name(node, parsed[0])}: {parsed[1]}")
                     continue
@@ -275,36 +271,40 @@ def build_client_app(open_site: Callable[[Context, FederationSettings], Federate
             records["arrays"] = ArrayRecord(dict(state))
         return Message(RecordDict(records), reply_to=message)
 
-    def refusal(message: Message, context: Context, error: Exception) -> Message:
-        """A failed step: one line with the details in this site's log, and only an allow-listed code sent."""
-        label = str(context.node_config.get("label") or "") or None
-        code = error_code(error)
-        round_number = dict(message.content["config"]).get("round", "?") if "config" in message.content else "?"
-        logger.error("site %s, round %s: %s (sent to the server as '%s')", label or "(unnamed)", round_number, error,
-                     code)
-        return Message(Error(code=CLIENT_APP_RAISED_EXCEPTION, reason=public_reason(label, code)),
-                       reply_to=message)
+    def guarded(step: Callable[[Message, Context], Message]) -> Callable[[Message, Context], Message]:
+        """A step whose failure is one line with the details in this site's log and a reply carrying only an
+        allow-listed code (:mod:`.site_errors`), never the error's own text."""
+
+        def run(message: Message, context: Context) -> Message:
+            try:
+                return step(message, context)
+            except Exception as error:  # noqa: BLE001 - every failure becomes a code; the details stay here
+                label = str(context.node_config.get("label") or "") or None
+                code = error_code(error)
+                config = dict(message.content["config"]) if "config" in message.content else {}
+                logger.error("site %s, round %s: %s (sent to the server as '%s')", label or "(unnamed)",
+                             config.get("round", "?"), error, code)
+                return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=public_reason(label, code)),
+                               reply_to=message)
+
+        return run
 
     @app.train()
+    @guarded
     def train(message: Message, context: Context) -> Message:
-        try:
-            site, config = site_for(message, context)
-            arrays = message.content.array_records["arrays"]
-            state, metrics = site.train_round(arrays.to_torch_state_dict(), int(config["round"]),
-                                              learning_rate=float(config["learning-rate"]),
-                                              proximal_mu=float(config.get("proximal-mu", 0.0)))
-            return reply(message, site, config, metrics, state)
-        except Exception as error:  # noqa: BLE001 - every failure becomes a code; the details stay here
-            return refusal(message, context, error)
+        site, config = site_for(message, context)
+        arrays = message.content.array_records["arrays"]
+        state, metrics = site.train_round(arrays.to_torch_state_dict(), int(config["round"]),
+                                          learning_rate=float(config["learning-rate"]),
+                                          proximal_mu=float(config.get("proximal-mu", 0.0)))
+        return reply(message, site, config, metrics, state)
 
     @app.evaluate()
+    @guarded
     def evaluate(message: Message, context: Context) -> Message:
-        try:
-            site, config = site_for(message, context)
-            metrics = site.evaluate(message.content.array_records["arrays"].to_torch_state_dict())
-            return reply(message, site, config, metrics)
-        except Exception as error:  # noqa: BLE001 - as in train
-            return refusal(message, context, error)
+        site, config = site_for(message, context)
+        metrics = site.evaluate(message.content.array_records["arrays"].to_torch_state_dict())
+        return reply(message, site, config, metrics)
 
     return app
 
@@ -364,6 +364,6 @@ class SequentialGrid(Grid):
         try:
             answer = self.client_app(message, self.contexts[node])
         except Exception:  # a ClientApp that crashed outright: the reply Flower's SuperNode would send
-            answer = Message(Error(code=CLIENT_APP_RAISED_EXCEPTION, reason="the ClientApp crashed"),
+            answer = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason="the ClientApp crashed"),
                              reply_to=message)
         return answer

@@ -213,15 +213,10 @@ def check_site_cases(source: str | os.PathLike) -> int:
     """
     import SimpleITK as sitk
 
-    from ..cases import find_cases
-    from ..errors import InvalidImageError, UnlabelledCasesError
+    from ..cases import find_annotated_cases
+    from ..errors import InvalidImageError
 
-    specs = find_cases(source)
-    unlabelled = [spec.name for spec in specs if spec.label is None]
-    if unlabelled:
-        raise UnlabelledCasesError(
-            f"{len(unlabelled)} of {len(specs)} case(s) in {source} have no label ({', '.join(unlabelled[:5])}): a "
-            "site trains on annotated cases only. Add label.nii.gz (or a 'label' column), or remove those cases.")
+    specs = find_annotated_cases(source)
     for spec in specs:
         for what, path in [*((m.value, p) for m, p in spec.images.items()), ("label", spec.label)]:
             reader = sitk.ImageFileReader()

@@ -111,11 +111,6 @@ def quality_lines(qc: Mapping) -> list[str]:
     return out + [f"warning: {w}" for w in qc.get("warnings", [])]
 
 
-def plausibility_lines(qc: Mapping) -> list[str]:
-    """The result's plausibility warnings (``qc["plausibility"]``, :mod:`brainlesioncl.plausibility`) as sentences."""
-    return [f"warning: {w['message']}" for w in qc.get("plausibility", [])]
-
-
 #: Above this, what is not background is a whole head (scalp, skull, neck), not a brain.
 MAX_BRAIN_EXTRACTED_ML = 2300.0
 #: Background values within this fraction of the 99th percentile count as the background value.
