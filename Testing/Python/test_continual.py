@@ -149,6 +149,35 @@ def test_old_routes_see_channels_the_episode_lacks_only_when_filled(fill_missing
         make_strategy("ours", fill_missing=1.5)
 
 
+def test_old_route_pass_runs_on_a_random_sub_crop_of_the_whole_old_route_input() -> None:
+    """The old-route pass (student and teacher) sees a ``old_route_crop`` cube of the sample, cut from the same
+    place in every sample of the batch and from a different place at each step; 0 keeps the whole crop."""
+    from brainlesioncl.models import MoEUNet, MoEUNetConfig
+
+    torch.manual_seed(0)
+    teacher = MoEUNet(MoEUNetConfig(channels=TINY_CHANNELS))
+    x = torch.zeros(2, 6, 48, 48, 48)
+    x[:, 0] = torch.arange(48**3, dtype=torch.float32).reshape(48, 48, 48)  # a voxel's value tells where it is
+    context = torch.zeros(2, 10)
+    context[:, 0], context[:, 7] = 1.0, 1.0
+    rule = make_strategy("ours", fill_missing=0.0, alpha=0.0, old_route_crop=32)
+    rule.begin(_setup(teacher, teacher))
+    corners = set()
+    for _ in range(12):
+        old_x, _ = rule._old_route_batch(x, context)
+        assert old_x.shape == (2, 6, 32, 32, 32)
+        first = int(old_x[0, 0, 0, 0, 0])
+        z, y, w = first // 48**2, first // 48 % 48, first % 48
+        assert torch.equal(old_x[:, 0], x[:, 0, z:z + 32, y:y + 32, w:w + 32])
+        corners.add((z, y, w))
+    assert len(corners) > 6
+    whole = make_strategy("ours", fill_missing=0.0, alpha=0.0, old_route_crop=0)
+    whole.begin(_setup(teacher, teacher))
+    assert torch.equal(whole._old_route_batch(x, context)[0][:, 0], x[:, 0])
+    with pytest.raises(SettingsError, match="old_route_crop"):
+        make_strategy("ours", old_route_crop=40)
+
+
 # -- episodes --------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["naive", "lwf", "ewc", "si", "braincl-dd", "ours"])

@@ -195,3 +195,24 @@ def test_cuda_forward_matches_cpu() -> None:
         cpu = model(x, ctx)
         gpu = model.cuda()(x.cuda(), ctx.cuda()).cpu()
     assert torch.allclose(cpu, gpu, atol=1e-3)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.123456789])
+def test_dropout_mask_has_dropouts_distribution_and_scaling(p: float) -> None:
+    """The cheaper CPU mask keeps each value with probability 1 - p (for p = k/n exactly; other p use F.dropout),
+    scales kept values by 1 / (1 - p) as F.dropout does, lets gradients through only where it keeps, and does
+    nothing outside training."""
+    from brainlesioncl.models.blocks import Dropout, dropout
+
+    torch.manual_seed(0)
+    x = torch.rand(400_000) + 0.5
+    x.requires_grad_(True)
+    y = dropout(x, p, training=True)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - (1 - p)) < 0.005
+    assert torch.allclose(y[kept], x[kept] / (1 - p))
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)
+    assert dropout(x, p, training=False) is x
+    module = Dropout(p).eval()
+    assert module(x) is x and not list(module.parameters())

@@ -61,3 +61,35 @@ def test_manifests_find_every_training_case_with_its_label(tmp_path) -> None:
         cases = find_cases(real_sequence.write_manifest(dataset, tmp_path / f"{name}.json", data))
         assert len(cases) == len(dataset["train"]) and all(c.label is not None for c in cases)
         assert {c.disease for c in cases} == {dataset["disease"]}
+
+
+def test_cross_validation_scores_every_case_once_and_keeps_a_patient_in_one_fold(tmp_path) -> None:
+    """The folds of benchmarks/real_crossval.json, dealt on a stand-in data folder with the same case names: each
+    labelled case is evaluated by exactly one fold and trained by every other; no fold trains on a case it scores;
+    the two scans of one patient always share a fold; the final run trains on everything and scores nothing."""
+    crossval = _load_benchmark("real_crossval")
+    config = json.loads(crossval.CONFIG.read_text(encoding="utf-8"))
+    groups = config["same_patient"]["groups"]
+    names = {case for group in groups for case in group}
+    names |= {f"{source}/case{i}" for dataset in config["datasets"].values() for source in dataset["sources"]
+              for i in range(4)}
+    for case in names:
+        (tmp_path / case).mkdir(parents=True, exist_ok=True)
+        (tmp_path / case / "label.nii.gz").write_bytes(b"")
+    (tmp_path / "glioma_brats2018_deepbrainseg" / "unlabelled").mkdir()
+    evaluated_by: dict[str, list[int]] = {}
+    for fold in range(config["folds"]):
+        split = crossval.fold_split(config, fold, tmp_path)
+        for dataset in split["datasets"].values():
+            train, evaluate = set(dataset["train"]), set(dataset.get("evaluate", []))
+            assert not train & evaluate
+            for case in evaluate:
+                evaluated_by.setdefault(case, []).append(fold)
+            for group in groups:
+                assert not (set(group) & train and set(group) & evaluate), group
+    assert set(evaluated_by) == names and all(len(folds) == 1 for folds in evaluated_by.values())
+    for group in groups:
+        assert len({evaluated_by[case][0] for case in group}) == 1
+    final = crossval.fold_split(config, None, tmp_path)
+    assert {case for d in final["datasets"].values() for case in d["train"]} == names
+    assert not any("evaluate" in d for d in final["datasets"].values())

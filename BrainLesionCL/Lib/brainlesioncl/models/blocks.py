@@ -9,6 +9,8 @@ with ``strict=True``.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,31 @@ def check_spatial_size(shape) -> None:
 _DROPOUT = 0.2
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout`` with the same distribution, cheaper on the CPU when ``p`` is a fraction k/n with n < 256.
+
+    Why: drawing PyTorch's float Bernoulli mask was 11 % of a training step of the MoE U-Net on a 2-core CPU (the
+    experts' dropout masks are four times the layer's width). Drawing small integers uniform in [0, n) and dropping
+    those below k gives exactly the same keep probability 1 - k/n at about a third of the cost; kept values are
+    scaled by 1 / (1 - p) as ``F.dropout`` does. Other devices and other ``p`` use ``F.dropout``.
+    """
+    if not training or p <= 0.0:
+        return x
+    ratio = Fraction(p).limit_denominator(255)
+    if x.device.type != "cpu" or float(ratio) != p or p >= 1.0:
+        return F.dropout(x, p=p, training=True)
+    draws = torch.empty(x.shape, dtype=torch.uint8, device=x.device).random_(0, ratio.denominator)
+    scale = (draws >= ratio.numerator).to(x.dtype).mul_(1.0 / (1.0 - p))
+    return x * scale
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` drawing its mask with :func:`dropout` (no parameters: state dicts are unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
 class ConvBlock(nn.Sequential):
     """MONAI's ``Convolution(spatial_dims=3, kernel_size=3, act="PRELU", norm="INSTANCE", adn_ordering="NDA")``:
     ``conv`` (Conv3d, kernel 3, padding 1, bias), then ``adn`` = ``N`` InstanceNorm3d(affine=False) -> ``D`` Dropout
@@ -49,7 +76,7 @@ class ConvBlock(nn.Sequential):
         if not conv_only:
             adn = nn.Sequential()
             adn.add_module("N", nn.InstanceNorm3d(out_channels))
-            adn.add_module("D", nn.Dropout(dropout))
+            adn.add_module("D", Dropout(dropout))
             adn.add_module("A", nn.PReLU())
             self.add_module("adn", adn)
 
@@ -137,8 +164,7 @@ class MoEConvolution(nn.Module):
         y = F.conv3d(x, weight, bias, stride=1, padding=convs[0].padding)
         # InstanceNorm without affine is per channel, so normalising the concatenation equals normalising each expert.
         y = F.instance_norm(y)
-        if self.training and self.dropout > 0:
-            y = F.dropout(y, p=self.dropout, training=True)
+        y = dropout(y, self.dropout, self.training)
         num_experts = len(convs)
         b, _, *spatial = y.shape
         y = y.view(b, num_experts, -1, *spatial)
