@@ -10,8 +10,9 @@ learns or keeps less shows at once.
 The episode: MS on the split's training case, from the phantom model ``braincl-demo-v2`` (MS is where an episode
 moves the most, 0.19 -> 0.31 on the held-out MS case; old routes: tumour, stroke, WMH).
 
-A second table isolates the cheaper dropout mask (``brainlesioncl.models.blocks.dropout``): the student's forward and
-backward on one batch, alternating PyTorch's ``F.dropout`` and the project's, in this process.
+Steps per minute of whole episodes depend on what else the machine runs, so a second table times one optimiser step
+of each setting alternately in one process (the before/after speed-up that load cannot bias), "before" also with
+PyTorch's dropout mask, which the project's cheaper mask (``brainlesioncl.models.blocks.dropout``) replaced.
 
 Usage (from the repository root; ``../shared/data`` beside the project)::
 
@@ -47,32 +48,57 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def dropout_comparison(repeats: int = 4, crop: int = 64, batch: int = 2) -> dict[str, float]:
-    """Seconds of one training forward and backward of the shipped architecture with each dropout mask (the median
-    of ``repeats`` alternating runs, so machine load falls on both alike)."""
+def step_comparison(parent: str, repeats: int = 5, crop: int = 64, batch: int = 2) -> dict[str, float]:
+    """Median seconds of one whole ``ours`` optimiser step (student forward and backward, the teacher's passes, the
+    old-route pass, the distillation and gate terms, Adam) of the shipped architecture before and after, alternated
+    in this process so that machine load falls on both alike. "Before" is the old-route pass on the whole crop with
+    PyTorch's dropout mask; "after" is the product's default with the project's mask."""
     import time
 
     import torch
 
+    from brainlesioncl.continual import make_strategy
+    from brainlesioncl.continual.strategies.base import EpisodeSetup
+    from brainlesioncl.modalities import BRAINCL_DISEASE_SLOTS, disease_context
     from brainlesioncl.models import blocks
-    from brainlesioncl.models.moe_unet import MoEUNet, MoEUNetConfig
+    from brainlesioncl.registry import ModelRegistry
+    from brainlesioncl.training import TrainConfig, segmentation_loss
 
-    config = MoEUNetConfig(channels=(8, 16, 32, 64, 128))
-    network = MoEUNet(config).train()
-    x, context = torch.randn(batch, 6, crop, crop, crop), torch.rand(batch, config.context_dim)
-    project = blocks.dropout
-    masks = {"torch F.dropout": lambda t, p, training: torch.nn.functional.dropout(t, p, training),
-             "blocks.dropout": project}
-    seconds: dict[str, list[float]] = {name: [] for name in masks}
+    bundle = ModelRegistry().get(parent)
+    slots = [d.value for d in BRAINCL_DISEASE_SLOTS]
+    teacher, student = bundle.build(), bundle.build().train()
+    optimiser = torch.optim.Adam(student.parameters(), lr=5e-4)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 6, crop, crop, crop, generator=generator)
+    y = (torch.rand(batch, 1, crop, crop, crop, generator=generator) > 0.9).long()
+    context = torch.tensor([[0.0, 1.0, 0.0, 1.0, 1.0, 1.0, *disease_context("MS", slots)]] * batch)
+    project_mask = blocks.dropout
+    settings = {
+        "before: whole-crop old-route pass, PyTorch dropout": (
+            {"old_route_crop": 0}, lambda t, p, training: torch.nn.functional.dropout(t, p, training)),
+        "after: 32^3 old-route sub-crop, project dropout": ({}, project_mask),
+    }
+    rules = {}
+    for name, (options, _mask) in settings.items():
+        rules[name] = make_strategy("ours", alpha=5e-6, **options)
+        rules[name].begin(EpisodeSetup(network=student, teacher=teacher, cases=[], disease="MS", disease_slots=slots,
+                                       channel_count=6, seen_diseases=["tumour", "stroke", "WMH"],
+                                       config=TrainConfig(), device=torch.device("cpu")))
+    loss_fn = segmentation_loss()
+    seconds: dict[str, list[float]] = {name: [] for name in settings}
     try:
         for _ in range(repeats + 1):
-            for name, mask in masks.items():
+            for name, (_options, mask) in settings.items():
                 blocks.dropout = mask  # type: ignore[assignment]
                 start = time.perf_counter()
-                network(x, context).float().mean().backward()
+                optimiser.zero_grad(set_to_none=True)
+                logits, features = student(x, context, give_feature=True)
+                loss = loss_fn(logits.float(), y) + rules[name].loss(student, x, context, logits, features)
+                loss.backward()
+                optimiser.step()
                 seconds[name].append(time.perf_counter() - start)
     finally:
-        blocks.dropout = project
+        blocks.dropout = project_mask
     return {name: float(np.median(values[1:])) for name, values in seconds.items()}  # the first run warms up
 
 
@@ -131,15 +157,15 @@ def main() -> int:
     for run in runs:
         print(f"  seed {run['seed']} {run['setting']}: {run['steps_per_minute']:.1f} steps/min, "
               + ", ".join(f"{d} {run['dice'][d]:.3f}" for d in datasets))
-    masks = dropout_comparison()
-    baseline = masks["torch F.dropout"]
-    print(f"\nforward + backward of {args.batch_size} x 64^3, median seconds\n\n| dropout mask | seconds | ratio |"
-          "\n|---|---:|---:|")
-    for name, seconds in masks.items():
+    steps = step_comparison(args.parent)
+    baseline = next(iter(steps.values()))
+    print("\none ours step of 2 x 64^3 (median of alternated runs in one process)\n\n"
+          "| step | seconds | speed-up |\n|---|---:|---:|")
+    for name, seconds in steps.items():
         print(f"| {name} | {seconds:.2f} | {baseline / seconds:.2f}x |")
     if args.json:
         args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                         "runs": runs, "dropout_seconds": masks}, indent=2) + "\n", encoding="utf-8")
+                                         "runs": runs, "step_seconds": steps}, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

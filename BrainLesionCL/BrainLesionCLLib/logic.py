@@ -44,7 +44,7 @@ from brainlesioncl.registry import ModelRegistry
 
 from .mrml_io import label_into_segment, segment_to_image, transform_problem, volume_to_image
 from .process import EngineJob, EngineProcess, EngineWorker
-from .terminology import BRAIN_STYLE, METASTASIS_CLASSES, load_terminology, style_for
+from .terminology import BRAIN_STYLE, classes_for, load_terminology, style_for
 
 __all__ = ["BrainLesionCLLogic", "ModalityStudyOutcome", "SegmentOutcome", "PROBABILITY_ROLE", "ROLE_ATTRIBUTE"]
 
@@ -409,9 +409,9 @@ class BrainLesionCLLogic:
         # import places it in the segmentation's frame (a later move would shift it by the transform).
         segmentation.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
         values = set(np.unique(sitk.GetArrayViewFromImage(label)).tolist()) - {0}
-        if values - {1}:  # a multi-class result (the two-stage metastasis model): one named segment per class
+        if values - {1}:  # a multi-class result (metastasis classes, tumour sub-regions): one segment per class
             segment_ids = []
-            for value, style in METASTASIS_CLASSES:
+            for value, style in classes_for(disease):
                 binary = sitk.Cast(label == value, sitk.sitkUInt8)
                 segment_ids.append(label_into_segment(binary, reference, segmentation, name=style.name,
                                                       color=style.color, terminology=style.terminology))

@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BRAIN_STYLE", "CONTEXT_NAME", "METASTASIS_CLASSES", "TERMINOLOGY_FILE", "SegmentStyle", "load_terminology",
-           "style_for"]
+__all__ = ["BRAIN_STYLE", "CONTEXT_NAME", "METASTASIS_CLASSES", "TERMINOLOGY_FILE", "TUMOUR_SUBREGION_CLASSES",
+           "SegmentStyle", "classes_for", "load_terminology", "style_for"]
 
 TERMINOLOGY_FILE = Path(__file__).resolve().parents[1] / "Resources" / "Terminology" / "BrainLesionCL.term.json"
 CONTEXT_NAME = json.loads(TERMINOLOGY_FILE.read_text(encoding="utf-8"))["SegmentationCategoryTypeContextName"]
@@ -87,3 +87,18 @@ METASTASIS_CLASSES: list[tuple[int, SegmentStyle]] = [
     (1, SegmentStyle("Necrotic core", (0.55, 0.27, 0.07), "SCT^6574001^Necrosis")),
     (2, SegmentStyle("Oedema", (0.45, 0.80, 0.95), "SCT^79654002^Edema")),
 ]
+
+#: A glioma split into its sub-regions (brainlesioncl.subregions: 3 enhancing, 1 necrotic/non-enhancing core,
+#: 2 oedema), in the order a neuro-oncologist reads them.
+TUMOUR_SUBREGION_CLASSES: list[tuple[int, SegmentStyle]] = [
+    (3, SegmentStyle("Enhancing tumour", (0.86, 0.24, 0.20), "SCT^108369006^Neoplasm")),
+    (1, SegmentStyle("Necrotic / non-enhancing core", (0.55, 0.27, 0.07), "SCT^6574001^Necrosis")),
+    (2, SegmentStyle("Oedema", (0.45, 0.80, 0.95), "SCT^79654002^Edema")),
+]
+
+
+def classes_for(disease: str) -> list[tuple[int, SegmentStyle]]:
+    """The segments of a multi-class result: the metastasis classes, or a tumour's sub-regions."""
+    from brainlesioncl.modalities import Disease, resolve_disease
+
+    return METASTASIS_CLASSES if resolve_disease(disease) is Disease.METASTASIS else TUMOUR_SUBREGION_CLASSES

@@ -399,7 +399,14 @@ def test_snapshot_png_shows_the_lesion_where_it_is(slicer_core, mrml_scene, regi
     assert mrml_scene.GetFirstNodeByName("__snapshot_labels") is None  # temporary nodes removed
 
 
-def test_metastasis_result_becomes_three_named_segments(slicer_core, mrml_scene, registry, tiny_version) -> None:
+@pytest.mark.parametrize(("disease", "names"), [
+    ("metastasis", ["Enhancing metastasis", "Necrotic core", "Oedema"]),
+    ("tumour", ["Enhancing tumour", "Necrotic / non-enhancing core", "Oedema"]),
+])
+def test_a_multi_class_result_becomes_three_named_segments(slicer_core, mrml_scene, registry, tiny_version,
+                                                            disease: str, names: list[str]) -> None:
+    """The metastasis classes and a glioma's sub-regions (labels 1 core, 2 oedema, 3 enhancing) each become a named
+    segment, the enhancing one first."""
     from BrainLesionCLLib import BrainLesionCLLogic
 
     from brainlesioncl.inference.segmenter import SegmentationResult
@@ -408,7 +415,7 @@ def test_metastasis_result_becomes_three_named_segments(slicer_core, mrml_scene,
     grid = make_grid((40, 40, 32), (2.0, 2.0, 2.0), origin=(-40.0, -40.0, -32.0))
     flair = _node_from_image(slicer, sphere_case(grid), "flair")
 
-    class TwoStageStub:  # returns a BraTS-METS label map: oedema around a core around enhancing tissue
+    class MultiClassStub:  # returns a BraTS label map: oedema around a core around enhancing tissue
         def segment(self, images, disease, **kwargs):
             reference = next(iter(images.values()))
             array = np.zeros(sitk.GetArrayViewFromImage(reference).shape, np.uint8)
@@ -417,14 +424,13 @@ def test_metastasis_result_becomes_three_named_segments(slicer_core, mrml_scene,
             array[14:16, 18:22, 18:22] = 3
             label = sitk.GetImageFromArray(array)
             label.CopyInformation(reference)
-            return SegmentationResult(label, sitk.Cast(label > 0, sitk.sitkFloat32), "met-v1", "metastasis", ["FLAIR"],
+            return SegmentationResult(label, sitk.Cast(label > 0, sitk.sitkFloat32), "m-v1", disease, ["FLAIR"],
                                       [], 1.0, 1)
 
-    logic = BrainLesionCLLogic(registry=registry, segmenterFactory=lambda *_: TwoStageStub())
-    outcome = logic.segment({"FLAIR": flair}, disease="metastasis")
+    logic = BrainLesionCLLogic(registry=registry, segmenterFactory=lambda *_: MultiClassStub())
+    outcome = logic.segment({"FLAIR": flair}, disease=disease)
     segmentation = outcome.segmentationNode.GetSegmentation()
-    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
-    assert names == ["Enhancing metastasis", "Necrotic core", "Oedema"]
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == names
     enhancing = slicer.util.arrayFromSegmentBinaryLabelmap(outcome.segmentationNode, outcome.segmentId, flair)
     assert enhancing.sum() == 2 * 4 * 4
 

@@ -451,14 +451,21 @@ def test_terminology_codes_exist_in_the_shipped_context() -> None:
     """Defect 14: the codes were tagged with Slicer's General Anatomy context, which has none of them."""
     import json
 
-    from BrainLesionCLLib.terminology import _STYLES, BRAIN_STYLE, CONTEXT_NAME, METASTASIS_CLASSES, TERMINOLOGY_FILE
+    from BrainLesionCLLib.terminology import (
+        _STYLES,
+        BRAIN_STYLE,
+        CONTEXT_NAME,
+        METASTASIS_CLASSES,
+        TERMINOLOGY_FILE,
+        TUMOUR_SUBREGION_CLASSES,
+    )
 
     document = json.loads(TERMINOLOGY_FILE.read_text())
     assert document["SegmentationCategoryTypeContextName"] == CONTEXT_NAME == "BrainLesionCL brain lesions"
     types = {f"SCT^{c['CodeValue']}^{c['CodeMeaning']}": {f"{t['CodingSchemeDesignator']}^{t['CodeValue']}^"
                                                           f"{t['CodeMeaning']}" for t in c["Type"]}
              for c in document["SegmentationCodes"]["Category"]}
-    for style in [*_STYLES.values(), *(s for _v, s in METASTASIS_CLASSES), BRAIN_STYLE]:
+    for style in [*_STYLES.values(), *(s for _v, s in [*METASTASIS_CLASSES, *TUMOUR_SUBREGION_CLASSES]), BRAIN_STYLE]:
         fields = style.terminology.split("~")
         assert len(fields) == 7 and fields[0] == CONTEXT_NAME
         assert fields[2] in types[fields[1]]

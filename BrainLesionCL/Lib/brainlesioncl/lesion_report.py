@@ -38,6 +38,10 @@ class LesionRow:
     brightest_on: str | None = None
     #: Its contrast there: (lesion mean - brain median) / brain spread.
     brightest_contrast: float | None = None
+    #: For a tumour split into sub-regions (labels 1 core, 2 oedema, 3 enhancing; :mod:`brainlesioncl.subregions`):
+    #: the lesion's enhancing tumour (ET) and tumour core (TC) in mL; None for a one-class result.
+    enhancing_ml: float | None = None
+    core_ml: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,7 +77,8 @@ def _contrast_by_sequence(components: sitk.Image, sequences: Mapping[str, sitk.I
 def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None,
                 uncertainty: sitk.Image | None = None,
                 sequences: Mapping[str, sitk.Image] | None = None) -> list[LesionRow]:
-    """The lesions of a 0/1 labelmap, largest first (see the module docstring).
+    """The lesions of a labelmap, largest first (see the module docstring). A multi-class label (tumour sub-regions,
+    metastasis classes) gives each lesion's enhancing and core volumes too.
 
     Args:
         sequences: ``{name: image}`` on the label's grid (e.g. ``Preparation.reference_grid``)
@@ -93,6 +98,13 @@ def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None,
         unsure.Execute(sitk.Cast(uncertainty, sitk.sitkFloat32), components)
     voxel_ml = float(np.prod(label.GetSpacing())) / 1000.0
     contrast = _contrast_by_sequence(components, sequences, len(shapes.GetLabels())) if sequences else {}
+    classes = sitk.GetArrayViewFromImage(label)
+    parts: dict[str, np.ndarray] = {}
+    if classes.max(initial=0) > 1:
+        lesion_of = sitk.GetArrayViewFromImage(components)
+        count = len(shapes.GetLabels()) + 1
+        parts = {"enhancing_ml": np.bincount(lesion_of[classes == 3], minlength=count) * voxel_ml,
+                 "core_ml": np.bincount(lesion_of[np.isin(classes, (1, 3))], minlength=count) * voxel_ml}
     rows = []
     for value in sorted(shapes.GetLabels()):
         brightest = max(contrast, key=lambda name: contrast[name][value]) if contrast else None
@@ -109,6 +121,7 @@ def lesion_rows(label: sitk.Image, probability: sitk.Image | None = None,
             unsure=bool(unsure.GetMean(value) > UNSURE_LESION_BITS) if unsure is not None else None,
             brightest_on=brightest,
             brightest_contrast=round(float(contrast[brightest][value]), 2) if brightest is not None else None,
+            **{name: float(volumes[value]) for name, volumes in parts.items()},
         ))
     return rows
 
@@ -140,16 +153,20 @@ def write_lesion_report(rows: list[LesionRow], path, *, overwrite: bool = False,
         writer = csv.writer(buffer)
         writer.writerow(["lesion", "volume_ml", "largest_diameter_mm", "centroid_r", "centroid_a", "centroid_s",
                          "voxels", "mean_probability", "mean_uncertainty", "unsure", "brightest_on",
-                         "brightest_contrast"])
+                         "brightest_contrast", "enhancing_ml", "core_ml"])
         for r in rows:
             writer.writerow([r.index, f"{r.volume_ml:.4f}", f"{r.largest_diameter_mm:.2f}",
                              *(f"{v:.2f}" for v in r.centroid_ras), r.voxels,
                              "" if r.mean_probability is None else f"{r.mean_probability:.3f}",
                              "" if r.mean_uncertainty is None else f"{r.mean_uncertainty:.3f}",
                              "" if r.unsure is None else ("yes" if r.unsure else "no"), r.brightest_on or "",
-                             "" if r.brightest_contrast is None else f"{r.brightest_contrast:.2f}"])
+                             "" if r.brightest_contrast is None else f"{r.brightest_contrast:.2f}",
+                             *("" if v is None else f"{v:.4f}" for v in (r.enhancing_ml, r.core_ml))])
+        split = any(r.enhancing_ml is not None for r in rows)
         writer.writerow(["total", f"{total['volume_ml']:.4f}", "", "", "", "", sum(r.voxels for r in rows), "", "",
-                         sum(1 for r in rows if r.unsure)])
+                         sum(1 for r in rows if r.unsure), "", "",
+                         *((f"{sum(r.enhancing_ml or 0 for r in rows):.4f}", f"{sum(r.core_ml or 0 for r in rows):.4f}")
+                           if split else ("", ""))])
         for warning in warnings:
             writer.writerow(["warning", warning])
         text = buffer.getvalue()

@@ -120,6 +120,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         "channels": result.channels_used,
         "lesion_volume_ml": round(result.lesion_volume_ml, 3),
         "lesion_count": result.lesion_count,
+        "classes": {str(value): name for value, name in result.classes.items()},
         "unsure_lesions": sum(bool(r.unsure) for r in rows) if result.uncertainty is not None and rows else None,
         "warnings": [w.message for w in result.warnings],
         "seconds": round(time.perf_counter() - start, 2),
@@ -231,7 +232,20 @@ def _human_summary(summary: dict) -> str:
 
     quality = quality_lines(summary.get("quality") or {})
     return "\n".join([f"prepare: {line}" for line in quality] + [_result_line(summary)]
+                     + _subregion_lines((summary.get("quality") or {}).get("subregions"))
                      + [f"warning: {text}" for text in summary.get("warnings", [])])
+
+
+def _subregion_lines(subregions: dict | None) -> list[str]:
+    """The tumour sub-region volumes of a result (or why it has none), for the human summary."""
+    if not subregions:
+        return []
+    if not subregions.get("given"):
+        return [f"sub-regions: none ({subregions.get('why', 'not available')})"]
+    from ..subregions import REGION_NAMES
+
+    return ["sub-regions (labels 1 core, 2 oedema, 3 enhancing): " + ", ".join(
+        f"{REGION_NAMES[region]} ({region}) {subregions[f'{region}_ml']:.2f} mL" for region in ("ET", "TC", "WT"))]
 
 
 def _result_line(summary: dict) -> str:

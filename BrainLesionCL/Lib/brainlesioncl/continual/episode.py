@@ -41,6 +41,7 @@ from ..modalities import BRAINCL_CHANNEL_ORDER, BRAINCL_DISEASE_SLOTS, Disease, 
 from ..models import ModelKind, MoEUNet, MoEUNetConfig
 from ..preprocessing import PreprocessConfig
 from ..registry import ModelBundle, ModelMetadata, ModelRegistry, validate_model_name
+from ..subregions import COMPONENT as SUBREGION_COMPONENT
 from ..training.data import TrainingCase, load_training_case
 from ..training.trainer import JointBatchPlan, TrainConfig, distributed_state, train
 from .strategies import EpisodeSetup, Strategy, make_strategy
@@ -403,6 +404,11 @@ def write_episode_version(
     if stored_state:
         architecture[STRATEGY_STATE] = {"kind": "strategy_state", "strategy": plan.strategy.name}
         state_dicts[STRATEGY_STATE] = dict(stored_state)
+    if SUBREGION_COMPONENT in metadata_in.architecture and plan.parent_id is not None:
+        # The tumour sub-region network reads only the images, not the lesion network: it stays valid unchanged, so
+        # a site's episode keeps the sub-regions its parent gave.
+        architecture[SUBREGION_COMPONENT] = dict(metadata_in.architecture[SUBREGION_COMPONENT])
+        state_dicts[SUBREGION_COMPONENT] = plan.registry.get(plan.parent_id).state_dict(SUBREGION_COMPONENT)
     metadata = ModelMetadata(
         name=plan.name,
         kind=metadata_in.kind,

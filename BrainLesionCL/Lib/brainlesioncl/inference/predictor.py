@@ -214,7 +214,7 @@ class Predictor:
     Args:
         network: any module called as ``network(x, context)`` returning logits (B, K, X, Y, Z).
         activation: ``softmax`` (K >= 2 classes) or ``sigmoid``.
-        lesion_channel: which output channel is the lesion.
+        lesion_channel: which output channel is the lesion; ``None`` gives every class's probability (softmax).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         config: :class:`InferenceConfig`.
     """
@@ -224,7 +224,7 @@ class Predictor:
         network: nn.Module,
         *,
         activation: str = "softmax",
-        lesion_channel: int = 1,
+        lesion_channel: int | None = 1,
         device: str | torch.device | None = "auto",
         config: InferenceConfig | None = None,
     ) -> None:
@@ -238,6 +238,8 @@ class Predictor:
 
     def _probability(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
+        if self.lesion_channel is None:
+            return torch.softmax(logits, dim=1) if self.activation == "softmax" else torch.sigmoid(logits)
         if self.activation == "softmax" and logits.shape[1] == 2:
             # Two-class softmax = sigmoid of the logit difference: same values, half the work.
             other = 1 - self.lesion_channel
@@ -255,7 +257,8 @@ class Predictor:
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
     ) -> np.ndarray:
-        """Lesion probability (X, Y, Z), float32 in [0, 1]."""
+        """Lesion probability (X, Y, Z), float32 in [0, 1]; every class's, (K, X, Y, Z), when ``lesion_channel`` is
+        None."""
         if array.ndim != 4:
             raise ValueError(f"expected a (C, X, Y, Z) array, got shape {array.shape}")
         cfg = self.config

@@ -31,6 +31,9 @@ from ..preparation import Preparation, prepare_inputs
 from ..preprocessing.pipeline import PreparedCase, PreprocessConfig
 from ..registry.bundle import ModelBundle, ModelMetadata
 from ..registry.registry import ModelRegistry
+from ..subregions import CLASS_NAMES as SUBREGION_CLASSES
+from ..subregions import COMPONENT as SUBREGION_COMPONENT
+from ..subregions import SubregionModel, region_volumes, split_whole_tumour
 from .predictor import CancelCheck, InferenceConfig, InferenceMode, Predictor, ProgressCallback, build_context
 from .routing import DiseaseRouter, RoutingDecision, case_signature
 
@@ -65,6 +68,9 @@ class SegmentationResult:
     #: Why the result looks implausible (:mod:`brainlesioncl.plausibility`); empty when every check passed. Also in
     #: ``quality["plausibility"]``.
     warnings: list[PlausibilityWarning] = field(default_factory=list)
+    #: What each label value means: ``{1: "lesion"}``, or the tumour sub-regions / metastasis classes
+    #: (:data:`brainlesioncl.subregions.CLASS_NAMES`: 1 necrotic/non-enhancing core, 2 oedema, 3 enhancing).
+    classes: dict[int, str] = field(default_factory=lambda: {1: "lesion"})
 
     def write(
         self,
@@ -74,7 +80,8 @@ class SegmentationResult:
         uncertainty: str | os.PathLike | None = None,
         overwrite: bool = False,
     ) -> None:
-        """Write the labelmap (uint8: 0 background, 1 lesion) and optionally the probability map, all-or-nothing.
+        """Write the labelmap (uint8: 0 background, then :attr:`classes`) and optionally the probability map,
+        all-or-nothing.
 
         Every file is staged, read back and compared before any is put in place, so a bad path or a failed write
         (a full disk, say) of one leaves none of them behind.
@@ -130,6 +137,7 @@ class Segmenter:
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
         inference: :class:`InferenceConfig`; ``mode="reference"`` reproduces the published evaluation protocol.
         preprocessing: overrides the bundle's preprocessing settings.
+        subregions: the bundle's tumour sub-region network (:mod:`brainlesioncl.subregions`), if it has one.
     """
 
     def __init__(
@@ -140,6 +148,7 @@ class Segmenter:
         device: str = "auto",
         inference: InferenceConfig | None = None,
         preprocessing: PreprocessConfig | None = None,
+        subregions: nn.Module | None = None,
     ) -> None:
         if metadata.kind is ModelKind.METASTASIS_TWO_STAGE:
             raise ModelError("The two-stage metastasis model is served by its own pipeline, not by Segmenter.")
@@ -160,9 +169,14 @@ class Segmenter:
             device=device,
             config=self.inference,
         )
+        self.subregions = None if subregions is None else SubregionModel(
+            Predictor(subregions, activation="softmax", lesion_channel=None, device=device,
+                      config=self.inference).predict, metadata.channel_order)
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, **kwargs) -> Segmenter:
+        if SUBREGION_COMPONENT in bundle.metadata.architecture and "subregions" not in kwargs:
+            kwargs["subregions"] = bundle.build(SUBREGION_COMPONENT)
         return cls(bundle.build(), bundle.metadata, **kwargs)
 
     @classmethod
@@ -287,8 +301,13 @@ class Segmenter:
             label = remove_small_lesions(label, self.inference.min_lesion_mm3)
         volume_ml, count = label_statistics(label)
         timings["restore"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
         disease_used = routing.disease if routing is not None else tag.value
+        classes = {1: "lesion"}
+        if self.subregions is not None and disease_used == Disease.TUMOUR.value and count:
+            t0 = time.perf_counter()
+            label, classes = self._split_subregions(prepared, label, preparation.qc, report, cancel)
+            timings["subregions"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         warnings = plausibility_of(label, disease_used, preparation)
         timings["plausibility"] = time.perf_counter() - t0
         report(1.0, "done")
@@ -307,7 +326,26 @@ class Segmenter:
             uncertainty=uncertainty_image,
             routing=routing,
             warnings=warnings,
+            classes=classes,
         )
+
+    def _split_subregions(self, prepared: PreparedCase, whole_tumour: sitk.Image, quality: dict,
+                          report: ProgressCallback, cancel: CancelCheck | None) -> tuple[sitk.Image, dict[int, str]]:
+        """The whole tumour split into its sub-regions (:mod:`brainlesioncl.subregions`) when the exam has T1c; the
+        whole tumour unchanged otherwise. The region volumes, or why there are none, go to ``quality``."""
+        assert self.subregions is not None
+        if not self.subregions.can_split(prepared.present):
+            quality["subregions"] = {"given": False, "why": "tumour sub-regions need T1c (enhancement is read on "
+                                                            "post-contrast T1); only the whole tumour is given"}
+            return whole_tumour, {1: "lesion"}
+        report(0.92, "tumour sub-regions")
+        probabilities = self.subregions.class_probabilities(prepared.array, cancel=cancel)
+        if prepared.brain is not None:
+            probabilities = probabilities * prepared.brain[None]
+        label = split_whole_tumour([prepared.restore(p) for p in probabilities], whole_tumour)
+        quality["subregions"] = {"given": True, **{f"{region}_ml": round(volume, 3)
+                                                   for region, volume in region_volumes(label).items()}}
+        return label, dict(SUBREGION_CLASSES)
 
     def prepare(
         self,

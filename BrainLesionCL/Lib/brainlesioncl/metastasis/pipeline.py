@@ -24,6 +24,7 @@ from ..inference.segmenter import SegmentationResult, inputs_order, label_statis
 from ..modalities import Disease, map_channels
 from ..models import ModelKind
 from ..registry import ModelBundle, ModelMetadata
+from ..subregions import CLASS_NAMES
 from .labels import regions_to_classes
 from .networks import DetectorConfig, SegmentorConfig, build_detector, build_segmentor, load_segmentor_state
 from .patches import pad_to_patches, patch_starts, stitch
@@ -129,5 +130,5 @@ class MetastasisPipeline:
             label=label, probability=probability, model_version=self.metadata.version or self.metadata.name,
             disease=Disease.METASTASIS.value, channels_used=[m.value for m in mapped], context=[],
             lesion_volume_ml=volume_ml, lesion_count=count, timings={**timings, **counts},
-            quality=preparation.qc, preparation=preparation, warnings=warnings,
+            quality=preparation.qc, preparation=preparation, warnings=warnings, classes=dict(CLASS_NAMES),
         )

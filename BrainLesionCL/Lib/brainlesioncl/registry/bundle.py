@@ -218,15 +218,22 @@ class ModelBundle:
         """
         state = self.state_dict(component)
         self.check_shapes(component, state)
-        network = build_network(self.metadata.kind, self.metadata.architecture[component])
+        network = build_network(*self._network_spec(component))
         load_strict(network, state)
         return network.eval()
+
+    def _network_spec(self, component: str) -> tuple[ModelKind, dict[str, Any]]:
+        """(kind, architecture) of a component's network: the bundle's kind, unless the component names its own
+        (an auxiliary network such as the tumour sub-region U-Net of a MoE bundle)."""
+        spec = dict(self.metadata.architecture[component])
+        kind = spec.pop("kind", None)
+        return (ModelKind(kind) if kind is not None else self.metadata.kind), spec
 
     def check_shapes(self, component: str, state: Mapping[str, torch.Tensor]) -> None:
         """Raise :class:`CorruptModelError` when the architecture in ``bundle.json`` does not match the weights."""
         try:
             with torch.device("meta"):
-                skeleton = build_network(self.metadata.kind, self.metadata.architecture[component])
+                skeleton = build_network(*self._network_spec(component))
         except (TypeError, ValueError, KeyError, RuntimeError) as err:
             raise CorruptModelError(
                 f"{self.path.name}: the architecture in bundle.json cannot be built ({type(err).__name__}: {err})."

@@ -8,7 +8,7 @@ its label follows the same resampling, so what the network learns is what it wil
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +37,7 @@ class TrainingCase:
 
     name: str
     image: np.ndarray  # (C, X, Y, Z) float32, model channel order, absent channels zero
-    label: np.ndarray  # (X, Y, Z) uint8 in {0, 1}
+    label: np.ndarray  # (X, Y, Z) uint8: {0, 1}, or the classes of ``label_values`` (tumour sub-regions)
     present: list[bool]
     disease: Disease
 
@@ -62,6 +62,7 @@ def load_training_case(
     prepare: str = "auto",
     extract_brain: Callable[[sitk.Image], sitk.Image] | None = None,
     bias_correction: bool = False,
+    label_values: Mapping[int, int] | None = None,
 ) -> TrainingCase:
     """Validate and preprocess one labelled case.
 
@@ -78,6 +79,8 @@ def load_training_case(
             from what it will see at Segment time; curated inputs are used as given. ``on`` / ``off`` as for
             ``segment``. ``extract_brain`` replaces deepbet (tests). ``bias_correction``: N4 first, as
             ``segment --bias-correction`` (train as you will segment).
+        label_values: instead of a lesion mask, keep classes: each label value is mapped to a class by this table
+            (e.g. :data:`brainlesioncl.subregions.LABEL_CONVENTIONS`); a value it does not list is refused.
 
     Raises:
         InvalidImageError: unreadable/invalid image or label, label values other than 0/1 under ``strict``.
@@ -90,7 +93,13 @@ def load_training_case(
     loaded = {m: _as_image(src, f"{name}/{m.value}") for m, src in mapped.items()}
     label_image = label if isinstance(label, sitk.Image) else _read_label(label, name)
     values = np.unique(sitk.GetArrayViewFromImage(label_image))
-    if label_mapping == "strict":
+    if label_values is not None:
+        unknown = sorted(set(values.tolist()) - set(label_values))
+        if unknown:
+            raise InvalidImageError(
+                f"{name}: label values {unknown} are not in the class table {dict(label_values)}; check which "
+                "annotation protocol the label follows (e.g. BraTS 2013 has 1-4, BraTS 2018 has 1, 2 and 4).")
+    elif label_mapping == "strict":
         extra = [v for v in values.tolist() if v not in (0, 1)]
         if extra:
             raise InvalidImageError(
@@ -115,12 +124,18 @@ def load_training_case(
     preparation = prepare_inputs(ordered, reference, mode=prepare, extract_brain=extract_brain,
                                  bias_correction=bias_correction)
     prepared = preparation.network_input(channel_order, preprocessing or PreprocessConfig())
-    binary = sitk.Cast(label_image > 0, sitk.sitkUInt8)
-    binary.CopyInformation(label_image)
+    if label_values is not None:
+        lookup = np.zeros(int(max(label_values)) + 1, np.uint8)
+        for value, klass in label_values.items():
+            lookup[int(value)] = klass
+        target = sitk.GetImageFromArray(lookup[sitk.GetArrayFromImage(label_image).astype(np.int64)])
+    else:
+        target = sitk.Cast(label_image > 0, sitk.sitkUInt8)
+    target.CopyInformation(label_image)
     return TrainingCase(
         name=name,
         image=prepared.array,
-        label=prepared.project_label(binary),
+        label=prepared.project_label(target),
         present=prepared.present,
         disease=tag,
     )
@@ -169,12 +184,15 @@ def random_crop(
 
 
 def drop_modalities(
-    image: np.ndarray, present: Sequence[bool], rng: np.random.Generator
+    image: np.ndarray, present: Sequence[bool], rng: np.random.Generator, keep: Sequence[int] = ()
 ) -> tuple[np.ndarray, list[bool]]:
-    """Zero k of the n present channels, k ~ U{0..n-1} (at least one survives), as in the reference training."""
-    indices = [i for i, p in enumerate(present) if p]
-    k = int(rng.integers(0, len(indices))) if len(indices) > 1 else 0
-    dropped = set(rng.choice(indices, size=k, replace=False).tolist()) if k else set()
+    """Zero k of the n present channels, k ~ U{0..n-1} (at least one survives), as in the reference training.
+    Channels in ``keep`` are never dropped (T1c for the tumour sub-regions, which cannot be read without it)."""
+    droppable = [i for i, p in enumerate(present) if p and i not in keep]
+    # k ranges over 0..n-1 (one channel survives), or over 0..n when a kept channel is there to survive
+    choices = len(droppable) + (1 if any(present[i] for i in keep) else 0)
+    k = int(rng.integers(0, choices)) if choices > 1 else 0
+    dropped = set(rng.choice(droppable, size=k, replace=False).tolist()) if k else set()
     if not dropped:
         return image, list(present)
     out = image.copy()
@@ -192,6 +210,7 @@ def make_batch(
     modality_drop: bool = True,
     foreground_probability: float = 0.5,
     flip: bool = True,
+    keep_channels: Sequence[int] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images (B, C, s, s, s), labels (B, 1, s, s, s) and contexts (B, C + S) for a list of cases."""
     from ..modalities import disease_context
@@ -201,7 +220,7 @@ def make_batch(
         image, label = random_crop(case, crop_size, rng, foreground_probability)
         present = list(case.present)
         if modality_drop:
-            image, present = drop_modalities(image, present, rng)
+            image, present = drop_modalities(image, present, rng, keep_channels)
         if flip and rng.random() < 0.5:  # left-right mirror: brains are roughly symmetric
             image, label = image[:, ::-1], label[::-1]
         # Presence is read off the (dropped) crop, as the reference does.

@@ -59,6 +59,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: fp16 autocast on CUDA, bf16 on CPUs with AMX, else fp32; or "fp32"
     schedule: str = "constant"  # "constant" learning rate (the reference), or "cosine" decay to 1% over the run
     activation: str = "softmax"  # "softmax" (BrainCL: 2 classes, DiceCE) or "sigmoid" (MultiUnet: 1 channel, Dice)
+    never_drop: tuple[int, ...] = ()  # channels the modality drop keeps (T1c for the tumour sub-regions)
 
     def __post_init__(self) -> None:
         """Refuse settings training cannot use before any work starts (SettingsError names the option and fix)."""
@@ -292,6 +293,7 @@ def train(
                 images, labels, contexts = make_batch(
                     picks, config.crop_size, rng, disease_slots,
                     modality_drop=config.modality_drop, foreground_probability=config.foreground_probability,
+                    keep_channels=config.never_drop,
                 )
                 x = torch.from_numpy(images).to(device)
                 y = torch.from_numpy(labels).to(device)

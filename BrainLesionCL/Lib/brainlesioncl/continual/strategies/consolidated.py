@@ -139,9 +139,8 @@ class ConsolidatedDistillation(DualDistillation):
         edge = self.options.old_route_crop
         if not edge or max(batch.shape[2:]) <= edge:
             return batch
-        window = [slice(start, start + edge) for start in
-                  (int(self.rng.integers(0, max(size - edge, 0) + 1)) for size in batch.shape[2:])]
-        return batch[(..., *window)]
+        z, y, x = (int(self.rng.integers(0, max(size - edge, 0) + 1)) for size in batch.shape[2:])
+        return batch[..., z:z + edge, y:y + edge, x:x + edge]
 
     def _surrogate(self, sample: torch.Tensor, present: np.ndarray) -> torch.Tensor:
         """A stand-in for a channel the case lacks: one of its present channels, scaled by 0.8-1.2 and inverted
