@@ -151,3 +151,33 @@ def test_label_conventions_map_each_protocol_onto_the_three_classes(tmp_path) ->
     assert int((loaded.label == 1).sum()) == int((expected == 1).sum())
     with pytest.raises(InvalidImageError, match="not in the class table"):
         load_subregion_case("c", images, label, "brats2018", BRAINCL_CHANNEL_ORDER)
+
+
+def test_the_report_gives_each_lesion_its_enhancing_and_core_volume(tmp_path) -> None:
+    import csv
+
+    from brainlesioncl.cli.segment import _subregion_lines
+    from brainlesioncl.lesion_report import lesion_rows, write_lesion_report
+
+    array = np.zeros((30, 30, 30), np.uint8)
+    array[2:12, 2:12, 2:12] = 2  # the larger tumour: oedema around a core around enhancing tissue
+    array[4:10, 4:10, 4:10] = 3
+    array[6:8, 6:8, 6:8] = 1
+    array[20:24, 20:24, 20:24] = 2  # a smaller lesion of oedema only
+    label = sitk.GetImageFromArray(array)
+    label.SetSpacing((1.0, 1.0, 2.0))
+    rows = lesion_rows(label)
+    voxel_ml = 2.0 / 1000
+    assert rows[0].enhancing_ml == pytest.approx((216 - 8) * voxel_ml)
+    assert rows[0].core_ml == pytest.approx(216 * voxel_ml)
+    assert rows[1].enhancing_ml == 0.0 and rows[1].core_ml == 0.0
+    assert lesion_rows(sitk.Cast(label > 0, sitk.sitkUInt8))[0].enhancing_ml is None
+    write_lesion_report(rows, tmp_path / "lesions.csv")
+    table = list(csv.reader((tmp_path / "lesions.csv").read_text().splitlines()))
+    assert table[0][-2:] == ["enhancing_ml", "core_ml"]
+    assert table[-1][0] == "total" and float(table[-1][-2]) == pytest.approx((216 - 8) * voxel_ml, abs=1e-4)
+    volumes = region_volumes(label)
+    assert volumes == pytest.approx({"ET": 208 * voxel_ml, "TC": 216 * voxel_ml, "WT": (1000 + 64) * voxel_ml})
+    line = _subregion_lines({"given": True, **{f"{r}_ml": v for r, v in volumes.items()}})[0]
+    assert "enhancing tumour (ET) 0.42 mL" in line and "whole tumour (WT) 2.13 mL" in line
+    assert "need T1c" in _subregion_lines({"given": False, "why": "tumour sub-regions need T1c"})[0]
