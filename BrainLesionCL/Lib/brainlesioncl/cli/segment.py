@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                      help="one input volume (repeat per modality): a channel of the model (the shipped models: FLAIR, "
                           "T1, T1c, T2, PD, DWI; yours: brainlesioncl models info) or an alias (t2f, T1Gd, MPRAGE...); "
                           "auto=FILE identifies the contrast from DICOM tags, a BIDS sidecar, the name or the image")
+    seg.add_argument("--dicom", metavar="STUDY",
+                     help="a DICOM study (a folder of one patient's exam as a PACS exports it, or a zip): every MR "
+                          "series is identified from its tags, description or image and mapped to a channel, the "
+                          "rest set aside with the reason (instead of --input)")
     seg.add_argument("--disease", "-d", default="unknown",
                      help="tumour, stroke, MS, WMH, metastasis, unknown (default: a neutral mix of the routings) or "
                           "auto (the model reads the disease from the image and says what it chose)")
@@ -61,15 +65,18 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 def cmd_segment(args: argparse.Namespace) -> int:
     if args.cases:
         return _segment_batch(args)
-    if not args.input:
-        raise BrainLesionCLError("Give the case with --input MODALITY=FILE (repeatable), or a batch with --cases.")
+    if args.dicom and args.input:
+        raise BrainLesionCLError("Give the case either as a DICOM study (--dicom) or as --input volumes, not both.")
+    if not args.input and not args.dicom:
+        raise BrainLesionCLError("Give the case with --input MODALITY=FILE (repeatable), a DICOM study with --dicom "
+                                 "STUDY, or a batch with --cases.")
     if not args.output:
         raise BrainLesionCLError("Give the output labelmap path with -o/--output (e.g. -o seg.nii.gz).")
     from ..errors import OutputPathError
     from ..io import check_output_path
 
-    inputs = _resolve_auto_inputs(parse_inputs(args.input), args)
-    # Check outputs before any heavy work, so a typo costs nothing.
+    inputs: dict[str, Any] | None = None if args.dicom else _resolve_auto_inputs(parse_inputs(args.input), args)
+    # Check outputs before any heavy work (reading a DICOM study included), so a typo costs nothing.
     check_output_path(args.output, overwrite=args.overwrite)
     if args.probabilities:
         check_output_path(args.probabilities, overwrite=args.overwrite)
@@ -81,6 +88,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         check_writable_folder(args.write_prepared, "--write-prepared folder")
     if args.report and Path(args.report).suffix.lower() not in (".csv", ".json"):
         raise OutputPathError(f"--report {args.report}: give a .csv or .json file name.")
+    if inputs is None:
+        inputs = _dicom_inputs(args)
     segmenter = _make_segmenter(args, args.disease)
     logger.info("model %s on %s", segmenter.metadata.version, segmenter.device)
     start = time.perf_counter()
@@ -187,6 +196,25 @@ def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> di
     if not result:
         raise BrainLesionCLError("None of the --input auto= files could be identified; give them as MODALITY=FILE.")
     return result
+
+
+def _dicom_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--dicom STUDY``: the study's series identified and mapped to the model's channels (one line per series on
+    stderr). The reference grid is FLAIR's when a FLAIR was found (lesions are usually read there), else the first
+    channel's, unless --reference says otherwise."""
+    from ..identification.study import map_dicom_study
+    from ..inference import resolve_disease_model
+
+    registry = registry_of(args)
+    channels = registry.get(resolve_disease_model(registry, args.disease, args.model)).metadata.channels
+    study = map_dicom_study(args.dicom, channels)
+    for line in study.lines():
+        print(f"dicom: {line}", file=sys.stderr)
+    if not study.images:
+        raise BrainLesionCLError(f"No series of {args.dicom} could be mapped to a channel of the model "
+                                 f"({', '.join(channels)}); see the lines above, or give the volumes with --input.")
+    first = "FLAIR" if "FLAIR" in study.images else next(iter(study.images))
+    return {first: study.images[first], **{c: image for c, image in study.images.items() if c != first}}
 
 
 #: Loaded models kept between requests by ``brainlesioncl worker`` (None: one-shot runs keep nothing).

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..modalities import Modality
 from .result import Identification
 
-__all__ = ["identify_tags", "read_dicom_tags", "tags_from_sidecar", "TAGS"]
+__all__ = ["identification_tags", "identify_tags", "read_dicom_tags", "tags_from_sidecar", "TAGS"]
 
 #: DICOM keyword -> SimpleITK/GDCM metadata key.
 TAGS = {
@@ -52,9 +52,14 @@ def read_dicom_tags(path: str | os.PathLike) -> dict[str, str]:
         reader.ReadImageInformation()
     except RuntimeError:
         return {}
-    keys = set(reader.GetMetaDataKeys())
-    tags = {name: reader.GetMetaData(key).strip() for name, key in TAGS.items() if key in keys}
-    tags.update({key: reader.GetMetaData(key).strip() for key in _PRIVATE_B_VALUES if key in keys})
+    return identification_tags({key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()})
+
+
+def identification_tags(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The tags identification reads, keyed by DICOM keyword (the vendors' private b-value tags by group|element),
+    from a file's GDCM metadata (``group|element`` keys)."""
+    tags = {name: metadata[key].strip() for name, key in TAGS.items() if key in metadata}
+    tags.update({key: metadata[key].strip() for key in _PRIVATE_B_VALUES if key in metadata})
     return tags
 
 

@@ -46,7 +46,7 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, validate: bo
     """Read a 3-D scalar image as float32 and (by default) check it is usable.
 
     Args:
-        path: NIfTI (``.nii``/``.nii.gz``), NRRD or MetaImage file.
+        path: NIfTI (``.nii``/``.nii.gz``), NRRD or MetaImage file, or a folder or zip holding one DICOM MR series.
         name: how to call the image in error messages (e.g. the modality); defaults to the file name.
         validate: run :func:`validate_image`.
 
@@ -56,11 +56,11 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, validate: bo
     """
     path = Path(path).expanduser()
     label = name or path.name
-    if path.is_dir():
-        raise InvalidImageError(
-            f"{label}: {path} is a folder, not an image file. Give one image file per modality (e.g. "
-            f"{path / 'flair.nii.gz'}); for a DICOM series, convert it first or load it in 3D Slicer."
-        )
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        image = _read_dicom_series(path, label)
+        if validate:
+            validate_image(image, label)
+        return image
     if not path.is_file():
         raise InvalidImageError(f"{label}: file not found: {path}") from FileNotFoundError(str(path))
     try:
@@ -82,6 +82,28 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, validate: bo
     if validate:
         validate_image(image, label)
     return image
+
+
+def _read_dicom_series(path: Path, label: str) -> sitk.Image:
+    """The one MR image series of a DICOM folder or zip (:mod:`brainlesioncl.io.dicom`)."""
+    from .dicom import dicom_source, find_series, holds_dicom, read_series
+
+    if not path.exists():
+        raise InvalidImageError(f"{label}: not found: {path}") from FileNotFoundError(str(path))
+    if path.is_dir() and not holds_dicom(path):
+        raise InvalidImageError(
+            f"{label}: {path} is a folder without DICOM files. Give one image file per modality (e.g. "
+            f"{path / 'flair.nii.gz'}) or the folder of one DICOM series.")
+    with dicom_source(path) as folder:
+        usable, set_aside = find_series(folder)
+        if len(usable) == 1:
+            return read_series(usable[0])
+    if not usable:
+        reasons = "; ".join(f"{s.label}: {s.problem}" for s in set_aside)
+        raise InvalidImageError(f"{label}: {path} holds no MR image series to segment ({reasons}).")
+    raise InvalidImageError(
+        f"{label}: {path} holds {len(usable)} MR series ({', '.join(s.label for s in usable)}). Give one series "
+        "folder per modality, or the whole study with --dicom so that each series is identified and mapped.")
 
 
 def _itk_reason(err: BaseException) -> str:

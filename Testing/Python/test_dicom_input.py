@@ -1,0 +1,121 @@
+"""DICOM in: a study folder (or zip) as a PACS exports it becomes the model's channels, series by series; slices that do
+not make one volume are refused with the fix; nothing identifying the patient is ever printed."""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from dicom_helpers import ACCESSION, BIRTH_DATE, PATIENT_ID, PATIENT_NAME, SEQUENCES, new_uid, write_series
+from synthetic import make_grid, rotation_direction
+
+from brainlesioncl.cli.main import main
+from brainlesioncl.errors import InvalidImageError
+from brainlesioncl.io import read_image
+from brainlesioncl.io.dicom import find_series, read_series
+
+from conftest import sphere_case
+
+IDENTIFYING = (PATIENT_ID, PATIENT_NAME, BIRTH_DATE, ACCESSION, "Doe", "Jane")
+
+
+def _volume(oblique: bool = False) -> sitk.Image:
+    direction = rotation_direction((12.0, -8.0, 5.0) if oblique else (0.0, 0.0, 0.0))
+    grid = make_grid((44, 48, 24), (2.0, 2.0, 3.0), origin=(-44.0, -48.0, -36.0), direction=direction)
+    return sphere_case(grid, centre=(6.0, -4.0, 3.0), radius=10.0)
+
+
+def _study(root: Path, **kinds: dict) -> Path:
+    """A study folder with one series per keyword (FLAIR, T1, ...) plus their write_series options."""
+    study = new_uid()
+    for number, (sequence, options) in enumerate(kinds.items(), start=2):
+        write_series(_volume(), root / f"series{number}", study=study, series_number=number,
+                     tags=SEQUENCES[sequence.rstrip("_")], **options)
+    return root
+
+
+def test_a_series_folder_reads_with_its_geometry_and_voxels(tmp_path) -> None:
+    volume = _volume(oblique=True)
+    folder = write_series(volume, tmp_path / "flair", study=new_uid(), series_number=3, tags=SEQUENCES["FLAIR"])
+    image = read_image(folder, name="FLAIR")
+    assert image.GetSize() == volume.GetSize()
+    assert np.allclose(image.GetSpacing(), volume.GetSpacing(), atol=1e-4)
+    assert np.allclose(image.GetOrigin(), volume.GetOrigin(), atol=1e-3)
+    assert np.allclose(image.GetDirection(), volume.GetDirection(), atol=1e-5)
+    written = sitk.RescaleIntensity(volume, 0, 2000)
+    assert np.corrcoef(sitk.GetArrayFromImage(image).ravel(), sitk.GetArrayFromImage(written).ravel())[0, 1] > 0.999
+
+
+def test_a_study_keeps_the_mr_series_and_sets_the_rest_aside_with_the_reason(tmp_path) -> None:
+    root = _study(tmp_path, FLAIR={}, T1={})
+    study = next(iter(find_series(root)[0])).tags["0020|000d"]
+    localizer = {"0008|103e": "3-plane loc", "0008|0008": "ORIGINAL\\PRIMARY\\LOCALIZER"}
+    write_series(_volume(), root / "loc", study=study, series_number=1, tags=localizer)
+    write_series(_volume(), root / "ct", study=study, series_number=9, tags={"0008|0060": "CT"})
+    usable, aside = find_series(root)
+    assert [s.label for s in usable] == ["series 2 'AX T2 FLAIR'", "series 3 'AX T1 SE'"]
+    reasons = {s.label: s.problem for s in aside}
+    assert "localizer" in reasons["series 1 '3-plane loc'"] and "CT series" in reasons["series 9"]
+    with pytest.raises(InvalidImageError, match="holds 2 MR series"):
+        read_image(root, name="FLAIR")
+
+
+def test_two_patients_in_one_folder_are_refused_without_naming_them(tmp_path) -> None:
+    root = _study(tmp_path, FLAIR={})
+    write_series(_volume(), root / "other", study=new_uid(), series_number=2, tags=SEQUENCES["T1"],
+                 patient_id="PID-0000-OTHER")
+    with pytest.raises(InvalidImageError, match="2 patient") as caught:
+        find_series(root)
+    assert not any(value in str(caught.value) for value in (*IDENTIFYING, "PID-0000-OTHER"))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"skip": [10]}, "slice\\(s\\) missing after slice 10"),
+    ({"repeat": [5]}, "duplicated slice"),
+    ({"repeat": list(range(24))}, "2 images at each of its 24 slice positions, a 4-D series"),
+    ({"shift": [(12, 0.6)]}, "slice spacing varies"),
+    ({"tilt_mm_per_slice": 0.5}, "gantry tilt of 9.5 degrees"),
+])
+def test_slices_that_do_not_make_one_volume_are_refused_with_the_fix(tmp_path, options, message) -> None:
+    folder = write_series(_volume(), tmp_path / "s", study=new_uid(), series_number=4, tags=SEQUENCES["FLAIR"],
+                          **options)
+    (series,), _ = find_series(folder)
+    with pytest.raises(InvalidImageError, match=message) as caught:
+        read_series(series)
+    assert "series 4 'AX T2 FLAIR'" in str(caught.value)
+
+
+def test_segment_a_dicom_study_maps_each_series_and_prints_nothing_identifying(
+        capsys, caplog, registry, tiny_version, tmp_path) -> None:
+    root = _study(tmp_path / "study", FLAIR={}, T1={}, T1c={})
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for file in root.rglob("*"):
+            zipped.write(file, file.relative_to(root))
+    caplog.set_level(logging.DEBUG)
+    for source, output in ((root, tmp_path / "seg.nii.gz"), (archive, tmp_path / "seg2.nii.gz")):
+        code = main(["--registry", str(registry.root), "segment", "--dicom", str(source), "--disease", "tumour",
+                     "-o", str(output), "--device", "cpu"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert "series 2 'AX T2 FLAIR' -> FLAIR" in captured.err and "-> T1c" in captured.err
+        assert "series 3 'AX T1 SE' -> T1 " in captured.err
+        label = sitk.ReadImage(str(output))
+        assert label.GetSize() == _volume().GetSize()  # FLAIR's grid
+        assert not any(value in captured.out + captured.err + caplog.text for value in IDENTIFYING)
+    code = main(["--registry", str(registry.root), "segment", "--dicom", str(root), "--input",
+                 f"FLAIR={root / 'series2'}", "-o", str(tmp_path / "x.nii.gz")])
+    assert code == 2 and "not both" in capsys.readouterr().err
+
+
+def test_a_zip_member_that_escapes_its_folder_is_refused(tmp_path) -> None:
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("../../outside.dcm", b"x")
+    with pytest.raises(InvalidImageError, match="outside"):
+        read_image(archive)
+    assert not (tmp_path.parent / "outside.dcm").exists()
