@@ -1,4 +1,5 @@
-"""Segment names, colours and SNOMED CT terminology per disease tag.
+"""Segment names, colours and SNOMED CT terminology per disease tag, as Slicer's segments carry them (the names,
+codes and colours come from the engine's one table, :mod:`brainlesioncl.terminology`, which DICOM SEG uses too).
 
 The codes live in the module's own terminology context, ``Resources/Terminology/BrainLesionCL.term.json``
 ("BrainLesionCL brain lesions"), which the logic loads into Slicer's Terminologies module: Slicer's "General Anatomy
@@ -14,6 +15,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from brainlesioncl.modalities import Disease
+from brainlesioncl.terminology import SegmentTerm, class_terms, disease_term
 
 __all__ = ["BRAIN_STYLE", "CONTEXT_NAME", "METASTASIS_CLASSES", "TERMINOLOGY_FILE", "TUMOUR_SUBREGION_CLASSES",
            "SegmentStyle", "classes_for", "load_terminology", "style_for"]
@@ -39,14 +43,11 @@ class SegmentStyle:
         return f"{CONTEXT_NAME}~{self.category}~{self.type_code}~^^~{_ANATOMY}~{region}~^^"
 
 
-_STYLES = {
-    "tumour": SegmentStyle("Tumour", (0.86, 0.24, 0.20), "SCT^108369006^Neoplasm"),
-    "metastasis": SegmentStyle("Metastasis", (1.00, 0.50, 0.10), "SCT^14799000^Neoplasm, metastatic"),
-    "stroke": SegmentStyle("Stroke lesion", (0.95, 0.80, 0.15), "SCT^55641003^Infarct"),
-    "MS": SegmentStyle("MS lesion", (0.20, 0.60, 1.00), "SCT^32693004^Demyelination"),
-    "WMH": SegmentStyle("White matter hyperintensity", (0.62, 0.35, 0.90), "SCT^52988006^Lesion"),
-    "unknown": SegmentStyle("Lesion", (0.95, 0.90, 0.25), "SCT^52988006^Lesion"),
-}
+def _style(term: SegmentTerm) -> SegmentStyle:
+    return SegmentStyle(term.name, term.color, f"{term.type.scheme}^{term.type.value}^{term.type.meaning}")
+
+
+_STYLES = {tag.value: _style(disease_term(tag)) for tag in Disease if tag is not Disease.AUTO}
 
 
 #: The brain mask of a raw exam (an anatomical structure, not a lesion).
@@ -54,11 +55,9 @@ BRAIN_STYLE = SegmentStyle("Brain", (0.98, 0.82, 0.62), "SCT^12738006^Brain", ca
 
 
 def style_for(disease: str) -> SegmentStyle:
-    """The segment style of a disease tag (an alias is resolved by the engine first)."""
-    from brainlesioncl.modalities import Disease, resolve_disease
-
-    tag = resolve_disease(disease)
-    return _STYLES["unknown" if tag is Disease.AUTO else tag.value]  # auto: the caller passes the choice when known
+    """The segment style of a disease tag (an alias is resolved by the engine first; auto: the caller passes the
+    choice when known)."""
+    return _style(disease_term(disease))
 
 
 def load_terminology(slicer_module) -> bool:
@@ -82,23 +81,11 @@ def load_terminology(slicer_module) -> bool:
 
 
 #: The two-stage metastasis model's label values -> segments (enhancing first: what a clinician looks at first).
-METASTASIS_CLASSES: list[tuple[int, SegmentStyle]] = [
-    (3, SegmentStyle("Enhancing metastasis", (1.00, 0.50, 0.10), "SCT^14799000^Neoplasm, metastatic")),
-    (1, SegmentStyle("Necrotic core", (0.55, 0.27, 0.07), "SCT^6574001^Necrosis")),
-    (2, SegmentStyle("Oedema", (0.45, 0.80, 0.95), "SCT^79654002^Edema")),
-]
-
-#: A glioma split into its sub-regions (brainlesioncl.subregions: 3 enhancing, 1 necrotic/non-enhancing core,
-#: 2 oedema), in the order a neuro-oncologist reads them.
-TUMOUR_SUBREGION_CLASSES: list[tuple[int, SegmentStyle]] = [
-    (3, SegmentStyle("Enhancing tumour", (0.86, 0.24, 0.20), "SCT^108369006^Neoplasm")),
-    (1, SegmentStyle("Necrotic / non-enhancing core", (0.55, 0.27, 0.07), "SCT^6574001^Necrosis")),
-    (2, SegmentStyle("Oedema", (0.45, 0.80, 0.95), "SCT^79654002^Edema")),
-]
+METASTASIS_CLASSES: list[tuple[int, SegmentStyle]] = [(v, _style(t)) for v, t in class_terms(Disease.METASTASIS)]
+#: A glioma split into its sub-regions (3 enhancing, 1 necrotic/non-enhancing core, 2 oedema).
+TUMOUR_SUBREGION_CLASSES: list[tuple[int, SegmentStyle]] = [(v, _style(t)) for v, t in class_terms(Disease.TUMOUR)]
 
 
 def classes_for(disease: str) -> list[tuple[int, SegmentStyle]]:
     """The segments of a multi-class result: the metastasis classes, or a tumour's sub-regions."""
-    from brainlesioncl.modalities import Disease, resolve_disease
-
-    return METASTASIS_CLASSES if resolve_disease(disease) is Disease.METASTASIS else TUMOUR_SUBREGION_CLASSES
+    return [(value, _style(term)) for value, term in class_terms(disease)]

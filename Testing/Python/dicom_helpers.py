@@ -31,7 +31,8 @@ def new_uid() -> str:
 def write_series(image: sitk.Image, folder: Path, *, study: str, series_number: int, tags: Mapping[str, str],
                  patient_id: str = PATIENT_ID, skip: Sequence[int] = (), repeat: Sequence[int] = (),
                  shift: Sequence[tuple[int, float]] = (), tilt_mm_per_slice: float = 0.0) -> Path:
-    """One MR series of ``image`` (int16 slices along its third axis) in ``folder``. ``skip``: slice indices left
+    """One MR series of ``image`` (int16 slices along its third axis) in ``folder``, in the study's one Frame of
+    Reference. ``skip``: slice indices left
     out; ``repeat``: slices written twice; ``shift``: (index, mm) moves of a slice along the normal; a tilt moves
     each slice sideways by ``tilt_mm_per_slice`` times its index."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,7 @@ def write_series(image: sitk.Image, folder: Path, *, study: str, series_number: 
         piece = volume[:, :, z]
         values = {
             "0008|0060": "MR", "0008|0016": MR_IMAGE_STORAGE, "0008|0018": new_uid(), "0020|000e": series_uid,
-            "0020|000d": study, "0010|0020": patient_id, "0010|0010": PATIENT_NAME, "0010|0030": BIRTH_DATE,
+            "0020|000d": study, "0020|0052": f"{study}.1", "0010|0020": patient_id, "0010|0010": PATIENT_NAME, "0010|0030": BIRTH_DATE,
             "0008|0050": ACCESSION, "0020|0011": str(series_number), "0020|0013": str(instance),
             "0008|0008": "ORIGINAL\\PRIMARY\\M\\ND", "0018|0050": str(volume.GetSpacing()[2]),
             "0020|0032": "\\".join(f"{v:.4f}" for v in position),

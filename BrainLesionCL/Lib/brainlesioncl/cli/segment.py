@@ -35,7 +35,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     seg.add_argument("--disease", "-d", default="unknown",
                      help="tumour, stroke, MS, WMH, metastasis, unknown (default: a neutral mix of the routings) or "
                           "auto (the model reads the disease from the image and says what it chose)")
-    seg.add_argument("--output", "-o", help="output labelmap (.nii.gz, .nii, .nrrd, .mha)")
+    seg.add_argument("--output", "-o", help="output labelmap (.nii.gz, .nii, .nrrd, .mha), or with --dicom a DICOM SEG "
+                                            "(.dcm, or --output-format dicom-seg)")
+    seg.add_argument("--output-format", choices=["image", "dicom-seg"],
+                     help="image (default; by the extension) or dicom-seg: a DICOM Segmentation on the reference "
+                          "series, for a PACS (needs --dicom and the 'dicom' extra)")
     seg.add_argument("--probabilities", help="also write the lesion probability map here")
     seg.add_argument("--reference", help="modality whose grid the output takes (default: the first --input)")
     seg.add_argument("--model", help="model version (default: the active one)")
@@ -72,12 +76,34 @@ def cmd_segment(args: argparse.Namespace) -> int:
                                  "STUDY, or a batch with --cases.")
     if not args.output:
         raise BrainLesionCLError("Give the output labelmap path with -o/--output (e.g. -o seg.nii.gz).")
+    if args.output_format is None:
+        args.output_format = "dicom-seg" if str(args.output).lower().endswith(".dcm") else "image"
+    if args.output_format == "dicom-seg" and not args.dicom:
+        raise BrainLesionCLError("A DICOM SEG refers to the source series: give the study with --dicom STUDY (or "
+                                 "write an image, e.g. -o seg.nii.gz).")
+    if not args.dicom:
+        return _segment_case(args, None)
+    from ..io.dicom import dicom_source
+
+    with dicom_source(args.dicom) as folder:  # a zip stays extracted until the SEG that refers to it is written
+        return _segment_case(args, folder)
+
+
+def _segment_case(args: argparse.Namespace, study: Path | None) -> int:
+    """One case, from ``--input`` volumes or from the DICOM study in ``study``."""
     from ..errors import OutputPathError
     from ..io import check_output_path
 
-    inputs: dict[str, Any] | None = None if args.dicom else _resolve_auto_inputs(parse_inputs(args.input), args)
+    inputs: dict[str, Any] | None = None if study else _resolve_auto_inputs(parse_inputs(args.input), args)
     # Check outputs before any heavy work (reading a DICOM study included), so a typo costs nothing.
-    check_output_path(args.output, overwrite=args.overwrite)
+    if args.output_format == "dicom-seg":
+        from ..io.atomic import check_writable_folder
+
+        check_writable_folder(Path(args.output).expanduser().parent)
+        if Path(args.output).exists() and not args.overwrite:
+            raise OutputPathError(f"Output {args.output} exists already. Choose another name, or add --overwrite.")
+    else:
+        check_output_path(args.output, overwrite=args.overwrite)
     if args.probabilities:
         check_output_path(args.probabilities, overwrite=args.overwrite)
     if args.uncertainty:
@@ -88,8 +114,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
         check_writable_folder(args.write_prepared, "--write-prepared folder")
     if args.report and Path(args.report).suffix.lower() not in (".csv", ".json"):
         raise OutputPathError(f"--report {args.report}: give a .csv or .json file name.")
+    reference_series = None
     if inputs is None:
-        inputs = _dicom_inputs(args)
+        assert study is not None
+        inputs, reference_series = _dicom_inputs(args, study)
     segmenter = _make_segmenter(args, args.disease)
     logger.info("model %s on %s", segmenter.metadata.version, segmenter.device)
     start = time.perf_counter()
@@ -98,8 +126,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
         prepare=args.prepare, register=not args.no_register, uncertainty=bool(args.uncertainty),
         bias_correction=args.bias_correction, tta=args.tta,
     )
-    result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
-                 overwrite=args.overwrite)
+    if reference_series is not None and args.output_format == "dicom-seg":
+        from ..dicom_export import write_dicom_seg
+
+        result.write_maps(probabilities=args.probabilities, uncertainty=args.uncertainty, overwrite=args.overwrite)
+        write_dicom_seg(result, reference_series, args.output, segmenter.metadata, overwrite=args.overwrite)
+    else:
+        result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
+                     overwrite=args.overwrite)
     written = [str(path) for path in (args.output, args.probabilities, args.uncertainty) if path]
     if args.write_prepared:
         from ..preparation.export import write_prepared
@@ -198,23 +232,30 @@ def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> di
     return result
 
 
-def _dicom_inputs(args: argparse.Namespace) -> dict[str, Any]:
+def _dicom_inputs(args: argparse.Namespace, study: Path) -> tuple[dict[str, Any], Any]:
     """``--dicom STUDY``: the study's series identified and mapped to the model's channels (one line per series on
-    stderr). The reference grid is FLAIR's when a FLAIR was found (lesions are usually read there), else the first
-    channel's, unless --reference says otherwise."""
+    stderr), and the reference series. The reference grid is FLAIR's when a FLAIR was found (lesions are usually read
+    there), else the first channel's, unless --reference says otherwise."""
     from ..identification.study import map_dicom_study
     from ..inference import resolve_disease_model
 
     registry = registry_of(args)
     channels = registry.get(resolve_disease_model(registry, args.disease, args.model)).metadata.channels
-    study = map_dicom_study(args.dicom, channels)
-    for line in study.lines():
+    mapping = map_dicom_study(study, channels)
+    for line in mapping.lines():
         print(f"dicom: {line}", file=sys.stderr)
-    if not study.images:
+    if not mapping.images:
         raise BrainLesionCLError(f"No series of {args.dicom} could be mapped to a channel of the model "
                                  f"({', '.join(channels)}); see the lines above, or give the volumes with --input.")
-    first = "FLAIR" if "FLAIR" in study.images else next(iter(study.images))
-    return {first: study.images[first], **{c: image for c, image in study.images.items() if c != first}}
+    from ..modalities import resolve_modality
+
+    first = resolve_modality(args.reference).value if args.reference else (
+        "FLAIR" if "FLAIR" in mapping.images else next(iter(mapping.images)))
+    if first not in mapping.images:
+        raise BrainLesionCLError(f"--reference {args.reference}: no series of the study was mapped to it "
+                                 f"(mapped: {', '.join(mapping.images)}).")
+    inputs = {first: mapping.images[first], **{c: image for c, image in mapping.images.items() if c != first}}
+    return inputs, mapping.series[first]
 
 
 #: Loaded models kept between requests by ``brainlesioncl worker`` (None: one-shot runs keep nothing).

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import SimpleITK as sitk
 
-from ..io.dicom import DicomSeries, dicom_source, find_series, read_series
+from ..io.dicom import DicomSeries, find_series, read_series
 from ..modalities import Modality
 from . import auto_map, decisive_name, identify
 from .dicom import identification_tags
@@ -32,6 +32,7 @@ class StudyMapping:
     series not used with the reason."""
 
     images: dict[str, sitk.Image] = field(default_factory=dict)
+    series: dict[str, DicomSeries] = field(default_factory=dict)
     evidence: dict[str, tuple[str, Identification]] = field(default_factory=dict)  # channel -> (series, why)
     not_used: list[tuple[str, str]] = field(default_factory=list)  # (series, why)
 
@@ -42,26 +43,27 @@ class StudyMapping:
         return used + [f"{series}: not used ({why})" for series, why in self.not_used]
 
 
-def map_dicom_study(source: str | os.PathLike, channels: Sequence[str | Modality]) -> StudyMapping:
-    """Identify and read the series of a DICOM study folder or zip for a model with ``channels``.
+def map_dicom_study(folder: str | os.PathLike, channels: Sequence[str | Modality]) -> StudyMapping:
+    """Identify and read the series of a DICOM study folder (see :func:`brainlesioncl.io.dicom.dicom_source` for a
+    zip) for a model with ``channels``.
 
     Raises:
         InvalidImageError: no DICOM, several patients or studies mixed, or a series chosen for a channel whose slices
             do not make a volume (the message names the series and the fix).
     """
     mapping = StudyMapping()
-    with dicom_source(source) as folder:
-        usable, set_aside = find_series(folder)
-        mapping.not_used += [(series.label, str(series.problem)) for series in set_aside]
-        read = functools.cache(read_series)
-        found = [(series, identify(name=decisive_name([series.description]),
-                                   tags=identification_tags(series.tags) or None,
-                                   image=functools.partial(read, series))) for series in usable]
-        chosen, left_out = auto_map(found, channels)
-        for channel, mapped in chosen.items():
-            series = mapped.volume
-            assert isinstance(series, DicomSeries)
-            mapping.images[channel] = read(series)
-            mapping.evidence[channel] = (series.label, mapped.identification)
-        mapping.not_used += [(series.label, why) for series, why in left_out if isinstance(series, DicomSeries)]
+    usable, set_aside = find_series(folder)
+    mapping.not_used += [(series.label, str(series.problem)) for series in set_aside]
+    read = functools.cache(read_series)
+    found = [(series, identify(name=decisive_name([series.description]),
+                               tags=identification_tags(series.tags) or None,
+                               image=functools.partial(read, series))) for series in usable]
+    chosen, left_out = auto_map(found, channels)
+    for channel, mapped in chosen.items():
+        series = mapped.volume
+        assert isinstance(series, DicomSeries)
+        mapping.images[channel] = read(series)
+        mapping.series[channel] = series
+        mapping.evidence[channel] = (series.label, mapped.identification)
+    mapping.not_used += [(series.label, why) for series, why in left_out if isinstance(series, DicomSeries)]
     return mapping

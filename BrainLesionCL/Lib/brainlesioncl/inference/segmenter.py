@@ -86,10 +86,23 @@ class SegmentationResult:
         Every file is staged, read back and compared before any is put in place, so a bad path or a failed write
         (a full disk, say) of one leaves none of them behind.
         """
+        self._write(label_path, probabilities, uncertainty, overwrite)
+
+    def write_maps(self, *, probabilities: str | os.PathLike | None = None,
+                   uncertainty: str | os.PathLike | None = None, overwrite: bool = False) -> None:
+        """Write only the probability and uncertainty maps (when the labelmap goes out another way, e.g. as DICOM
+        SEG), all-or-nothing as :meth:`write`."""
+        self._write(None, probabilities, uncertainty, overwrite)
+
+    def _write(self, label_path: str | os.PathLike | None, probabilities: str | os.PathLike | None,
+               uncertainty: str | os.PathLike | None, overwrite: bool) -> None:
         if uncertainty is not None and self.uncertainty is None:
             raise OutputPathError("No uncertainty was computed for this result: segment with uncertainty=True.")
+        if label_path is None and probabilities is None and uncertainty is None:
+            return
         with StagedOutputs() as outputs:
-            stage_image(outputs, self.label, label_path, overwrite=overwrite)
+            if label_path is not None:
+                stage_image(outputs, self.label, label_path, overwrite=overwrite)
             if probabilities is not None:
                 stage_image(outputs, self.probability, probabilities, overwrite=overwrite)
             if uncertainty is not None and self.uncertainty is not None:  # checked above: both or neither

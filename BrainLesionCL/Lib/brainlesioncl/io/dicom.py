@@ -27,7 +27,8 @@ import SimpleITK as sitk
 
 from ..errors import InvalidImageError
 
-__all__ = ["DicomSeries", "SLICE_SPACING_TOLERANCE", "dicom_source", "find_series", "holds_dicom", "read_series"]
+__all__ = ["DicomSeries", "SLICE_SPACING_TOLERANCE", "dicom_source", "find_series", "holds_dicom", "ordered_slices",
+           "read_series"]
 
 #: Allowed relative spread of the distances between neighbouring slices before a series is refused as non-uniform.
 SLICE_SPACING_TOLERANCE = 0.05
@@ -199,8 +200,8 @@ def _number_of_frames(tags: dict[str, str]) -> int:
         return 1
 
 
-def read_series(series: DicomSeries) -> sitk.Image:
-    """The series as one 3-D float32 volume with its geometry from the slices' positions.
+def ordered_slices(series: DicomSeries) -> list[Path]:
+    """The series' files in slice order along the slice normal, once checked to make one regular volume.
 
     Raises:
         InvalidImageError: the slices do not make one regular volume (the message says what and how to fix it).
@@ -216,7 +217,6 @@ def read_series(series: DicomSeries) -> sitk.Image:
     depth = positions @ normal
     order = np.argsort(depth, kind="stable")
     depth, positions = depth[order], positions[order]
-    files = [str(series.files[i]) for i in order]
     steps = np.diff(depth)
     distinct = np.unique(np.round(depth, 2))
     if len(distinct) < len(depth):
@@ -242,14 +242,27 @@ def read_series(series: DicomSeries) -> sitk.Image:
             "(e.g. dcm2niix, or 3D Slicer's DICOM import, which regularises it) and give the NIfTI.")
     advance = positions[-1] - positions[0]
     tilt = float(np.degrees(np.arccos(min(1.0, abs(advance @ normal) / max(np.linalg.norm(advance), 1e-9)))))
-    stated = abs(float(series.tags.get(_TILT, "0") or 0))
+    try:
+        stated = abs(float(series.tags.get(_TILT, "0") or 0))
+    except ValueError:
+        stated = 0.0
     if tilt > MAX_TILT_DEGREES or stated > MAX_TILT_DEGREES:
         raise InvalidImageError(
             f"{series.label}: acquired with a gantry tilt of {max(tilt, stated):.1f} degrees, so its slices are "
             "sheared, not stacked. Convert it with tilt correction (dcm2niix does it by default) and give the NIfTI.")
+    return [series.files[i] for i in order]
+
+
+def read_series(series: DicomSeries) -> sitk.Image:
+    """The series as one 3-D float32 volume with its geometry from the slices' positions (its slices in the order of
+    :func:`ordered_slices`, which DICOM SEG frames follow too).
+
+    Raises:
+        InvalidImageError: the slices do not make one regular volume, or its pixel data cannot be decoded.
+    """
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
-    reader.SetFileNames(files)
+    reader.SetFileNames([str(file) for file in ordered_slices(series)])
     try:
         image = reader.Execute()
     except RuntimeError as err:
@@ -260,4 +273,3 @@ def read_series(series: DicomSeries) -> sitk.Image:
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise InvalidImageError(f"{series.label}: not a scalar 3-D series (colour or multi-component pixels).")
     return sitk.Cast(image, sitk.sitkFloat32)
-

@@ -1,0 +1,121 @@
+"""DICOM out: a segmentation as DICOM SEG on the reference series, which a PACS stores and a viewer overlays.
+
+Written with ``highdicom`` (the optional ``dicom`` extra): one segment per label value of the result (the lesion, or a
+tumour's sub-regions, or the metastasis classes), coded with the project's SNOMED CT table
+(:mod:`brainlesioncl.terminology`), referencing the reference series' instances, in its Frame of Reference, with the
+algorithm identified (BrainLesionCL, the model version and its weights' sha256) and a series description naming both.
+The segmentation must already lie on the reference series' own grid (``segment --dicom`` makes it so); anything else
+is refused rather than resampled, so the SEG's frames are exactly the source slices.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import OutputPathError, SettingsError
+from .inference.segmenter import SegmentationResult
+from .io.atomic import StagedOutputs, check_writable_folder
+from .io.dicom import DicomSeries, ordered_slices
+from .registry.bundle import ModelMetadata
+from .terminology import BRAIN, CATEGORY, class_terms, disease_term
+
+__all__ = ["segmentation_dataset", "write_dicom_seg"]
+
+INSTALL_HINT = ("DICOM output needs the optional packages of the 'dicom' extra: pip install -e '.[dicom]' in a clone "
+                "of BrainLesionCL (pip install 'brainlesioncl[dicom]' from a package index).")
+
+
+def _highdicom() -> Any:
+    try:
+        import highdicom
+    except ImportError as err:
+        raise SettingsError(INSTALL_HINT) from err
+    return highdicom
+
+
+def _segments(result: SegmentationResult) -> list[tuple[int, Any]]:
+    """(label value, term) of every segment: the one lesion, or the classes of a multi-class result."""
+    if set(result.classes) - {1}:
+        return sorted(class_terms(result.disease), key=lambda item: item[0])
+    return [(1, disease_term(result.disease))]
+
+
+def segmentation_dataset(result: SegmentationResult, reference: DicomSeries, model: ModelMetadata,
+                         *, series_number: int = 9901) -> Any:
+    """The DICOM SEG (a ``highdicom.seg.Segmentation``) of ``result`` on ``reference``'s slices.
+
+    Raises:
+        SettingsError: highdicom is missing (the message names the install command).
+        OutputPathError: the result is not on the reference series' grid.
+    """
+    hd = _highdicom()
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from . import __version__
+
+    files = ordered_slices(reference)
+    sources = [pydicom.dcmread(str(file), stop_before_pixels=True) for file in files]
+    label = result.label
+    expected = (int(sources[0].Columns), int(sources[0].Rows), len(sources))
+    if tuple(label.GetSize()) != expected:
+        raise OutputPathError(
+            f"The segmentation ({label.GetSize()} voxels) is not on {reference.label}'s grid {expected}: DICOM SEG "
+            "frames must be the source slices. Segment with that series as the reference (segment --dicom does).")
+    origin = np.array([float(v) for v in sources[0].ImagePositionPatient])
+    if not np.allclose(label.GetOrigin(), origin, atol=1e-2):
+        raise OutputPathError(f"The segmentation's origin {label.GetOrigin()} is not {reference.label}'s first "
+                              f"slice position {tuple(origin)}: DICOM SEG frames must be the source slices.")
+    array = sitk.GetArrayFromImage(label).astype(np.uint8)  # (slices, rows, columns) in the order of ``files``
+    sha = model.sha256.get("network", "")
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="BrainLesionCL", family=codes.cid7162.ArtificialIntelligence, version=model.version or model.name,
+        source="BrainLesionCL", parameters={"model": model.version or model.name, "weights_sha256": sha})
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=value, segment_label=term.name,
+            segmented_property_category=hd.sr.CodedConcept(CATEGORY.value, CATEGORY.scheme, CATEGORY.meaning),
+            segmented_property_type=hd.sr.CodedConcept(term.type.value, term.type.scheme, term.type.meaning),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
+            tracking_uid=hd.UID(), tracking_id=f"{term.name} {value}",
+            anatomic_regions=[hd.sr.CodedConcept(BRAIN.value, BRAIN.scheme, BRAIN.meaning)])
+        for value, term in _segments(result)]
+    model_name = model.version or model.name
+    segmentation = hd.seg.Segmentation(
+        source_images=sources, pixel_array=array, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="BrainLesionCL",
+        manufacturer_model_name=model_name[:64], software_versions=f"brainlesioncl {__version__}",
+        device_serial_number=sha[:16] or "none", series_description=f"BrainLesionCL {model_name} {result.disease}"[:64],
+        content_label="LESIONS", content_description=f"BrainLesionCL {result.disease} segmentation"[:64],
+        omit_empty_frames=False)
+    # highdicom copies Spacing Between Slices from the source images, where it is often missing or wrong (written as
+    # 1 by some converters): a reader (dcmqi among them) then rebuilds the volume on that spacing and the frames land
+    # between its planes. State the distance the slice positions have.
+    measures = segmentation.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    measures.SpacingBetweenSlices = f"{label.GetSpacing()[2]:.6g}"
+    return segmentation
+
+
+def write_dicom_seg(result: SegmentationResult, reference: DicomSeries, path: str | os.PathLike, model: ModelMetadata,
+                    *, overwrite: bool = False) -> Path:
+    """Write the DICOM SEG of ``result`` to ``path`` atomically (read back before it is put in place)."""
+    path = Path(path).expanduser()
+    check_writable_folder(path.parent)
+    if path.exists() and not overwrite:
+        raise OutputPathError(f"Output {path} exists already. Choose another name, or add --overwrite to replace it.")
+    dataset = segmentation_dataset(result, reference, model)
+
+    def verify(tmp: Path) -> None:
+        import pydicom
+
+        pydicom.dcmread(str(tmp))
+
+    with StagedOutputs() as outputs:
+        outputs.add(path, lambda tmp: dataset.save_as(str(tmp)), verify=verify)
+    return path
