@@ -50,7 +50,8 @@ def write_series(image: sitk.Image, folder: Path, *, study: str, series_number: 
         piece = volume[:, :, z]
         values = {
             "0008|0060": "MR", "0008|0016": MR_IMAGE_STORAGE, "0008|0018": new_uid(), "0020|000e": series_uid,
-            "0020|000d": study, "0020|0052": f"{study}.1", "0010|0020": patient_id, "0010|0010": PATIENT_NAME, "0010|0030": BIRTH_DATE,
+            "0020|000d": study, "0020|0052": f"{study}.1", "0010|0020": patient_id, "0010|0010": PATIENT_NAME,
+            "0010|0030": BIRTH_DATE,
             "0008|0050": ACCESSION, "0020|0011": str(series_number), "0020|0013": str(instance),
             "0008|0008": "ORIGINAL\\PRIMARY\\M\\ND", "0018|0050": str(volume.GetSpacing()[2]),
             "0020|0032": "\\".join(f"{v:.4f}" for v in position),
