@@ -113,12 +113,58 @@ def test_segment_a_study_to_dicom_seg_from_the_command_line(capsys, registry, ti
         write_series(sphere_case(grid, centre=(4.0, -2.0, 3.0), radius=12.0), tmp_path / "study" / sequence,
                      study=study, series_number=number, tags=SEQUENCES[sequence])
     code = main(["--registry", str(registry.root), "segment", "--dicom", str(tmp_path / "study"), "-d", "MS",
-                 "-o", str(tmp_path / "seg.dcm"), "--probabilities", str(tmp_path / "prob.nii.gz"), "--device", "cpu"])
+                 "-o", str(tmp_path / "seg.dcm"), "--probabilities", str(tmp_path / "prob.nii.gz"), "--report",
+                 str(tmp_path / "sr.dcm"), "--device", "cpu"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     dataset = pydicom.dcmread(str(tmp_path / "seg.dcm"))
     assert dataset.Modality == "SEG" and len(dataset.PerFrameFunctionalGroupsSequence) == 20
     assert (tmp_path / "prob.nii.gz").is_file()
+    report = pydicom.dcmread(str(tmp_path / "sr.dcm"))
+    assert report.Modality == "SR" and report.CurrentRequestedProcedureEvidenceSequence
     code = main(["--registry", str(registry.root), "segment", "--input", f"FLAIR={tmp_path / 'study' / 'FLAIR'}",
                  "-o", str(tmp_path / "x.dcm")])
     assert code == 2 and "--dicom" in capsys.readouterr().err
+
+
+TID1500READER = str(Path(SEGIMAGE2ITKIMAGE).with_name("tid1500reader"))
+
+
+@needs_dcmqi
+def test_dcmqi_reads_every_lesions_volume_from_the_structured_report(tmp_path) -> None:
+    """Two lesions of a split tumour (one with enhancing tissue, one of oedema only) and their uncertainty: the SR
+    dcmqi's tid1500reader reads back has one measurement group per lesion with its volume and diameter, each
+    referencing the SEG segment it belongs to, and the unsure flag."""
+    import json
+
+    from brainlesioncl.dicom_export import write_dicom_seg, write_dicom_sr
+    from brainlesioncl.lesion_report import lesion_rows
+
+    series = _series(tmp_path)
+    reference = read_series(series)
+    result = _result(reference, "tumour", CLASS_NAMES)
+    array = sitk.GetArrayFromImage(result.label)
+    array[16:19, 2:6, 2:6] = 2  # a second, small lesion of oedema only
+    label = sitk.GetImageFromArray(array)
+    label.CopyInformation(reference)
+    uncertainty = sitk.Cast(label > 0, sitk.sitkFloat32) * 0.2
+    uncertainty[2:6, 2:6, 16:19] = 0.9
+    result.label, result.uncertainty = label, uncertainty
+    rows = lesion_rows(label, result.probability, uncertainty)
+    metadata = tiny_metadata()
+    metadata.version = "tiny-v1"
+    seg = write_dicom_seg(result, series, tmp_path / "seg.dcm", metadata)
+    sr = write_dicom_sr(result, rows, seg, series, tmp_path / "sr.dcm", metadata)
+    subprocess.run([TID1500READER, "--inputDICOM", str(sr), "--outputMetadata", str(tmp_path / "sr.json")],
+                   check=True, capture_output=True, timeout=120)
+    groups = json.loads((tmp_path / "sr.json").read_text())["Measurements"]
+    assert len(groups) == len(rows) == 2
+    for group, row in zip(sorted(groups, key=lambda g: g["TrackingIdentifier"]), rows, strict=True):
+        assert group["TrackingIdentifier"] == f"Lesion {row.index}"
+        values = {item["quantity"]["CodeMeaning"]: float(item["value"]) for item in group["measurementItems"]}
+        assert values["Volume"] == pytest.approx(row.volume_ml, abs=1e-3)
+        assert values["Diameter"] == pytest.approx(row.largest_diameter_mm, abs=0.01)
+        assert group["ReferencedSegment"] == (3 if row.enhancing_ml else 2)
+        unsure = [q for q in group.get("qualitativeEvaluations", []) if "unsure" in q["conceptCode"]["CodeMeaning"]]
+        assert unsure and unsure[0]["conceptValue"]["CodeMeaning"] == ("Yes" if row.unsure else "No")
+    assert [r.unsure for r in rows] == [False, True]

@@ -1,4 +1,5 @@
-"""DICOM out: a segmentation as DICOM SEG on the reference series, which a PACS stores and a viewer overlays.
+"""DICOM out: a segmentation as DICOM SEG on the reference series, which a PACS stores and a viewer overlays, and its
+per-lesion table as a DICOM structured report (TID 1500 measurement report) that references the SEG.
 
 Written with ``highdicom`` (the optional ``dicom`` extra): one segment per label value of the result (the lesion, or a
 tumour's sub-regions, or the metastasis classes), coded with the project's SNOMED CT table
@@ -24,7 +25,10 @@ from .io.dicom import DicomSeries, ordered_slices
 from .registry.bundle import ModelMetadata
 from .terminology import BRAIN, CATEGORY, class_terms, disease_term
 
-__all__ = ["segmentation_dataset", "write_dicom_seg"]
+__all__ = ["measurement_report", "segmentation_dataset", "write_dicom_seg", "write_dicom_sr"]
+
+#: A private coding scheme for what SNOMED CT and DICOM have no code for (DICOM allows "99"-prefixed designators).
+PRIVATE_SCHEME = "99BRAINLESIONCL"
 
 INSTALL_HINT = ("DICOM output needs the optional packages of the 'dicom' extra: pip install -e '.[dicom]' in a clone "
                 "of BrainLesionCL (pip install 'brainlesioncl[dicom]' from a package index).")
@@ -110,12 +114,96 @@ def write_dicom_seg(result: SegmentationResult, reference: DicomSeries, path: st
     if path.exists() and not overwrite:
         raise OutputPathError(f"Output {path} exists already. Choose another name, or add --overwrite to replace it.")
     dataset = segmentation_dataset(result, reference, model)
-
-    def verify(tmp: Path) -> None:
-        import pydicom
-
-        pydicom.dcmread(str(tmp))
-
     with StagedOutputs() as outputs:
-        outputs.add(path, lambda tmp: dataset.save_as(str(tmp)), verify=verify)
+        outputs.add(path, lambda tmp: dataset.save_as(str(tmp)), verify=_readable)
+    return path
+
+
+def _readable(file: Path) -> None:
+    """Read a written DICOM file back (raises when it is not one)."""
+    import pydicom
+
+    pydicom.dcmread(str(file))
+
+
+def _segment_of(row: Any, result: SegmentationResult) -> int:
+    """The SEG segment a lesion belongs to: the lesion segment, or for a split tumour the enhancing one when it has
+    enhancing tissue (what a radiologist measures first), else the core, else the oedema."""
+    if not set(result.classes) - {1}:
+        return 1
+    if row.enhancing_ml:
+        return 3
+    return 1 if row.core_ml else 2
+
+
+def measurement_report(result: SegmentationResult, rows: list, segmentation: Any, sources: list, model: ModelMetadata,
+                       *, series_number: int = 9902) -> Any:
+    """A TID 1500 measurement report (``highdicom.sr.Comprehensive3DSR``) with one volumetric group per lesion of
+    ``rows`` (:func:`brainlesioncl.lesion_report.lesion_rows`): volume (mL) and largest diameter (mm), the enhancing
+    and core volumes of a split tumour, whether the model was unsure of it, each referencing its SEG segment.
+    ``sources`` are the reference series' datasets the SEG refers to (headers suffice): the report's evidence."""
+    hd = _highdicom()
+    from pydicom.sr.codedict import codes
+
+    from . import __version__
+
+    concept = hd.sr.CodedConcept
+    model_name = model.version or model.name
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=hd.UID(), name="BrainLesionCL", manufacturer_name="BrainLesionCL", model_name=model_name[:64])
+    context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device, observer_identifying_attributes=device))
+    millilitre, millimetre = concept("ml", "UCUM", "milliliter"), concept("mm", "UCUM", "millimeter")
+    volume, diameter = concept("118565006", "SCT", "Volume"), concept("81827009", "SCT", "Diameter")
+    brain = hd.sr.FindingSite(concept(BRAIN.value, BRAIN.scheme, BRAIN.meaning))
+    algorithm = hd.sr.AlgorithmIdentification(name="BrainLesionCL", version=f"{model_name} ({__version__})")
+    terms = dict(_segments(result))
+    groups = []
+    for row in rows:
+        segment = _segment_of(row, result)
+        term = terms.get(segment, disease_term(result.disease))
+        measurements = [hd.sr.Measurement(name=volume, value=round(row.volume_ml, 4), unit=millilitre),
+                        hd.sr.Measurement(name=diameter, value=round(row.largest_diameter_mm, 2), unit=millimetre)]
+        for name, value in (("Enhancing tumour volume", row.enhancing_ml), ("Tumour core volume", row.core_ml)):
+            if value is not None:
+                measurements.append(hd.sr.Measurement(
+                    name=concept(name.upper().replace(" ", "_")[:16], PRIVATE_SCHEME, name),
+                    value=round(value, 4), unit=millilitre))
+        evaluations = []
+        if row.unsure is not None:
+            evaluations.append(hd.sr.QualitativeEvaluation(
+                name=concept("UNSURE", PRIVATE_SCHEME, "Model unsure of this lesion"),
+                value=concept("373066001", "SCT", "Yes") if row.unsure else concept("373067005", "SCT", "No")))
+        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"Lesion {row.index}"),
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=segmentation.SOPClassUID, sop_instance_uid=segmentation.SOPInstanceUID,
+                segment_number=segment, source_series=hd.sr.SourceSeriesForSegmentation(
+                    segmentation.ReferencedSeriesSequence[0].SeriesInstanceUID)),
+            finding_type=concept(term.type.value, term.type.scheme, term.type.meaning), algorithm_id=algorithm,
+            finding_sites=[brain], measurements=measurements, qualitative_evaluations=evaluations or None))
+    report = hd.sr.MeasurementReport(observation_context=context,
+                                     procedure_reported=concept("24590-2", "LN", "MR Brain"),
+                                     imaging_measurements=groups)
+    return hd.sr.Comprehensive3DSR(
+        evidence=[segmentation, *sources], content=report, series_instance_uid=hd.UID(), series_number=series_number,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="BrainLesionCL",
+        series_description=f"BrainLesionCL {model_name} lesion report"[:64])
+
+
+def write_dicom_sr(result: SegmentationResult, rows: list, segmentation_path: str | os.PathLike,
+                   reference: DicomSeries, path: str | os.PathLike, model: ModelMetadata, *,
+                   overwrite: bool = False) -> Path:
+    """Write the measurement report of ``rows`` referencing the DICOM SEG at ``segmentation_path`` (made on
+    ``reference``), atomically."""
+    import pydicom
+
+    path = Path(path).expanduser()
+    check_writable_folder(path.parent)
+    if path.exists() and not overwrite:
+        raise OutputPathError(f"Output {path} exists already. Choose another name, or add --overwrite to replace it.")
+    sources = [pydicom.dcmread(str(file), stop_before_pixels=True) for file in ordered_slices(reference)]
+    dataset = measurement_report(result, rows, pydicom.dcmread(str(segmentation_path)), sources, model)
+    with StagedOutputs() as outputs:
+        outputs.add(path, lambda tmp: dataset.save_as(str(tmp)), verify=_readable)
     return path

@@ -55,7 +55,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                      help="segment the mean of 4 mirrored views (test-time augmentation) instead of one pass; 4x the "
                           "network time (its effect on real cases: docs/BENCHMARKS.md)")
     seg.add_argument("--report", metavar="FILE",
-                     help="per-lesion report (.csv or .json): volume, largest diameter, RAS centroid, mean probability")
+                     help="per-lesion report (.csv or .json): volume, largest diameter, RAS centroid, mean "
+                          "probability; with a DICOM SEG output, .dcm writes it as a DICOM structured report (TID "
+                          "1500) referencing the SEG")
     seg.add_argument("--write-prepared", metavar="DIR",
                      help="also write the prepared sequences, brain mask and QC to this existing folder")
     seg.add_argument("--min-lesion-mm3", type=float, default=0.0,
@@ -112,8 +114,11 @@ def _segment_case(args: argparse.Namespace, study: Path | None) -> int:
         from ..io.atomic import check_writable_folder
 
         check_writable_folder(args.write_prepared, "--write-prepared folder")
-    if args.report and Path(args.report).suffix.lower() not in (".csv", ".json"):
-        raise OutputPathError(f"--report {args.report}: give a .csv or .json file name.")
+    report_kinds = (".csv", ".json", ".dcm") if args.output_format == "dicom-seg" else (".csv", ".json")
+    if args.report and Path(args.report).suffix.lower() not in report_kinds:
+        raise OutputPathError(f"--report {args.report}: give a .csv or .json file name"
+                              + (", or .dcm for a DICOM structured report referencing the SEG." if len(report_kinds) > 2
+                                 else "."))
     reference_series = None
     if inputs is None:
         assert study is not None
@@ -148,7 +153,14 @@ def _segment_case(args: argparse.Namespace, study: Path | None) -> int:
         if result.preparation is not None:  # the inputs on the result's grid, for the "brightest on" column
             sequences = {m.value: image for m, image in result.preparation.reference_grid[0].items()}
         rows = lesion_rows(result.label, result.probability, result.uncertainty, sequences)
-    if args.report:
+    if args.report and Path(args.report).suffix.lower() == ".dcm":
+        from ..dicom_export import write_dicom_sr
+
+        assert reference_series is not None  # a .dcm report is accepted only with a DICOM SEG output (checked above)
+        write_dicom_sr(result, rows or [], args.output, reference_series, args.report, segmenter.metadata,
+                       overwrite=args.overwrite)
+        written.append(str(args.report))
+    elif args.report:
         from ..lesion_report import write_lesion_report
 
         write_lesion_report(rows or [], args.report, overwrite=args.overwrite,
