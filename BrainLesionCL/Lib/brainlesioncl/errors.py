@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "BrainLesionCLError",
+    "PacsError",
     "InvalidImageError",
     "NoCasesError",
     "UnlabelledCasesError",
@@ -113,6 +114,12 @@ class OutputPathError(BrainLesionCLError, OSError):
 
 class SettingsError(BrainLesionCLError, ValueError):
     """An option has a value BrainLesionCL cannot use (unknown strategy, bad hyper-parameter)."""
+
+
+class PacsError(BrainLesionCLError):
+    """A PACS could not be reached, refused the association, or did not store or send what was asked."""
+
+    exit_code = 5
 
 
 class CancelledError(BrainLesionCLError):

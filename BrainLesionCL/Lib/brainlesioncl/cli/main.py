@@ -17,7 +17,7 @@ Heavy imports (torch, MONAI) happen inside the commands so ``--help`` is instant
 entry point in its child process (``python -m brainlesioncl.cli.main``).
 
 Exit codes: 0 success; 1 unexpected error (a bug: please report it); 2 bad input; 3 model/registry problem;
-4 some cases of a batch failed; 130 cancelled.
+4 some cases of a batch failed; 5 a PACS refused or could not be reached; 130 cancelled.
 
 With ``--progress json`` every progress step is printed on stdout as one line ``PROGRESS {"fraction": f, "stage": s}``
 so a parent process (the Slicer module) can show it; ``--progress bar`` (default on a terminal) draws a bar on stderr.

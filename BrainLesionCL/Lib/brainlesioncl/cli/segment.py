@@ -32,6 +32,20 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                      help="a DICOM study (a folder of one patient's exam as a PACS exports it, or a zip): every MR "
                           "series is identified from its tags, description or image and mapped to a channel, the "
                           "rest set aside with the reason (instead of --input)")
+    pacs = seg.add_argument_group("PACS (the 'dicom' extra; docs/DICOM.md)")
+    pacs.add_argument("--from-pacs", metavar="AE@HOST:PORT",
+                      help="fetch the study --study-uid from this PACS (C-GET) and segment it as --dicom does")
+    pacs.add_argument("--study-uid", help="the Study Instance UID to fetch with --from-pacs")
+    pacs.add_argument("--send-to", metavar="AE@HOST:PORT",
+                      help="store the DICOM SEG (and the --report .dcm SR) in this PACS (C-STORE)")
+    pacs.add_argument("--stow", metavar="URL",
+                      help="store them with DICOMweb STOW-RS at this service root instead (user and password, if "
+                           "asked, from BRAINLESIONCL_DICOMWEB_USER / _PASSWORD)")
+    pacs.add_argument("--calling-ae", default="BRAINLESIONCL", help="this program's AE title (default BRAINLESIONCL)")
+    pacs.add_argument("--pacs-ca", metavar="FILE", help="TLS: the CA certificate(s) that signed the PACS's (DIMSE "
+                                                        "over TLS; for DICOMweb, the CA bundle of the https URL)")
+    pacs.add_argument("--pacs-cert", metavar="FILE", help="TLS: this client's certificate, when the PACS asks")
+    pacs.add_argument("--pacs-key", metavar="FILE", help="TLS: the key of --pacs-cert")
     seg.add_argument("--disease", "-d", default="unknown",
                      help="tumour, stroke, MS, WMH, metastasis, unknown (default: a neutral mix of the routings) or "
                           "auto (the model reads the disease from the image and says what it chose)")
@@ -71,18 +85,36 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 def cmd_segment(args: argparse.Namespace) -> int:
     if args.cases:
         return _segment_batch(args)
-    if args.dicom and args.input:
-        raise BrainLesionCLError("Give the case either as a DICOM study (--dicom) or as --input volumes, not both.")
-    if not args.input and not args.dicom:
+    if sum(bool(v) for v in (args.dicom, args.input, args.from_pacs)) > 1:
+        raise BrainLesionCLError("Give the case one way: a DICOM study (--dicom), a study in a PACS (--from-pacs with "
+                                 "--study-uid) or --input volumes.")
+    if bool(args.from_pacs) != bool(args.study_uid):
+        raise BrainLesionCLError("--from-pacs and --study-uid go together: the PACS, and the study to fetch from it.")
+    if (args.send_to or args.stow) and not str(args.output or "").lower().endswith(".dcm") and \
+            args.output_format != "dicom-seg":
+        raise BrainLesionCLError("--send-to/--stow store a DICOM SEG: write one with -o seg.dcm.")
+    if not args.input and not args.dicom and not args.from_pacs:
         raise BrainLesionCLError("Give the case with --input MODALITY=FILE (repeatable), a DICOM study with --dicom "
                                  "STUDY, or a batch with --cases.")
     if not args.output:
         raise BrainLesionCLError("Give the output labelmap path with -o/--output (e.g. -o seg.nii.gz).")
     if args.output_format is None:
         args.output_format = "dicom-seg" if str(args.output).lower().endswith(".dcm") else "image"
-    if args.output_format == "dicom-seg" and not args.dicom:
-        raise BrainLesionCLError("A DICOM SEG refers to the source series: give the study with --dicom STUDY (or "
-                                 "write an image, e.g. -o seg.nii.gz).")
+    if args.output_format == "dicom-seg" and not (args.dicom or args.from_pacs):
+        raise BrainLesionCLError("A DICOM SEG refers to the source series: give the study with --dicom STUDY or "
+                                 "--from-pacs (or write an image, e.g. -o seg.nii.gz).")
+    if args.from_pacs:
+        import tempfile
+
+        from ..pacs import fetch_study, parse_node
+
+        node = parse_node(args.from_pacs)
+        with tempfile.TemporaryDirectory(prefix="brainlesioncl-study-") as folder:
+            count = fetch_study(args.study_uid, node, folder, calling_ae=args.calling_ae, ca_file=args.pacs_ca,
+                                cert_file=args.pacs_cert, key_file=args.pacs_key)
+            print(f"pacs: fetched {count} image(s) of the study from {node}", file=sys.stderr)
+            args.dicom = f"{node} (study fetched)"
+            return _segment_case(args, Path(folder))
     if not args.dicom:
         return _segment_case(args, None)
     from ..io.dicom import dicom_source
@@ -166,6 +198,8 @@ def _segment_case(args: argparse.Namespace, study: Path | None) -> int:
         write_lesion_report(rows or [], args.report, overwrite=args.overwrite,
                             warnings=[w.message for w in result.warnings])
         written.append(str(args.report))
+    if args.send_to or args.stow:
+        _store_in_pacs(args, [p for p in (args.output, args.report) if p and str(p).lower().endswith(".dcm")])
     summary = {
         "output": str(args.output),
         "files": written,
@@ -242,6 +276,20 @@ def _resolve_auto_inputs(inputs: dict[str, str], args: argparse.Namespace) -> di
     if not result:
         raise BrainLesionCLError("None of the --input auto= files could be identified; give them as MODALITY=FILE.")
     return result
+
+
+def _store_in_pacs(args: argparse.Namespace, files: list[str]) -> None:
+    """--send-to (C-STORE) or --stow (STOW-RS) of the DICOM files written."""
+    from ..pacs import parse_node, store, stow
+
+    if args.send_to:
+        node = parse_node(args.send_to)
+        count = store(files, node, calling_ae=args.calling_ae, ca_file=args.pacs_ca, cert_file=args.pacs_cert,
+                      key_file=args.pacs_key)
+        print(f"pacs: stored {count} object(s) in {node}", file=sys.stderr)
+    if args.stow:
+        count = stow(files, args.stow, ca_bundle=args.pacs_ca)
+        print(f"pacs: stored {count} object(s) with STOW-RS at {args.stow}", file=sys.stderr)
 
 
 def _dicom_inputs(args: argparse.Namespace, study: Path) -> tuple[dict[str, Any], Any]:
