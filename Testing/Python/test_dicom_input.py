@@ -119,3 +119,34 @@ def test_a_zip_member_that_escapes_its_folder_is_refused(tmp_path) -> None:
     with pytest.raises(InvalidImageError, match="outside"):
         read_image(archive)
     assert not (tmp_path.parent / "outside.dcm").exists()
+
+
+def test_an_episode_on_dicom_cases_records_counts_not_identifiers(caplog, registry, tiny_version, tmp_path) -> None:
+    """Cases given as DICOM series (each carrying a patient's name, ID, birth date and accession number): the new
+    version and the log say how many cases, never whose."""
+    import json
+
+    from brainlesioncl.continual import EpisodeConfig, train_episode
+
+    from conftest import TINY_CHANNELS
+
+    entries = []
+    for i in range(2):
+        volume = _volume()
+        study = new_uid()
+        folders = {name: write_series(volume, tmp_path / f"case{i}" / name, study=study, series_number=n,
+                                      tags=SEQUENCES[name]) for n, name in ((2, "FLAIR"), (3, "T1"))}
+        label = sitk.Cast(volume > 0.5 * float(sitk.GetArrayViewFromImage(volume).max()), sitk.sitkUInt8)
+        sitk.WriteImage(label, str(tmp_path / f"case{i}" / "label.nii.gz"))
+        entries.append({"case": f"case{i}", "images": {k: str(v) for k, v in folders.items()},
+                        "label": str(tmp_path / f"case{i}" / "label.nii.gz"), "disease": "stroke"})
+    manifest = tmp_path / "cases.json"
+    manifest.write_text(json.dumps({"cases": entries}))
+    caplog.set_level(logging.DEBUG)
+    result = train_episode(manifest, "stroke", parent=tiny_version, registry=registry, device="cpu",
+                           config=EpisodeConfig(strategy="naive", epochs=1, steps_per_epoch=1, crop_size=32,
+                                                validation_fraction=0, precision="fp32",
+                                                scratch_channels=TINY_CHANNELS))
+    assert result.metadata.training["cases"] == 2
+    stored = (registry.path_of(result.version) / "bundle.json").read_text()
+    assert not any(value in stored + caplog.text for value in IDENTIFYING)

@@ -128,6 +128,7 @@ def fetch_study(study_uid: str, node: DicomNode, folder: str | os.PathLike, *, c
     from pynetdicom import build_role, evt
 
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     received: list[Path] = []
 
     def on_store(event: Any) -> int:
