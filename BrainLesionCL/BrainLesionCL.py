@@ -327,6 +327,7 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.rollbackButton.connect("clicked(bool)", self.onRollback)
         self.ui.importButton.connect("clicked(bool)", self.onImport)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.lesionTable.connect("cellClicked(int,int)", self.onLesionClicked)
         self.ui.diseaseComboBox.connect("currentIndexChanged(int)", self._storeChoices)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self._storeChoices)
@@ -885,6 +886,23 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if folder:
                 with self._reportErrors(_("Could not export.")):
                     self._status(str(self.logic.engine.exportModel(version, os.path.join(folder, version))))
+
+    def onExportDicom(self) -> None:
+        """The output segmentation as DICOM SEG and SR on the reference volume's DICOM series (engine's writer)."""
+        if not self._ensureLogic():
+            return
+        output = self.ui.outputSegmentationSelector.currentNode()
+        inputs = self._inputs()
+        if output is None or not output.GetSegmentation().GetNumberOfSegments() or not inputs:
+            slicer.util.errorDisplay(_("Segment first: the output segmentation and its input volumes are what is "
+                                       "exported."))
+            return
+        with self._reportErrors(_("Could not export to DICOM.")):
+            reference = inputs.get(self.ui.referenceComboBox.currentText) or next(iter(inputs.values()))
+            written = self.logic.engine.exportDicom(output, reference, self.ui.diseaseComboBox.currentData or
+                                                    "unknown")
+            self._status(_("Exported to DICOM and added to the DICOM database: {files}").format(
+                files=", ".join(str(path) for path in written)))
 
     def onReload(self) -> None:
         """Reload the Qt-free package too, so a developer's edit to the logic takes effect."""

@@ -775,6 +775,59 @@ class BrainLesionCLLogic:
         return folder
 
     # --------------------------------------------------------------------------------------------- lesion table
+    def exportDicom(self, segmentationNode, referenceVolume, disease: str, folder: str | None = None, *,
+                    report: bool = True, version: str | None = None) -> list[Path]:
+        """The segmentation as DICOM SEG (and its lesion table as a TID 1500 SR) on the DICOM series the reference
+        volume was loaded from, written by the engine's one writer (:mod:`brainlesioncl.dicom_export`) and added to
+        Slicer's DICOM database, from where Slicer's DICOM module sends it to a PACS. Segments named as the classes
+        of a multi-class result (sub-regions, metastasis classes) keep their label values; any other is the lesion.
+
+        Raises:
+            BrainLesionCLError: the reference volume did not come from Slicer's DICOM database (the message says so).
+        """
+        from brainlesioncl.dicom_export import write_dicom_seg, write_dicom_sr
+        from brainlesioncl.inference.segmenter import SegmentationResult
+        from brainlesioncl.io.dicom import series_of_files
+
+        uids = (referenceVolume.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        files = [database.fileForInstance(uid) for uid in uids] if uids and database is not None else []
+        if not files or not all(files):
+            raise BrainLesionCLError(
+                f"'{referenceVolume.GetName()}' was not loaded from Slicer's DICOM database, so there is no source "
+                "series for a DICOM SEG to refer to. Load the study with the DICOM module, or save the segmentation "
+                "as a file instead.")
+        series = series_of_files(files)
+        named = {style.name: value for value, style in classes_for(disease)}
+        segmentation = segmentationNode.GetSegmentation()
+        reference = volume_to_image(referenceVolume)
+        array = np.zeros(sitk.GetArrayViewFromImage(reference).shape, np.uint8)
+        for index in range(segmentation.GetNumberOfSegments()):
+            segment = segmentation.GetNthSegment(index)
+            if segment.GetName() == BRAIN_STYLE.name:
+                continue
+            mask = sitk.GetArrayFromImage(segment_to_image(segmentationNode, segmentation.GetNthSegmentID(index),
+                                                           referenceVolume)) > 0
+            array[mask & (array == 0)] = named.get(segment.GetName(), 1)
+        label = sitk.GetImageFromArray(array)
+        label.CopyInformation(reference)
+        classes = ({value: style.name for value, style in classes_for(disease)} if set(np.unique(array)) - {0, 1}
+                   else {1: "lesion"})
+        volume, count = label_statistics(label)
+        metadata = self.registry.get(version).metadata
+        result = SegmentationResult(label, sitk.Cast(label > 0, sitk.sitkFloat32), metadata.version or metadata.name,
+                                    resolve_disease(disease).value, [], [], volume, count, classes=classes)
+        target = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="brainlesioncl-dicom-"))
+        stem = segmentationNode.GetName().replace(" ", "_") or "segmentation"
+        written = [write_dicom_seg(result, series, target / f"{stem}_SEG.dcm", metadata)]
+        if report:
+            written.append(write_dicom_sr(result, lesion_rows(label), written[0], series, target / f"{stem}_SR.dcm",
+                                          metadata))
+        if database is not None:
+            for path in written:
+                database.insert(str(path))
+        return written
+
     @staticmethod
     def lesionTableNode(outcome: SegmentOutcome, tableNode=None):
         """The outcome's lesions as a table node (one row per lesion, largest first), placed beside the result."""

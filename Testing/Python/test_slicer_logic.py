@@ -560,3 +560,68 @@ def test_auto_map_tells_an_unnamed_t1_from_its_t1c_by_reading_the_scene_as_one_e
     assert mapping.get("T1c") is t1c and mapping.get("T1") is t1, [why for _, why in left_out]
     assert "read with this exam" in notes["T1c"] and "after contrast" in notes["T1c"]
     assert all(node is not t1c and node is not t1 for node, _ in left_out)
+
+
+class DicomDatabaseStandIn:
+    """What the module uses of CTK's ctkDICOMDatabase (documented API): ``fileForInstance(uid)`` gives the file of a
+    stored instance ('' when unknown), ``insert(path)`` stores a DICOM file."""
+
+    def __init__(self, files_by_uid: dict[str, str]) -> None:
+        self.files_by_uid, self.inserted = files_by_uid, []
+
+    def fileForInstance(self, uid: str) -> str:  # noqa: N802 - CTK's name
+        return self.files_by_uid.get(uid, "")
+
+    def insert(self, path: str, *_args) -> None:
+        self.inserted.append(path)
+
+
+def test_a_segmentation_exports_to_dicom_seg_and_sr_into_slicers_database(slicer_core, mrml_scene, registry,
+                                                                         tiny_version, monkeypatch, tmp_path) -> None:
+    """The tumour's three sub-region segments of a volume loaded from DICOM become a DICOM SEG with three coded
+    segments on that series, and an SR, both added to Slicer's DICOM database; a volume not from DICOM is refused
+    with the reason."""
+    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("highdicom")
+    from BrainLesionCLLib import BrainLesionCLLogic
+    from BrainLesionCLLib.mrml_io import label_into_segment
+    from BrainLesionCLLib.terminology import TUMOUR_SUBREGION_CLASSES
+    from dicom_helpers import SEQUENCES, new_uid, write_series
+
+    from brainlesioncl.errors import BrainLesionCLError
+    from brainlesioncl.io import read_image
+
+    slicer = slicer_core.slicer
+    grid = make_grid((40, 44, 20), (2.0, 2.0, 3.5), origin=(-40.0, -44.0, -35.0))
+    folder = write_series(sphere_case(grid, radius=12.0), tmp_path / "t1c", study=new_uid(), series_number=7,
+                          tags=SEQUENCES["T1c"])
+    files = sorted(folder.iterdir())
+    uids = {str(pydicom.dcmread(str(f), stop_before_pixels=True).SOPInstanceUID): str(f) for f in files}
+    volume = _node_from_image(slicer, read_image(folder), "t1c")
+    volume.SetAttribute("DICOM.instanceUIDs", " ".join(uids))
+    database = DicomDatabaseStandIn(uids)
+    monkeypatch.setattr(slicer, "dicomDatabase", database, raising=False)
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "tumour result")
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    array = np.zeros(sitk.GetArrayViewFromImage(grid).shape, np.uint8)
+    array[6:14, 12:30, 10:30] = 2
+    array[8:12, 16:26, 14:26] = 3
+    array[9:11, 19:23, 18:22] = 1
+    for value, style in TUMOUR_SUBREGION_CLASSES:
+        part = sitk.GetImageFromArray((array == value).astype(np.uint8))
+        part.CopyInformation(grid)
+        label_into_segment(part, volume, segmentation, name=style.name, color=style.color,
+                           terminology=style.terminology)
+    logic = BrainLesionCLLogic(registry=registry)
+    written = logic.exportDicom(segmentation, volume, "tumour", str(tmp_path))
+    assert [p.name for p in written] == ["tumour_result_SEG.dcm", "tumour_result_SR.dcm"]
+    assert database.inserted == [str(p) for p in written]
+    seg = pydicom.dcmread(str(written[0]))
+    assert {int(s.SegmentNumber): s.SegmentLabel for s in seg.SegmentSequence} == {
+        1: "Necrotic / non-enhancing core", 2: "Oedema", 3: "Enhancing tumour"}
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == pydicom.dcmread(str(files[0])).SeriesInstanceUID
+    assert pydicom.dcmread(str(written[1])).Modality == "SR"
+    plain = _node_from_image(slicer, read_image(folder), "not from DICOM")
+    with pytest.raises(BrainLesionCLError, match="not loaded from Slicer's DICOM database"):
+        logic.exportDicom(segmentation, plain, "tumour", str(tmp_path))

@@ -706,3 +706,16 @@ def test_an_implausible_result_says_so_in_the_status_and_the_log(panel, monkeypa
         panel.ui.statusLabel.text
     log = panel.ui.logTextEdit.toPlainText()
     assert "Check the result: the lesions cover 20% of the brain" in log
+
+
+def test_export_to_dicom_says_what_it_needs(panel) -> None:
+    """The DICOM export button before any segmentation, and for volumes not loaded from DICOM: a dialog naming what
+    is missing, nothing written, the panel free."""
+    panel.ui.exportDicomButton.click()
+    assert "Segment first" in panel.dialogs.errors()[-1]
+    panel.map_case()
+    panel.ui.applyButton.click()
+    panel.wait()
+    panel.ui.exportDicomButton.click()
+    assert "not loaded from Slicer's DICOM database" in panel.dialogs.errors()[-1]
+    assert panel.widget._job is None and panel.ui.applyButton.enabled

@@ -28,7 +28,7 @@ import SimpleITK as sitk
 from ..errors import InvalidImageError
 
 __all__ = ["DicomSeries", "SLICE_SPACING_TOLERANCE", "dicom_source", "find_series", "holds_dicom", "ordered_slices",
-           "read_series"]
+           "read_series", "series_of_files"]
 
 #: Allowed relative spread of the distances between neighbouring slices before a series is refused as non-uniform.
 SLICE_SPACING_TOLERANCE = 0.05
@@ -170,6 +170,26 @@ def find_series(folder: str | os.PathLike) -> tuple[list[DicomSeries], list[Dico
 def _series_order(series: DicomSeries) -> tuple[int, str]:
     """Series number order (as a PACS viewer lists them), then description."""
     return (int(series.number) if series.number.isdigit() else 1 << 30, series.description)
+
+
+def series_of_files(files: list[Path] | list[str]) -> DicomSeries:
+    """The one series made of ``files`` (e.g. the instances a DICOM database lists for a loaded volume).
+
+    Raises:
+        InvalidImageError: a file is not DICOM, or the files belong to several series.
+    """
+    headers = [(Path(file), _header(Path(file))) for file in files]
+    unreadable = [str(file) for file, tags in headers if tags is None]
+    if unreadable or not headers:
+        raise InvalidImageError(f"not DICOM files of one series: {', '.join(unreadable[:3]) or 'no file given'}")
+    uids = {tags[_SERIES_UID] for _, tags in headers if tags is not None}
+    if len(uids) != 1:
+        raise InvalidImageError(f"the files belong to {len(uids)} series, not one.")
+    first = headers[0][1]
+    assert first is not None
+    series = DicomSeries(uids.pop(), tuple(file for file, _ in headers), first)
+    problem = _not_a_volume(series)
+    return series if problem is None else DicomSeries(series.uid, series.files, series.tags, problem)
 
 
 def _not_a_volume(series: DicomSeries) -> str | None:
