@@ -54,6 +54,7 @@ def write_series(image: sitk.Image, folder: Path, *, study: str, series_number: 
             "0010|0030": BIRTH_DATE,
             "0008|0050": ACCESSION, "0020|0011": str(series_number), "0020|0013": str(instance),
             "0008|0008": "ORIGINAL\\PRIMARY\\M\\ND", "0018|0050": str(volume.GetSpacing()[2]),
+            "0018|0088": str(volume.GetSpacing()[2]),
             "0020|0032": "\\".join(f"{v:.4f}" for v in position),
             "0020|0037": "\\".join(f"{v:.6f}" for v in (*direction[:, 0], *direction[:, 1])),
             **tags,

@@ -109,7 +109,7 @@ def test_segment_a_dicom_study_maps_each_series_and_prints_nothing_identifying(
         assert not any(value in captured.out + captured.err + caplog.text for value in IDENTIFYING)
     code = main(["--registry", str(registry.root), "segment", "--dicom", str(root), "--input",
                  f"FLAIR={root / 'series2'}", "-o", str(tmp_path / "x.nii.gz")])
-    assert code == 2 and "not both" in capsys.readouterr().err
+    assert code == 2 and "one way" in capsys.readouterr().err
 
 
 def test_a_zip_member_that_escapes_its_folder_is_refused(tmp_path) -> None:
@@ -150,3 +150,47 @@ def test_an_episode_on_dicom_cases_records_counts_not_identifiers(caplog, regist
     assert result.metadata.training["cases"] == 2
     stored = (registry.path_of(result.version) / "bundle.json").read_text()
     assert not any(value in stored + caplog.text for value in IDENTIFYING)
+
+
+def test_an_annotation_given_as_dicom_seg_trains_like_the_same_labelmap(tmp_path) -> None:
+    """A reader's annotation as a DICOM SEG on the FLAIR series (written with every frame, or, as some viewers
+    write it, without its empty frames) loads as exactly the labelmap it encodes, on the FLAIR's grid."""
+    highdicom = pytest.importorskip("highdicom")
+    import pydicom
+
+    from brainlesioncl.dicom_export import segmentation_dataset
+    from brainlesioncl.inference.segmenter import SegmentationResult
+    from brainlesioncl.modalities import BRAINCL_CHANNEL_ORDER
+    from brainlesioncl.training import load_training_case
+
+    from conftest import tiny_metadata
+
+    volume = _volume()
+    study = new_uid()
+    folders = {name: write_series(volume, tmp_path / name, study=study, series_number=n, tags=SEQUENCES[name])
+               for n, name in ((2, "FLAIR"), (3, "T1"))}
+    (flair,), _ = find_series(folders["FLAIR"])
+    label = sitk.Cast(volume > 0.5 * float(sitk.GetArrayViewFromImage(volume).max()), sitk.sitkUInt8)
+    reference = read_series(flair)
+    label.CopyInformation(reference)
+    result = SegmentationResult(label, sitk.Cast(label, sitk.sitkFloat32), "tiny-v1", "stroke", [], [], 1.0, 1)
+    full = segmentation_dataset(result, flair, tiny_metadata())
+    full.save_as(str(tmp_path / "full.dcm"))
+    sources = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in sorted(flair.files)]
+    order = np.argsort([float(ds.ImagePositionPatient @ np.cross(*np.array(ds.ImageOrientationPatient,
+                                                                           float).reshape(2, 3)))
+                        for ds in sources])
+    partial = highdicom.seg.Segmentation(
+        source_images=[sources[i] for i in order], pixel_array=sitk.GetArrayFromImage(label),
+        segmentation_type="BINARY", segment_descriptions=full.SegmentSequence and [
+            highdicom.seg.SegmentDescription.from_dataset(full.SegmentSequence[0])],
+        series_instance_uid=highdicom.UID(), series_number=99, sop_instance_uid=highdicom.UID(), instance_number=1,
+        manufacturer="a viewer", manufacturer_model_name="v", software_versions="1", device_serial_number="1",
+        omit_empty_frames=True)
+    partial.save_as(str(tmp_path / "partial.dcm"))
+    assert len(partial.PerFrameFunctionalGroupsSequence) < len(sources)
+    images = {"FLAIR": folders["FLAIR"], "T1": folders["T1"]}
+    expected = load_training_case("nifti", images, label, "stroke", BRAINCL_CHANNEL_ORDER)
+    for name in ("full.dcm", "partial.dcm"):
+        case = load_training_case(name, images, tmp_path / name, "stroke", BRAINCL_CHANNEL_ORDER)
+        assert np.array_equal(case.label, expected.label), name

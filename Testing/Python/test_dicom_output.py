@@ -32,8 +32,9 @@ needs_dcmqi = pytest.mark.skipif(not Path(SEGIMAGE2ITKIMAGE).exists(),
 def _series(tmp_path: Path, oblique: bool = True):
     direction = rotation_direction((10.0, -6.0, 4.0) if oblique else (0.0, 0.0, 0.0))
     grid = make_grid((40, 44, 20), (2.0, 2.0, 3.5), origin=(-40.0, -44.0, -35.0), direction=direction)
+    # Spacing Between Slices written as 1, as some converters do: the SEG must state the true distance anyway.
     folder = write_series(sphere_case(grid, centre=(4.0, -2.0, 3.0), radius=12.0), tmp_path / "flair",
-                          study=new_uid(), series_number=5, tags=SEQUENCES["FLAIR"])
+                          study=new_uid(), series_number=5, tags={**SEQUENCES["FLAIR"], "0018|0088": "1"})
     (series,), _ = find_series(folder)
     return series
 

@@ -27,8 +27,8 @@ import SimpleITK as sitk
 
 from ..errors import InvalidImageError
 
-__all__ = ["DicomSeries", "SLICE_SPACING_TOLERANCE", "dicom_source", "find_series", "holds_dicom", "ordered_slices",
-           "read_series", "series_of_files"]
+__all__ = ["DicomSeries", "SLICE_SPACING_TOLERANCE", "dicom_seg_on_grid", "dicom_source", "find_series", "holds_dicom",
+           "is_dicom_seg", "ordered_slices", "read_series", "series_of_files"]
 
 #: Allowed relative spread of the distances between neighbouring slices before a series is refused as non-uniform.
 SLICE_SPACING_TOLERANCE = 0.05
@@ -293,3 +293,55 @@ def read_series(series: DicomSeries) -> sitk.Image:
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise InvalidImageError(f"{series.label}: not a scalar 3-D series (colour or multi-component pixels).")
     return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def is_dicom_seg(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a DICOM Segmentation object (a file, header only read)."""
+    path = Path(path)
+    tags = _header(path) if path.is_file() else None
+    return tags is not None and tags.get(_MODALITY, "").upper() == "SEG"
+
+
+def dicom_seg_on_grid(path: str | os.PathLike, image: sitk.Image) -> sitk.Image | None:
+    """A DICOM SEG as a label image on ``image``'s grid (each voxel the number of its segment, 0 elsewhere), or None
+    when the SEG's frames do not lie on that grid's slices (another series, orientation or resolution).
+
+    Each frame is placed by its own position, not by the SEG's declared slice spacing, so a SEG without its empty
+    frames (as some viewers write them) or with a wrong Spacing Between Slices still lands on the right slices.
+    Needs highdicom (the ``dicom`` extra).
+
+    Raises:
+        InvalidImageError: not a readable DICOM SEG.
+    """
+    try:
+        import highdicom as hd
+    except ImportError as err:
+        raise InvalidImageError(f"{path}: reading a DICOM SEG needs the 'dicom' extra: pip install -e '.[dicom]'.") \
+            from err
+    try:
+        segmentation = hd.seg.segread(str(path))
+        frames = np.asarray(segmentation.pixel_array)
+        shared = segmentation.SharedFunctionalGroupsSequence[0]
+        orientation = np.array(shared.PlaneOrientationSequence[0].ImageOrientationPatient, float)
+        per_frame = segmentation.PerFrameFunctionalGroupsSequence
+        positions = [np.array(f.PlanePositionSequence[0].ImagePositionPatient, float) for f in per_frame]
+        segments = [int((f.get("SegmentIdentificationSequence") or
+                         shared.SegmentIdentificationSequence)[0].ReferencedSegmentNumber) for f in per_frame]
+    except (ValueError, RuntimeError, AttributeError, KeyError, IndexError) as err:
+        raise InvalidImageError(f"{path}: cannot read it as a DICOM SEG ({str(err)[:200]}).") from err
+    if frames.ndim == 2:
+        frames = frames[None]
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    if not np.allclose(orientation, np.concatenate([direction[:, 0], direction[:, 1]]), atol=1e-3) or \
+            frames.shape[1:] != (image.GetSize()[1], image.GetSize()[0]):
+        return None
+    label = np.zeros(image.GetSize()[::-1], np.uint8)
+    for frame, position, segment in zip(frames, positions, segments, strict=True):
+        index = np.array(image.TransformPhysicalPointToContinuousIndex(tuple(position)))
+        z = int(round(index[2]))
+        if not np.allclose(index, [0.0, 0.0, z], atol=1e-2) or not 0 <= z < image.GetSize()[2]:
+            return None
+        label[z][frame > 0] = segment
+    out = sitk.GetImageFromArray(label)
+    out.CopyInformation(image)
+    return out

@@ -91,7 +91,7 @@ def load_training_case(
     tag = resolve_disease(disease)
     mapped = map_channels(images, channel_order)
     loaded = {m: _as_image(src, f"{name}/{m.value}") for m, src in mapped.items()}
-    label_image = label if isinstance(label, sitk.Image) else _read_label(label, name)
+    label_image = label if isinstance(label, sitk.Image) else _read_label(label, name, list(loaded.values()))
     values = np.unique(sitk.GetArrayViewFromImage(label_image))
     if label_values is not None:
         unknown = sorted(set(values.tolist()) - set(label_values))
@@ -141,7 +141,17 @@ def load_training_case(
     )
 
 
-def _read_label(path: str | os.PathLike, name: str) -> sitk.Image:
+def _read_label(path: str | os.PathLike, name: str, images: Sequence[sitk.Image] = ()) -> sitk.Image:
+    """A label file, or a DICOM SEG placed on the grid of the case's image whose slices it annotates."""
+    from ..io.dicom import dicom_seg_on_grid, is_dicom_seg
+
+    if is_dicom_seg(path):
+        for image in images:
+            placed = dicom_seg_on_grid(path, image)
+            if placed is not None:
+                return placed
+        raise GeometryError(f"{name}: the DICOM SEG {path} annotates none of the case's series (its frames lie on "
+                            "no slice of them); give the series it was drawn on.")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
