@@ -194,3 +194,20 @@ def test_an_annotation_given_as_dicom_seg_trains_like_the_same_labelmap(tmp_path
     for name in ("full.dcm", "partial.dcm"):
         case = load_training_case(name, images, tmp_path / name, "stroke", BRAINCL_CHANNEL_ORDER)
         assert np.array_equal(case.label, expected.label), name
+
+
+def test_identify_and_prepare_read_a_dicom_study(capsys, tmp_path) -> None:
+    root = _study(tmp_path / "study", FLAIR={}, T1c={})
+    study = next(iter(find_series(root)[0])).tags["0020|000d"]
+    write_series(_volume(), root / "loc", study=study, series_number=1,
+                 tags={"0008|103e": "localizer", "0008|0008": "ORIGINAL\\PRIMARY\\LOCALIZER"})
+    assert main(["identify", "--dicom", str(root), "--no-image"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("    note:")]
+    assert lines[0].startswith("series 2 'AX T2 FLAIR': FLAIR (dicom")
+    assert lines[1].startswith("series 3 'AX T1 SE': T1c (dicom")  # the contrast agent tag, whatever the name says
+    assert lines[2].startswith("series 1 'localizer': refused") and "localizer" in lines[2]
+    out = tmp_path / "prepared"
+    out.mkdir()
+    assert main(["prepare", "--dicom", str(root), "--output-dir", str(out), "--prepare", "auto"]) == 0
+    assert {"flair.nii.gz", "t1c.nii.gz", "quality.json"} <= {p.name for p in out.iterdir()}
+    assert main(["identify"]) == 2 and "--dicom" in capsys.readouterr().err

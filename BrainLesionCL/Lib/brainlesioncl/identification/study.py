@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import SimpleITK as sitk
@@ -23,7 +23,7 @@ from . import auto_map, decisive_name, identify
 from .dicom import identification_tags
 from .result import Identification
 
-__all__ = ["StudyMapping", "map_dicom_study"]
+__all__ = ["StudyMapping", "identify_series", "map_dicom_study"]
 
 
 @dataclass
@@ -43,6 +43,18 @@ class StudyMapping:
         return used + [f"{series}: not used ({why})" for series, why in self.not_used]
 
 
+def identify_series(folder: str | os.PathLike, *, use_image: bool = True,
+                    read: Callable[[DicomSeries], sitk.Image] = read_series,
+                    ) -> tuple[list[tuple[DicomSeries, Identification]], list[DicomSeries]]:
+    """Every usable series of a study folder with what identified it, and the series set aside (with the reason in
+    ``problem``). ``read`` reads a series when its voxels are the evidence."""
+    usable, set_aside = find_series(folder)
+    found = [(series, identify(name=decisive_name([series.description]),
+                               tags=identification_tags(series.tags) or None,
+                               image=functools.partial(read, series) if use_image else None)) for series in usable]
+    return found, set_aside
+
+
 def map_dicom_study(folder: str | os.PathLike, channels: Sequence[str | Modality]) -> StudyMapping:
     """Identify and read the series of a DICOM study folder (see :func:`brainlesioncl.io.dicom.dicom_source` for a
     zip) for a model with ``channels``.
@@ -52,12 +64,9 @@ def map_dicom_study(folder: str | os.PathLike, channels: Sequence[str | Modality
             do not make a volume (the message names the series and the fix).
     """
     mapping = StudyMapping()
-    usable, set_aside = find_series(folder)
-    mapping.not_used += [(series.label, str(series.problem)) for series in set_aside]
     read = functools.cache(read_series)
-    found = [(series, identify(name=decisive_name([series.description]),
-                               tags=identification_tags(series.tags) or None,
-                               image=functools.partial(read, series))) for series in usable]
+    found, set_aside = identify_series(folder, read=read)
+    mapping.not_used += [(series.label, str(series.problem)) for series in set_aside]
     chosen, left_out = auto_map(found, channels)
     for channel, mapped in chosen.items():
         series = mapped.volume
