@@ -569,6 +569,12 @@ class BrainLesionCLWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.joinFederationButton.enabled = running is self.ui.joinFederationButton or not busy
         self.ui.modalityStudyButton.enabled = running is self.ui.modalityStudyButton or (not busy and not problems)
         self.ui.applyButton.toolTip = problems[0] if problems else _("Segment the mapped volumes.")
+        fromDicom = any(node.GetAttribute("DICOM.instanceUIDs") for node in inputs.values())
+        self.ui.exportDicomButton.enabled = fromDicom and not busy
+        self.ui.exportDicomButton.toolTip = _(
+            "Write the output segmentation as DICOM SEG (and its lesion table as a DICOM SR) on the reference "
+            "volume's DICOM series, and add them to Slicer's DICOM database.") if fromDicom else _(
+            "Available when the input volumes were loaded with Slicer's DICOM module: a DICOM SEG refers to them.")
 
     # ------------------------------------------------------------------------------------------ actions
     def onAutoMap(self) -> None:

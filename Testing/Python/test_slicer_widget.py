@@ -708,12 +708,18 @@ def test_an_implausible_result_says_so_in_the_status_and_the_log(panel, monkeypa
     assert "Check the result: the lesions cover 20% of the brain" in log
 
 
-def test_export_to_dicom_says_what_it_needs(panel) -> None:
-    """The DICOM export button before any segmentation, and for volumes not loaded from DICOM: a dialog naming what
-    is missing, nothing written, the panel free."""
+def test_export_to_dicom_is_offered_for_dicom_inputs_and_says_what_it_needs(panel) -> None:
+    """The DICOM export button is off (its tooltip says why) until the inputs came from Slicer's DICOM module; pressed
+    then without a segmentation, or when the DICOM database no longer has the series, a dialog says what is
+    missing, nothing is written and the panel stays free."""
+    panel.map_case()
+    assert not panel.ui.exportDicomButton.enabled and "DICOM module" in panel.ui.exportDicomButton.toolTip
+    for node in panel.widget._inputs().values():
+        node.SetAttribute("DICOM.instanceUIDs", "1.2.3.4")
+    panel.widget._updateValidation()
+    assert panel.ui.exportDicomButton.enabled
     panel.ui.exportDicomButton.click()
     assert "Segment first" in panel.dialogs.errors()[-1]
-    panel.map_case()
     panel.ui.applyButton.click()
     panel.wait()
     panel.ui.exportDicomButton.click()
