@@ -18,7 +18,7 @@ from brainlesioncl.errors import InvalidImageError
 from brainlesioncl.io import read_image
 from brainlesioncl.io.dicom import find_series, read_series
 
-from conftest import sphere_case
+from conftest import shared_path, sphere_case
 
 IDENTIFYING = (PATIENT_ID, PATIENT_NAME, BIRTH_DATE, ACCESSION, "Doe", "Jane")
 
@@ -211,3 +211,33 @@ def test_identify_and_prepare_read_a_dicom_study(capsys, tmp_path) -> None:
     assert main(["prepare", "--dicom", str(root), "--output-dir", str(out), "--prepare", "auto"]) == 0
     assert {"flair.nii.gz", "t1c.nii.gz", "quality.json"} <= {p.name for p in out.iterdir()}
     assert main(["identify"]) == 2 and "--dicom" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_real_stroke_exam_as_dicom_is_mapped_by_its_tags_and_segmented(capsys, tmp_path) -> None:
+    """The real ISLES'22 exam of ../shared/data written as the three series a scanner sends (DWI with its b-value,
+    the ADC map the scanner derived, FLAIR with its inversion time, on their own grids): the shipped model's
+    channels are filled from the tags, the ADC map is left out with the reason (no ADC channel; never read as DWI),
+    and the result lands on FLAIR's grid."""
+    from brainlesioncl.registry import ModelRegistry
+
+    case = shared_path("data", "stroke_isles22", "sub-strokecase0009")
+    study = new_uid()
+    scanner = {
+        "DWI": {"0008|103e": "ep2d_diff_3scan_trace", "0018|9087": "1000",
+                "0008|0008": "ORIGINAL\\PRIMARY\\DIFFUSION\\TRACEW"},
+        "ADC": {"0008|103e": "ep2d_diff_3scan_trace_ADC", "0008|0008": "DERIVED\\PRIMARY\\DIFFUSION\\ADC"},
+        "FLAIR": SEQUENCES["FLAIR"],
+    }
+    for number, (name, tags) in enumerate(scanner.items(), start=2):
+        write_series(sitk.ReadImage(str(case / f"{name.lower()}.nii.gz"), sitk.sitkFloat32), tmp_path / "study" / name,
+                     study=study, series_number=number, tags=tags)
+    registry = ModelRegistry(tmp_path / "registry")  # the shipped models, as a fresh install has them
+    code = main(["--registry", str(registry.root), "segment", "--dicom", str(tmp_path / "study"), "-d", "stroke",
+                 "-o", str(tmp_path / "seg.nii.gz"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "series 2 'ep2d_diff_3scan_trace' -> DWI" in err and "series 4 'AX T2 FLAIR' -> FLAIR" in err
+    assert "series 3 'ep2d_diff_3scan_trace_ADC': not used (ADC" in err
+    flair = sitk.ReadImage(str(case / "flair.nii.gz"))
+    assert sitk.ReadImage(str(tmp_path / "seg.nii.gz")).GetSize() == flair.GetSize()
