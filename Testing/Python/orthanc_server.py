@@ -51,9 +51,27 @@ class Pacs:
             return response.read()
 
 
+def make_certificates(folder: Path) -> dict[str, Path]:
+    """A hospital CA and a server certificate for 127.0.0.1 signed by it (openssl), as an IT department issues them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "ca_key", "server", "server_key")}
+    run = [("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", paths["ca_key"], "-out", paths["ca"],
+            "-days", "2", "-subj", "/CN=Test Hospital CA"),
+           ("req", "-newkey", "rsa:2048", "-nodes", "-keyout", paths["server_key"], "-out", folder / "server.csr",
+            "-subj", "/CN=127.0.0.1")]
+    for arguments in run:
+        subprocess.run(["openssl", *map(str, arguments)], check=True, capture_output=True)
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(folder / "server.csr"), "-CA", str(paths["ca"]), "-CAkey",
+                    str(paths["ca_key"]), "-CAcreateserial", "-out", str(paths["server"]), "-days", "2", "-extfile",
+                    str(folder / "ext.cnf")], check=True, capture_output=True)
+    return paths
+
+
 @contextmanager
-def orthanc(folder: Path, calling_ae: str = "BRAINLESIONCL") -> Iterator[Pacs]:
-    """Orthanc on loopback, accepting C-STORE and C-GET from ``calling_ae``, with DICOMweb; stopped on exit."""
+def orthanc(folder: Path, calling_ae: str = "BRAINLESIONCL", tls: dict[str, Path] | None = None) -> Iterator[Pacs]:
+    """Orthanc on loopback, accepting C-STORE and C-GET from ``calling_ae``, with DICOMweb; with ``tls``
+    (:func:`make_certificates`) its DICOM port speaks only TLS. Stopped on exit."""
     folder.mkdir(parents=True, exist_ok=True)
     dicom_port, http_port = _free_port(), _free_port()
     config = {
@@ -65,6 +83,10 @@ def orthanc(folder: Path, calling_ae: str = "BRAINLESIONCL") -> Iterator[Pacs]:
         "Plugins": [str(DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "ConcurrentJobs": 1, "HttpTimeout": 30, "StableAge": 1,
     }
+    if tls is not None:
+        config.update({"DicomTlsEnabled": True, "DicomTlsCertificate": str(tls["server"]),
+                       "DicomTlsPrivateKey": str(tls["server_key"]), "DicomTlsTrustedCertificates": str(tls["ca"]),
+                       "DicomTlsRemoteCertificateRequired": False})
     (folder / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
     log = (folder / "orthanc.log").open("w")
     process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)

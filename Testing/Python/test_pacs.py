@@ -8,7 +8,7 @@ import io
 
 import pytest
 from dicom_helpers import ACCESSION, BIRTH_DATE, PATIENT_ID, PATIENT_NAME, SEQUENCES, new_uid, write_series
-from orthanc_server import available, orthanc
+from orthanc_server import available, make_certificates, orthanc
 from synthetic import make_grid
 
 from brainlesioncl.cli.main import main
@@ -83,3 +83,21 @@ def test_a_pacs_that_refuses_or_is_not_there_is_a_clear_error(tmp_path) -> None:
         store(files, parse_node(pacs.node))  # stopped now
     with pytest.raises(SettingsError, match="AE@HOST:PORT"):
         parse_node("pacs.hospital.org:104")
+
+
+def test_results_go_to_a_pacs_that_speaks_only_tls(tmp_path) -> None:
+    """DICOM over TLS as a hospital configures it: the PACS's certificate, signed by the hospital's CA, is checked
+    (and its host name); without the CA, or speaking plain DICOM, nothing is stored."""
+    certificates = make_certificates(tmp_path / "certs")
+    grid = make_grid((40, 44, 20), (2.0, 2.0, 3.5))
+    folder = write_series(sphere_case(grid), tmp_path / "s", study=new_uid(), series_number=1, tags=SEQUENCES["T1"])
+    files = sorted(folder.iterdir())[:2]
+    with orthanc(tmp_path / "pacs", tls=certificates) as pacs:
+        node = parse_node(pacs.node)
+        with pytest.raises(PacsError):
+            store(files, node)  # plain DICOM to a TLS port
+        assert store(files, node, ca_file=str(certificates["ca"])) == 2
+        assert len(pacs.get("/instances")) == 2
+        other = make_certificates(tmp_path / "other")  # a CA that did not sign the PACS's certificate
+        with pytest.raises(PacsError):
+            store(files, node, ca_file=str(other["ca"]))
