@@ -289,7 +289,8 @@ def read_series(series: DicomSeries) -> sitk.Image:
         raise InvalidImageError(
             f"{series.label}: its pixel data cannot be decoded ({str(err).strip().splitlines()[-1][:200]}). If it "
             "uses a compressed transfer syntax GDCM cannot read, export it uncompressed (Explicit VR Little "
-            "Endian) from the PACS.") from err
+            "Endian) from the PACS, or decompress the files first with GDCM's gdcmconv --raw or DCMTK's dcmdjpeg "
+            "and dcmdjp2k.") from err
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise InvalidImageError(f"{series.label}: not a scalar 3-D series (colour or multi-component pixels).")
     return sitk.Cast(image, sitk.sitkFloat32)
