@@ -4,6 +4,7 @@ a patient's DICOM), with the awkward cases a real export has (missing or repeate
 from __future__ import annotations
 
 import itertools
+import locale
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -44,23 +45,26 @@ def write_series(image: sitk.Image, folder: Path, *, study: str, series_number: 
     writer.KeepOriginalImageUIDOn()
     moved = dict(shift)
     copies = [z for z in range(volume.GetDepth()) if z not in skip] + list(repeat)
-    for instance, z in enumerate(copies, start=1):
-        position = np.array(volume.TransformIndexToPhysicalPoint((0, 0, z)), float)
-        position += direction[:, 2] * moved.get(z, 0.0) + direction[:, 0] * tilt_mm_per_slice * z
-        piece = volume[:, :, z]
-        values = {
-            "0008|0060": "MR", "0008|0016": MR_IMAGE_STORAGE, "0008|0018": new_uid(), "0020|000e": series_uid,
-            "0020|000d": study, "0020|0052": f"{study}.1", "0010|0020": patient_id, "0010|0010": PATIENT_NAME,
-            "0010|0030": BIRTH_DATE,
-            "0008|0050": ACCESSION, "0020|0011": str(series_number), "0020|0013": str(instance),
-            "0008|0008": "ORIGINAL\\PRIMARY\\M\\ND", "0018|0050": str(volume.GetSpacing()[2]),
-            "0018|0088": str(volume.GetSpacing()[2]),
-            "0020|0032": "\\".join(f"{v:.4f}" for v in position),
-            "0020|0037": "\\".join(f"{v:.6f}" for v in (*direction[:, 0], *direction[:, 1])),
-            **tags,
-        }
-        for key, value in values.items():
-            piece.SetMetaData(key, value)
-        writer.SetFileName(str(folder / f"IM{series_number:03d}_{instance:04d}"))  # PACS files often have no suffix
-        writer.Execute(piece)
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer switches the process to the C locale: put it back
+    try:
+        for instance, z in enumerate(copies, start=1):
+            position = np.array(volume.TransformIndexToPhysicalPoint((0, 0, z)), float)
+            position += direction[:, 2] * moved.get(z, 0.0) + direction[:, 0] * tilt_mm_per_slice * z
+            piece = volume[:, :, z]
+            values = {
+                "0008|0060": "MR", "0008|0016": MR_IMAGE_STORAGE, "0008|0018": new_uid(), "0020|000e": series_uid,
+                "0020|000d": study, "0020|0052": f"{study}.1", "0010|0020": patient_id, "0010|0010": PATIENT_NAME,
+                "0010|0030": BIRTH_DATE, "0008|0050": ACCESSION, "0020|0011": str(series_number),
+                "0020|0013": str(instance), "0008|0008": "ORIGINAL\\PRIMARY\\M\\ND",
+                "0018|0050": str(volume.GetSpacing()[2]), "0018|0088": str(volume.GetSpacing()[2]),
+                "0020|0032": "\\".join(f"{v:.4f}" for v in position),
+                "0020|0037": "\\".join(f"{v:.6f}" for v in (*direction[:, 0], *direction[:, 1])),
+                **tags,
+            }
+            for key, value in values.items():
+                piece.SetMetaData(key, value)
+            writer.SetFileName(str(folder / f"IM{series_number:03d}_{instance:04d}"))  # PACS files: often no suffix
+            writer.Execute(piece)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
     return folder

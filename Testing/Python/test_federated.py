@@ -550,7 +550,7 @@ def test_a_federated_study_by_full_paths_in_a_minimal_environment_leaks_nothing(
                         f"127.0.0.1:{control}"], check=True, env=base, capture_output=True)
         before = {info.version for info in registry.list()}
         flwr = subprocess.Popen([str(tools["flwr"]), "run", str(app), "hospitals", "--stream"], env=base, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8", errors="replace")
         if kill is not None:  # once the site sent its first update, it crashes with its SuperNode, mid-round (while
             import signal  # it evaluates: a site killed while sending can leave Flower waiting for half a reply)
 

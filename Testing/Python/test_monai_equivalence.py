@@ -74,9 +74,13 @@ def test_conv_block_is_monais_convolution(strides: int, conv_only: bool) -> None
     x = torch.randn(2, 3, 16, 12, 8)
     torch.testing.assert_close(ours(x), theirs(x))
     def leaves(module):
-        return [(name, type(m)) for name, m in module.named_modules() if not list(m.children())]
+        return [(name, m) for name, m in module.named_modules() if not list(m.children())]
 
-    assert leaves(ours) == leaves(theirs)  # same layers (incl. the parameter-free norm and dropout) in the same order
+    # Same layers (incl. the parameter-free norm and dropout) in the same order; ours may be a subclass (the dropout
+    # draws its mask more cheaply on the CPU, same distribution: models.blocks.dropout).
+    assert [name for name, _ in leaves(ours)] == [name for name, _ in leaves(theirs)]
+    assert all(isinstance(mine, type(their)) for (_, mine), (_, their) in zip(leaves(ours), leaves(theirs),
+                                                                                 strict=True))
 
 
 @pytest.mark.parametrize("shape", [(100, 70, 64), (64, 64, 64), (129, 96, 200), (65, 130, 97)])

@@ -155,7 +155,7 @@ def test_truncated_nifti_input_is_an_error_naming_the_file(tmp_path: Path, ext: 
 
 
 def test_folder_given_as_image_and_singular_direction(tmp_path: Path) -> None:
-    with pytest.raises(InvalidImageError, match="is a folder, not an image file"):
+    with pytest.raises(InvalidImageError, match="is a folder without DICOM files. Give one image file per modality"):
         read_image(tmp_path)
     header = tmp_path / "bad.mhd"
     (tmp_path / "bad.raw").write_bytes(np.ones((4, 4, 4), np.float32).tobytes())
