@@ -103,6 +103,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.output_format == "dicom-seg" and not (args.dicom or args.from_pacs):
         raise BrainLesionCLError("A DICOM SEG refers to the source series: give the study with --dicom STUDY or "
                                  "--from-pacs (or write an image, e.g. -o seg.nii.gz).")
+    if not (args.dicom or args.from_pacs):
+        inputs = _resolve_auto_inputs(parse_inputs(args.input), args)
+        _check_outputs(args)
+        return _segment_case(args, None, inputs)
+    _check_outputs(args)  # before fetching or reading a study, so a typo costs nothing
     if args.from_pacs:
         import tempfile
 
@@ -114,43 +119,39 @@ def cmd_segment(args: argparse.Namespace) -> int:
                                 cert_file=args.pacs_cert, key_file=args.pacs_key)
             print(f"pacs: fetched {count} image(s) of the study from {node}", file=sys.stderr)
             args.dicom = f"{node} (study fetched)"
-            return _segment_case(args, Path(folder))
-    if not args.dicom:
-        return _segment_case(args, None)
+            return _segment_case(args, Path(folder), None)
     from ..io.dicom import dicom_source
 
     with dicom_source(args.dicom) as folder:  # a zip stays extracted until the SEG that refers to it is written
-        return _segment_case(args, folder)
+        return _segment_case(args, folder, None)
 
 
-def _segment_case(args: argparse.Namespace, study: Path | None) -> int:
-    """One case, from ``--input`` volumes or from the DICOM study in ``study``."""
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output can be written (folder there, nothing replaced without --overwrite, known file kinds)."""
     from ..errors import OutputPathError
     from ..io import check_output_path
+    from ..io.atomic import check_writable_folder
 
-    inputs: dict[str, Any] | None = None if study else _resolve_auto_inputs(parse_inputs(args.input), args)
-    # Check outputs before any heavy work (reading a DICOM study included), so a typo costs nothing.
     if args.output_format == "dicom-seg":
-        from ..io.atomic import check_writable_folder
-
         check_writable_folder(Path(args.output).expanduser().parent)
         if Path(args.output).exists() and not args.overwrite:
             raise OutputPathError(f"Output {args.output} exists already. Choose another name, or add --overwrite.")
     else:
         check_output_path(args.output, overwrite=args.overwrite)
-    if args.probabilities:
-        check_output_path(args.probabilities, overwrite=args.overwrite)
-    if args.uncertainty:
-        check_output_path(args.uncertainty, overwrite=args.overwrite)
+    for optional in (args.probabilities, args.uncertainty):
+        if optional:
+            check_output_path(optional, overwrite=args.overwrite)
     if args.write_prepared:
-        from ..io.atomic import check_writable_folder
-
         check_writable_folder(args.write_prepared, "--write-prepared folder")
     report_kinds = (".csv", ".json", ".dcm") if args.output_format == "dicom-seg" else (".csv", ".json")
     if args.report and Path(args.report).suffix.lower() not in report_kinds:
         raise OutputPathError(f"--report {args.report}: give a .csv or .json file name"
                               + (", or .dcm for a DICOM structured report referencing the SEG." if len(report_kinds) > 2
                                  else "."))
+
+
+def _segment_case(args: argparse.Namespace, study: Path | None, inputs: dict[str, Any] | None) -> int:
+    """One case, from the resolved ``--input`` volumes or from the DICOM study in ``study`` (outputs checked)."""
     reference_series = None
     if inputs is None:
         assert study is not None
