@@ -139,6 +139,9 @@ def main() -> int:
                         help="which runs to train and score, in this order")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "real_crossval" / "results.json")
     parser.add_argument("--ship", metavar="NAME", help="ship the final model as NAME-v<next> in the package")
+    parser.add_argument("--subregions", type=Path, metavar="FILE",
+                        help="with --ship: add this tumour sub-region network (benchmarks/tumour_subregions.py's "
+                             "final.safetensors) to the shipped model")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"{DATA} is not available; cross-validation needs ../shared/data beside the project.")
@@ -177,7 +180,17 @@ def main() -> int:
         table = {name: round(entry["mean"], 4) for name, entry in results["cross_validated"].items()}
         table["phantoms"] = round(results["final"]["scores"]["phantoms"]["dice"], 4)
         table.update({e: round(results["final"]["scores"][e]["dice"], 4) for e in config.get("evaluation_only", {})})
-        target = ship(work / "registry", final_lineage[-1]["version"], args.ship, final_lineage, table,
+        shipped_version = final_lineage[-1]["version"]
+        if args.subregions:
+            from tumour_subregions import load_network
+
+            from brainlesioncl.registry import ModelRegistry
+            from brainlesioncl.training.subregions import with_subregions
+
+            shipped_version = with_subregions(ModelRegistry(work / "registry"), shipped_version,
+                                              load_network(args.subregions),
+                                              training={"source": "benchmarks/tumour_subregions.py (every case)"})
+        target = ship(work / "registry", shipped_version, args.ship, final_lineage, table,
                       description="Default model: the shipped phantom model, then continual-learning episodes "
                                   "(strategy ours) on every labelled real glioma, WMH, MS and stroke case of the "
                                   "project's collection. Not a medical device. Not for clinical use.",

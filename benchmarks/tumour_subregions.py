@@ -50,22 +50,30 @@ def load(dataset: dict[str, Any], case: str, labels: dict[str, str], channels, p
                                preprocessing=preprocessing)
 
 
-def train_or_load(work: Path, name: str, cases: list, channels, args: argparse.Namespace):
-    """The network of run ``name``: read back when it was trained before, else trained (resuming) and saved."""
-    import torch
-    from safetensors.torch import load_file, save_file
+def load_network(path: Path):
+    """A sub-region network this script saved (the default architecture), in eval mode."""
+    from safetensors.torch import load_file
 
     from brainlesioncl.models.residual_unet import ResidualUNet, ResidualUNetConfig
     from brainlesioncl.subregions import architecture
+
+    spec = {k: v for k, v in architecture().items() if k != "kind"}
+    network = ResidualUNet(ResidualUNetConfig.from_dict(spec))
+    network.load_state_dict(load_file(str(path)))
+    return network.eval()
+
+
+def train_or_load(work: Path, name: str, cases: list, channels, args: argparse.Namespace):
+    """The network of run ``name``: read back when it was trained before, else trained (resuming) and saved."""
+    import torch
+    from safetensors.torch import save_file
+
     from brainlesioncl.training import TrainConfig
     from brainlesioncl.training.subregions import train_subregions
 
     done = work / f"{name}.safetensors"
     if done.is_file():
-        spec = {k: v for k, v in architecture().items() if k != "kind"}
-        network = ResidualUNet(ResidualUNetConfig.from_dict(spec))
-        network.load_state_dict(load_file(str(done)))
-        return network.eval()
+        return load_network(done)
     config = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, crop_size=args.crop_size,
                          learning_rate=args.learning_rate, schedule="cosine", seed=args.seed, keep="last")
     torch.manual_seed(args.seed)
