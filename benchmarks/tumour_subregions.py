@@ -54,11 +54,9 @@ def load_network(path: Path):
     """A sub-region network this script saved (the default architecture), in eval mode."""
     from safetensors.torch import load_file
 
-    from brainlesioncl.models.residual_unet import ResidualUNet, ResidualUNetConfig
-    from brainlesioncl.subregions import architecture
+    from brainlesioncl.subregions import new_network
 
-    spec = {k: v for k, v in architecture().items() if k != "kind"}
-    network = ResidualUNet(ResidualUNetConfig.from_dict(spec))
+    network = new_network()
     network.load_state_dict(load_file(str(path)))
     return network.eval()
 

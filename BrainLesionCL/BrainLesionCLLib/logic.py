@@ -785,7 +785,7 @@ class BrainLesionCLLogic:
         Raises:
             BrainLesionCLError: the reference volume did not come from Slicer's DICOM database (the message says so).
         """
-        from brainlesioncl.dicom_export import write_dicom_seg, write_dicom_sr
+        from brainlesioncl.dicom_export import write_dicom
         from brainlesioncl.inference.segmenter import SegmentationResult
         from brainlesioncl.io.dicom import series_of_files
 
@@ -819,10 +819,9 @@ class BrainLesionCLLogic:
                                     resolve_disease(disease).value, [], [], volume, count, classes=classes)
         target = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="brainlesioncl-dicom-"))
         stem = segmentationNode.GetName().replace(" ", "_") or "segmentation"
-        written = [write_dicom_seg(result, series, target / f"{stem}_SEG.dcm", metadata)]
-        if report:
-            written.append(write_dicom_sr(result, lesion_rows(label), written[0], series, target / f"{stem}_SR.dcm",
-                                          metadata))
+        written = write_dicom(result, series, metadata, target / f"{stem}_SEG.dcm",
+                              sr_path=target / f"{stem}_SR.dcm" if report else None,
+                              rows=lesion_rows(label) if report else None)
         if database is not None:
             for path in written:
                 database.insert(str(path))

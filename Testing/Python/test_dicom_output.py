@@ -62,14 +62,14 @@ def _dcmqi(seg: Path, out: Path) -> dict[int, sitk.Image]:
 @needs_dcmqi
 @pytest.mark.parametrize(("disease", "classes"), [("MS", {1: "lesion"}), ("tumour", CLASS_NAMES)])
 def test_dcmqi_reads_back_exactly_the_labelmap_on_the_source_geometry(tmp_path, disease, classes) -> None:
-    from brainlesioncl.dicom_export import write_dicom_seg
+    from brainlesioncl.dicom_export import write_dicom
 
     series = _series(tmp_path)
     reference = read_series(series)
     result = _result(reference, disease, classes)
     metadata = tiny_metadata()
     metadata.version, metadata.sha256 = "tiny-v1", {"network": "ab" * 32}
-    seg = write_dicom_seg(result, series, tmp_path / "seg.dcm", metadata)
+    (seg,) = write_dicom(result, series, metadata, tmp_path / "seg.dcm")
     segments = _dcmqi(seg, tmp_path / "dcmqi")
     truth = sitk.GetArrayFromImage(result.label)
     assert sorted(segments) == sorted(classes)
@@ -95,14 +95,14 @@ def test_dcmqi_reads_back_exactly_the_labelmap_on_the_source_geometry(tmp_path, 
 
 
 def test_a_result_off_the_reference_grid_is_refused(tmp_path) -> None:
-    from brainlesioncl.dicom_export import write_dicom_seg
+    from brainlesioncl.dicom_export import write_dicom
 
     series = _series(tmp_path, oblique=False)
     reference = read_series(series)
     shifted = sitk.Image(reference)
     shifted.SetOrigin(tuple(v + 1.0 for v in reference.GetOrigin()))
     with pytest.raises(OutputPathError, match="first slice position"):
-        write_dicom_seg(_result(shifted, "MS", {1: "lesion"}), series, tmp_path / "seg.dcm", tiny_metadata())
+        write_dicom(_result(shifted, "MS", {1: "lesion"}), series, tiny_metadata(), tmp_path / "seg.dcm")
     assert not (tmp_path / "seg.dcm").exists()
 
 
@@ -138,7 +138,7 @@ def test_dcmqi_reads_every_lesions_volume_from_the_structured_report(tmp_path) -
     referencing the SEG segment it belongs to, and the unsure flag."""
     import json
 
-    from brainlesioncl.dicom_export import write_dicom_seg, write_dicom_sr
+    from brainlesioncl.dicom_export import write_dicom
     from brainlesioncl.lesion_report import lesion_rows
 
     series = _series(tmp_path)
@@ -154,8 +154,7 @@ def test_dcmqi_reads_every_lesions_volume_from_the_structured_report(tmp_path) -
     rows = lesion_rows(label, result.probability, uncertainty)
     metadata = tiny_metadata()
     metadata.version = "tiny-v1"
-    seg = write_dicom_seg(result, series, tmp_path / "seg.dcm", metadata)
-    sr = write_dicom_sr(result, rows, seg, series, tmp_path / "sr.dcm", metadata)
+    seg, sr = write_dicom(result, series, metadata, tmp_path / "seg.dcm", sr_path=tmp_path / "sr.dcm", rows=rows)
     subprocess.run([TID1500READER, "--inputDICOM", str(sr), "--outputMetadata", str(tmp_path / "sr.json")],
                    check=True, capture_output=True, timeout=120)
     groups = json.loads((tmp_path / "sr.json").read_text())["Measurements"]

@@ -11,6 +11,7 @@ is refused rather than resampled, so the SEG's frames are exactly the source sli
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .io.dicom import DicomSeries, ordered_slices
 from .registry.bundle import ModelMetadata
 from .terminology import BRAIN, CATEGORY, class_terms, disease_term
 
-__all__ = ["measurement_report", "segmentation_dataset", "write_dicom_seg", "write_dicom_sr"]
+__all__ = ["measurement_report", "segmentation_dataset", "source_datasets", "write_dicom"]
 
 #: A private coding scheme for what SNOMED CT and DICOM have no code for (DICOM allows "99"-prefixed designators).
 PRIVATE_SCHEME = "99BRAINLESIONCL"
@@ -49,22 +50,29 @@ def _segments(result: SegmentationResult) -> list[tuple[int, Any]]:
     return [(1, disease_term(result.disease))]
 
 
+def source_datasets(reference: DicomSeries) -> list:
+    """The reference series' datasets (headers only) in slice order: what a SEG's frames and an SR's evidence
+    refer to."""
+    import pydicom
+
+    return [pydicom.dcmread(str(file), stop_before_pixels=True) for file in ordered_slices(reference)]
+
+
 def segmentation_dataset(result: SegmentationResult, reference: DicomSeries, model: ModelMetadata,
-                         *, series_number: int = 9901) -> Any:
-    """The DICOM SEG (a ``highdicom.seg.Segmentation``) of ``result`` on ``reference``'s slices.
+                         *, sources: list | None = None, series_number: int = 9901) -> Any:
+    """The DICOM SEG (a ``highdicom.seg.Segmentation``) of ``result`` on ``reference``'s slices (``sources``: its
+    :func:`source_datasets`, when already read).
 
     Raises:
         SettingsError: highdicom is missing (the message names the install command).
         OutputPathError: the result is not on the reference series' grid.
     """
     hd = _highdicom()
-    import pydicom
     from pydicom.sr.codedict import codes
 
     from . import __version__
 
-    files = ordered_slices(reference)
-    sources = [pydicom.dcmread(str(file), stop_before_pixels=True) for file in files]
+    sources = sources if sources is not None else source_datasets(reference)
     label = result.label
     expected = (int(sources[0].Columns), int(sources[0].Rows), len(sources))
     if tuple(label.GetSize()) != expected:
@@ -75,7 +83,7 @@ def segmentation_dataset(result: SegmentationResult, reference: DicomSeries, mod
     if not np.allclose(label.GetOrigin(), origin, atol=1e-2):
         raise OutputPathError(f"The segmentation's origin {label.GetOrigin()} is not {reference.label}'s first "
                               f"slice position {tuple(origin)}: DICOM SEG frames must be the source slices.")
-    array = sitk.GetArrayFromImage(label).astype(np.uint8)  # (slices, rows, columns) in the order of ``files``
+    array = sitk.GetArrayFromImage(label).astype(np.uint8)  # (slices, rows, columns) in the order of ``sources``
     sha = model.sha256.get("network", "")
     algorithm = hd.AlgorithmIdentificationSequence(
         name="BrainLesionCL", family=codes.cid7162.ArtificialIntelligence, version=model.version or model.name,
@@ -104,19 +112,6 @@ def segmentation_dataset(result: SegmentationResult, reference: DicomSeries, mod
     measures = segmentation.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
     measures.SpacingBetweenSlices = f"{label.GetSpacing()[2]:.6g}"
     return segmentation
-
-
-def write_dicom_seg(result: SegmentationResult, reference: DicomSeries, path: str | os.PathLike, model: ModelMetadata,
-                    *, overwrite: bool = False) -> Path:
-    """Write the DICOM SEG of ``result`` to ``path`` atomically (read back before it is put in place)."""
-    path = Path(path).expanduser()
-    check_writable_folder(path.parent)
-    if path.exists() and not overwrite:
-        raise OutputPathError(f"Output {path} exists already. Choose another name, or add --overwrite to replace it.")
-    dataset = segmentation_dataset(result, reference, model)
-    with StagedOutputs() as outputs:
-        outputs.add(path, lambda tmp: dataset.save_as(str(tmp)), verify=_readable)
-    return path
 
 
 def _readable(file: Path) -> None:
@@ -191,19 +186,26 @@ def measurement_report(result: SegmentationResult, rows: list, segmentation: Any
         series_description=f"BrainLesionCL {model_name} lesion report"[:64])
 
 
-def write_dicom_sr(result: SegmentationResult, rows: list, segmentation_path: str | os.PathLike,
-                   reference: DicomSeries, path: str | os.PathLike, model: ModelMetadata, *,
-                   overwrite: bool = False) -> Path:
-    """Write the measurement report of ``rows`` referencing the DICOM SEG at ``segmentation_path`` (made on
-    ``reference``), atomically."""
-    import pydicom
-
-    path = Path(path).expanduser()
-    check_writable_folder(path.parent)
-    if path.exists() and not overwrite:
-        raise OutputPathError(f"Output {path} exists already. Choose another name, or add --overwrite to replace it.")
-    sources = [pydicom.dcmread(str(file), stop_before_pixels=True) for file in ordered_slices(reference)]
-    dataset = measurement_report(result, rows, pydicom.dcmread(str(segmentation_path)), sources, model)
+def write_dicom(result: SegmentationResult, reference: DicomSeries, model: ModelMetadata,
+                seg_path: str | os.PathLike, *, sr_path: str | os.PathLike | None = None, rows: list | None = None,
+                overwrite: bool = False) -> list[Path]:
+    """Write the DICOM SEG of ``result`` on ``reference`` and, with ``sr_path``, the measurement report of ``rows``
+    (:func:`brainlesioncl.lesion_report.lesion_rows`) referencing it: both read back before either is put in place,
+    so a failure leaves neither. Returns the paths written."""
+    paths = [Path(seg_path).expanduser(), *([Path(sr_path).expanduser()] if sr_path is not None else [])]
+    for path in paths:
+        check_writable_folder(path.parent)
+        if path.exists() and not overwrite:
+            raise OutputPathError(f"Output {path} exists already. Choose another name, or add --overwrite.")
+    sources = source_datasets(reference)
+    datasets = [segmentation_dataset(result, reference, model, sources=sources)]
+    if sr_path is not None:
+        datasets.append(measurement_report(result, rows or [], datasets[0], sources, model))
     with StagedOutputs() as outputs:
-        outputs.add(path, lambda tmp: dataset.save_as(str(tmp)), verify=_readable)
-    return path
+        for path, dataset in zip(paths, datasets, strict=True):
+            outputs.add(path, functools.partial(_save, dataset), verify=_readable)
+    return paths
+
+
+def _save(dataset: Any, file: Path) -> None:
+    dataset.save_as(str(file))

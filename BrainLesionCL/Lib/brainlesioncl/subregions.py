@@ -27,10 +27,10 @@ import torch
 
 from .evaluation.lesions import REGIONS
 from .modalities import Modality
-from .models.residual_unet import ResidualUNetConfig
+from .models.residual_unet import ResidualUNet, ResidualUNetConfig
 
 __all__ = ["CLASS_NAMES", "COMPONENT", "LABEL_CONVENTIONS", "REGION_NAMES", "SubregionModel", "architecture",
-           "region_volumes", "split_whole_tumour"]
+           "new_network", "region_volumes", "split_whole_tumour"]
 
 #: The bundle component holding the sub-region network.
 COMPONENT = "tumour_subregions"
@@ -57,6 +57,12 @@ def architecture(channels: Sequence[int] = (8, 16, 32, 64, 128), in_channels: in
     config = ResidualUNetConfig(in_channels=in_channels, out_channels=1 + len(CLASS_NAMES), channels=tuple(channels),
                                 upsample_mode="trilinear")
     return {"kind": "residual_unet", **config.to_dict()}
+
+
+def new_network(channels: Sequence[int] = (8, 16, 32, 64, 128), in_channels: int = 6) -> ResidualUNet:
+    """An untrained sub-region network of :func:`architecture`."""
+    return ResidualUNet(ResidualUNetConfig.from_dict(
+        {k: v for k, v in architecture(channels, in_channels).items() if k != "kind"}))
 
 
 def split_whole_tumour(class_probabilities: Sequence[sitk.Image], whole_tumour: sitk.Image) -> sitk.Image:

@@ -164,11 +164,9 @@ def _segment_case(args: argparse.Namespace, study: Path | None, inputs: dict[str
         prepare=args.prepare, register=not args.no_register, uncertainty=bool(args.uncertainty),
         bias_correction=args.bias_correction, tta=args.tta,
     )
-    if reference_series is not None and args.output_format == "dicom-seg":
-        from ..dicom_export import write_dicom_seg
-
+    dicom_out = reference_series is not None and args.output_format == "dicom-seg"
+    if dicom_out:  # the SEG (and SR) are written below, with the lesion table
         result.write_maps(probabilities=args.probabilities, uncertainty=args.uncertainty, overwrite=args.overwrite)
-        write_dicom_seg(result, reference_series, args.output, segmenter.metadata, overwrite=args.overwrite)
     else:
         result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty,
                      overwrite=args.overwrite)
@@ -186,14 +184,16 @@ def _segment_case(args: argparse.Namespace, study: Path | None, inputs: dict[str
         if result.preparation is not None:  # the inputs on the result's grid, for the "brightest on" column
             sequences = {m.value: image for m, image in result.preparation.reference_grid[0].items()}
         rows = lesion_rows(result.label, result.probability, result.uncertainty, sequences)
-    if args.report and Path(args.report).suffix.lower() == ".dcm":
-        from ..dicom_export import write_dicom_sr
+    report_is_dicom = bool(args.report) and Path(args.report).suffix.lower() == ".dcm"  # only with a SEG (checked)
+    if dicom_out:
+        from ..dicom_export import write_dicom
 
-        assert reference_series is not None  # a .dcm report is accepted only with a DICOM SEG output (checked above)
-        write_dicom_sr(result, rows or [], args.output, reference_series, args.report, segmenter.metadata,
-                       overwrite=args.overwrite)
-        written.append(str(args.report))
-    elif args.report:
+        assert reference_series is not None
+        write_dicom(result, reference_series, segmenter.metadata, args.output,
+                    sr_path=args.report if report_is_dicom else None, rows=rows, overwrite=args.overwrite)
+        if report_is_dicom:
+            written.append(str(args.report))
+    if args.report and not report_is_dicom:
         from ..lesion_report import write_lesion_report
 
         write_lesion_report(rows or [], args.report, overwrite=args.overwrite,

@@ -21,10 +21,10 @@ import torch
 
 from ..errors import InvalidImageError, SettingsError
 from ..modalities import ByChannel, Disease, Modality, resolve_modality
-from ..models.residual_unet import ResidualUNet, ResidualUNetConfig
+from ..models.residual_unet import ResidualUNet
 from ..preprocessing.pipeline import PreprocessConfig
 from ..registry import ModelRegistry
-from ..subregions import COMPONENT, LABEL_CONVENTIONS, REQUIRED, architecture
+from ..subregions import COMPONENT, LABEL_CONVENTIONS, REQUIRED, architecture, new_network
 from .data import TrainingCase, load_training_case
 from .trainer import TrainConfig, TrainResult, train
 
@@ -70,8 +70,7 @@ def train_subregions(
     if lacking:
         raise InvalidImageError(f"cases {lacking} have no T1c; tumour sub-regions are learnt only from exams with "
                                 "T1c (enhancement is read on post-contrast T1).")
-    spec = {k: v for k, v in architecture(widths, in_channels=len(order)).items() if k != "kind"}
-    network = ResidualUNet(ResidualUNetConfig.from_dict(spec))
+    network = new_network(widths, in_channels=len(order))
     result = train(network, cases, replace(config, activation="softmax", never_drop=(t1c,)), [], device=device,
                    progress=progress, cancel=cancel, checkpoint_path=checkpoint_path)
     return network, result

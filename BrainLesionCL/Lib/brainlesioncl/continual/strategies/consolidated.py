@@ -17,8 +17,8 @@ that gap:
    student only has to keep doing the same.
    The old-route pass runs on a random ``old_route_crop``-voxel sub-crop of each sample (32^3 of a 64^3 crop by
    default): the divergence is averaged per voxel, so its size does not depend on the crop, and the pass then costs
-   an eighth of the student's main pass instead of as much again. Measured: an ``ours`` step 1.8x faster at equal
-   Dice (docs/BENCHMARKS.md, "Faster episodes").
+   an eighth of the student's main pass instead of as much again. Measured with the cheaper dropout mask: 2.06x the
+   steps per minute, Dice equal within seed noise (docs/BENCHMARKS.md, "Faster episodes").
 2. **Gate anchoring.** The gate of every MoE layer is a function of the context alone, so its outputs for every old
    (disease, modality set) context can be compared with the parent's for free: a squared-error penalty (weight
    ``eta``) keeps the old routing where it was while the new disease's routing moves.
